@@ -1,0 +1,25 @@
+# cgaa: `make demo` and `make test` each create .venv and install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.cgaa-installed
+DEMO   ?= demo-run
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test,openmmml]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m cgaa demo --out $(DEMO)
+
+clean:
+	rm -rf $(VENV) $(DEMO) build *.egg-info

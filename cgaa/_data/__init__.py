@@ -1,0 +1,1 @@
+"""Shipped data (forcefields/ and systems/ of the repository), see cgaa.resources."""

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``cgaa`` CLI, one module each (see cgaa.cli)."""

@@ -1,0 +1,63 @@
+"""The one place where units are converted.
+
+Inside cgaa models and datasets: Å, eV, eV/Å (the ASE / extxyz convention).
+At the OpenMM boundary: nm, kJ/mol, kJ/mol/nm. Every conversion between the two goes
+through the constants and functions of this module; nothing else multiplies by 10 or
+96.485.
+
+Constants are CODATA 2018 (as used by ASE and OpenMM).
+"""
+from __future__ import annotations
+
+#: Å per nm.
+ANGSTROM_PER_NM: float = 10.0
+#: nm per Å.
+NM_PER_ANGSTROM: float = 0.1
+#: kJ/mol per eV (e · N_A / 1000, CODATA 2018).
+KJMOL_PER_EV: float = 96.48533212331002
+#: eV per kJ/mol.
+EV_PER_KJMOL: float = 1.0 / KJMOL_PER_EV
+#: (kJ/mol/nm) per (eV/Å).
+KJMOLNM_PER_EVANG: float = KJMOL_PER_EV * ANGSTROM_PER_NM
+#: (eV/Å) per (kJ/mol/nm).
+EVANG_PER_KJMOLNM: float = 1.0 / KJMOLNM_PER_EVANG
+#: Boltzmann constant in eV/K (CODATA 2018).
+KB_EV_PER_K: float = 8.617333262e-5
+#: Boltzmann constant in kJ/mol/K.
+KB_KJMOL_PER_K: float = KB_EV_PER_K * KJMOL_PER_EV
+#: Avogadro constant, 1/mol.
+AVOGADRO: float = 6.02214076e23
+#: Elementary charge, C.
+ELEMENTARY_CHARGE_C: float = 1.602176634e-19
+#: Boltzmann constant, J/K.
+KB_J_PER_K: float = 1.380649e-23
+
+
+def nm_to_angstrom(x):
+    """Length nm → Å (works on floats, numpy arrays and torch tensors)."""
+    return x * ANGSTROM_PER_NM
+
+
+def angstrom_to_nm(x):
+    """Length Å → nm."""
+    return x * NM_PER_ANGSTROM
+
+
+def ev_to_kjmol(x):
+    """Energy eV → kJ/mol."""
+    return x * KJMOL_PER_EV
+
+
+def kjmol_to_ev(x):
+    """Energy kJ/mol → eV."""
+    return x * EV_PER_KJMOL
+
+
+def forces_ev_ang_to_kjmol_nm(x):
+    """Force eV/Å → kJ/mol/nm."""
+    return x * KJMOLNM_PER_EVANG
+
+
+def forces_kjmol_nm_to_ev_ang(x):
+    """Force kJ/mol/nm → eV/Å."""
+    return x * EVANG_PER_KJMOLNM
