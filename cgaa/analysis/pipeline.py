@@ -1,0 +1,330 @@
+"""The whole analysis of one electrolyte run: transport + structure, as used by
+``cgaa analyze`` and the notebooks.
+
+    result = analyze("traj.dcd", "topology.pdb", temperature_K=298.15, viscosity_Pa_s=2.5e-3)
+    result.to_dict()          # the content of report.json
+    write_report(result, "analysis/")   # report.json, CSVs, PNGs (cgaa.analysis.report)
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from cgaa.analysis import conductivity as cond
+from cgaa.analysis.diffusion import (DiffusionResult, box_length_for_correction, diffusion_coefficient,
+                                     yeh_hummer_correction)
+from cgaa.analysis.io import find_run_files, load_trajectory, read_state_temperature
+from cgaa.analysis.msd import WrappedTrajectoryError, detect_wrapping, molecule_centers, system_com, unwrap
+from cgaa.analysis.species import Species, atom_masses, classify_oxygens, element_indices, identify_species
+from cgaa.analysis.structure import RDFResult, ShellResult, rdf, shell_composition
+
+#: Temperature used when none is given and none can be read from state.csv, K.
+DEFAULT_TEMPERATURE_K: float = 298.15
+#: Shell cutoff used when an RDF shows no first minimum, nm.
+DEFAULT_SHELL_CUTOFF_NM: float = 0.30
+
+
+@dataclass
+class AnalysisResult:
+    """Everything ``analyze`` computed; ``to_dict()`` gives the report.json content.
+
+    Attributes:
+        inputs: files, frames, dt (ps), temperature (K), viscosity (Pa·s), box, ...
+        species: the species found.
+        diffusion: species name → DiffusionResult (D in m²/s).
+        yeh_hummer_m2_s: species name → Yeh–Hummer correction ΔD (m²/s), if η given.
+        nernst_einstein, einstein_helfand: conductivities (S/m, with errors) or None.
+        haven: (H, error) or None.
+        rdfs: pair label ("Li-O_carbonyl") → RDFResult.
+        shell: first-shell composition around the centre cation, or None.
+        warnings: human-readable warnings.
+    """
+
+    inputs: dict
+    species: List[Species]
+    diffusion: Dict[str, DiffusionResult] = field(default_factory=dict)
+    yeh_hummer_m2_s: Dict[str, float] = field(default_factory=dict)
+    nernst_einstein: Optional[Tuple[float, float]] = None
+    einstein_helfand: Optional[cond.EinsteinHelfandResult] = None
+    haven: Optional[Tuple[float, float]] = None
+    rdfs: Dict[str, RDFResult] = field(default_factory=dict)
+    shell: Optional[ShellResult] = None
+    center: Optional[str] = None
+    warnings: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The report as JSON-ready dict; every quantity is {"value", "unit"[, "uncertainty"]}."""
+        from cgaa.analysis.report import result_to_dict
+
+        return result_to_dict(self)
+
+
+def _load_all(trajectories, topology, dt_ps, stride) -> Tuple[list, float, List[str]]:
+    import mdtraj as md
+
+    if isinstance(trajectories, (str, Path, md.Trajectory)):
+        trajectories = [trajectories]
+    trajectories = list(trajectories)
+    if not trajectories:
+        raise ValueError("no trajectory given")
+    loaded, dts, names = [], [], []
+    for t in trajectories:
+        if isinstance(t, md.Trajectory):
+            if dt_ps is None:
+                dts_t = np.diff(t.time)
+                if not (len(dts_t) and np.all(dts_t > 0) and np.allclose(dts_t, dts_t[0], rtol=1e-3)):
+                    raise ValueError("time between frames unknown for an in-memory trajectory: give dt_ps")
+                dt_t = float(dts_t[0]) * stride
+            else:
+                dt_t = float(dt_ps) * stride
+            tt = t[::stride] if stride > 1 else t
+            if tt.unitcell_vectors is None:
+                raise ValueError("trajectory has no periodic box (unit cell)")
+            loaded.append(tt)
+            dts.append(dt_t)
+            names.append("<in-memory trajectory>")
+        else:
+            if topology is None:
+                raise ValueError(f"a topology file is needed for {t}")
+            tt, dt_t = load_trajectory(t, topology, stride=stride, dt_ps=dt_ps)
+            loaded.append(tt)
+            dts.append(dt_t)
+            names.append(str(t))
+    if not np.allclose(dts, dts[0], rtol=1e-4):
+        raise ValueError(f"replicas have different times between frames: {dts} ps")
+    n_atoms = {t.n_atoms for t in loaded}
+    if len(n_atoms) > 1:
+        raise ValueError(f"replica trajectories differ in atom count: {sorted(n_atoms)}")
+    return loaded, float(dts[0]), names
+
+
+def _species_positions(traj, sp: Species, masses: np.ndarray, drift: np.ndarray, xyz: np.ndarray,
+                       msd_of: str) -> np.ndarray:
+    """(T, N, 3) positions (nm, drift removed) of a species' atoms or molecule centres."""
+    box = traj.unitcell_vectors.astype(np.float64)
+    if sp.monatomic or msd_of == "atoms":
+        pos = xyz[:, sp.atom_indices, :].astype(np.float64)
+    else:
+        pos = molecule_centers(xyz, sp.molecules, masses, box)
+    return pos - drift[:, None, :]
+
+
+def analyze(
+    trajectories: Union[str, Path, Sequence],
+    topology: Optional[Union[str, Path]] = None,
+    *,
+    dt_ps: Optional[float] = None,
+    temperature_K: Optional[float] = None,
+    viscosity_Pa_s: Optional[float] = None,
+    fit_window_ps: Optional[Tuple[float, float]] = None,
+    conductivity_window_ps: Optional[Tuple[float, float]] = None,
+    n_blocks: int = 5,
+    slope_tol: float = 0.1,
+    max_lag_fraction: float = 0.5,
+    selections: Optional[Mapping[str, str]] = None,
+    charges: Optional[Mapping[str, float]] = None,
+    msd_of: str = "auto",
+    unwrap_input: bool = False,
+    stride: int = 1,
+    center: Optional[str] = None,
+    rdf_r_max_nm: float = 1.0,
+    rdf_bin_nm: float = 0.005,
+    shell_cutoff_nm: Optional[float] = None,
+    structure: bool = True,
+) -> AnalysisResult:
+    """Transport and structure analysis of an electrolyte trajectory (or replicas).
+
+    Args:
+        trajectories: trajectory file(s) (DCD, XTC, ...) or mdtraj Trajectories; several
+            = independent replicas of the same system (errors from replicas).
+        topology: topology file (PDB, one residue per molecule) for trajectory files.
+        dt_ps: time between saved frames, ps (default: from the DCD header / file times).
+        temperature_K: temperature, K (default 298.15 K, with a warning).
+        viscosity_Pa_s: shear viscosity for the Yeh–Hummer correction, Pa·s (optional).
+        fit_window_ps: (start, end) MSD fit window, ps (default: automatic per species).
+        conductivity_window_ps: fit window of the collective (Einstein–Helfand) MSD, ps
+            (default: the window of the first cation).
+        n_blocks: blocks for the error estimate (see diffusion_coefficient).
+        slope_tol: |log-log slope − 1| tolerance for the automatic window.
+        max_lag_fraction: automatic windows end before this fraction of a block.
+        selections: {species name: mdtraj selection} to override species detection.
+        charges: {species or residue name: formal charge, e} overrides.
+        msd_of: "auto" (molecule centres for molecules, atoms for monatomic ions),
+            "com" or "atoms".
+        unwrap_input: unwrap a wrapped trajectory instead of refusing it.
+        stride: use every stride-th frame.
+        center: species at the centre of RDFs and shells (default: the first cation).
+        rdf_r_max_nm, rdf_bin_nm: RDF range and bin width, nm.
+        shell_cutoff_nm: one cutoff for all shell ligands, nm (default: first minima).
+        structure: compute RDFs and shells (False: transport only).
+
+    Returns:
+        AnalysisResult.
+    """
+    if msd_of not in ("auto", "com", "atoms"):
+        raise ValueError(f"msd_of must be 'auto', 'com' or 'atoms', got {msd_of!r}")
+    trajs, dt, names = _load_all(trajectories, topology, dt_ps, max(1, int(stride)))
+    top = trajs[0].topology
+    msgs: List[str] = []
+    t_source = "given"
+    if temperature_K is None:
+        temperature_K, t_source = DEFAULT_TEMPERATURE_K, "default"
+        msgs.append(f"no temperature given: using {DEFAULT_TEMPERATURE_K} K for conductivity and Yeh–Hummer")
+    species = identify_species(top, selections, charges)
+    masses = atom_masses(top)
+
+    pos: Dict[str, List[np.ndarray]] = {s.name: [] for s in species}
+    unwrapped_here = False
+    for t, name in zip(trajs, names):
+        box = t.unitcell_vectors.astype(np.float64)
+        xyz = t.xyz
+        chk = detect_wrapping(xyz, box)
+        if chk.wrapped:
+            if not unwrap_input:
+                raise WrappedTrajectoryError(
+                    f"{name} looks wrapped into the box: atom {chk.atom} jumps by {chk.max_fraction:.2f} box "
+                    f"lengths at frame {chk.frame} ({chk.n_jumps} jumps in all). Transport needs unwrapped "
+                    f"positions: write them with DCDReporter(..., enforcePeriodicBox=False), or unwrap here "
+                    f"(unwrap_input=True / --unwrap; valid if no atom moves half a box between frames)")
+            xyz = unwrap(xyz, box)
+            unwrapped_here = True
+            msgs.append(f"{name}: wrapped input was unwrapped ({chk.n_jumps} boundary crossings)")
+        com = system_com(xyz, masses)
+        drift = com - com[0]
+        for s in species:
+            pos[s.name].append(_species_positions(t, s, masses, drift, xyz, msd_of))
+
+    volumes = np.concatenate([t.unitcell_volumes for t in trajs])
+    vol = float(volumes.mean())
+    L_nm, cubic = box_length_for_correction(np.concatenate([t.unitcell_vectors for t in trajs]))
+    if viscosity_Pa_s is not None and not cubic:
+        msgs.append(f"box is not cubic: Yeh–Hummer uses L = V^(1/3) = {L_nm:.4g} nm (approximate)")
+    n_frames = [t.n_frames for t in trajs]
+    inputs = {
+        "trajectories": names, "topology": str(topology) if topology is not None else None,
+        "n_replicas": len(trajs), "n_frames": n_frames, "n_atoms": int(top.n_atoms), "dt_ps": dt,
+        "stride": int(stride), "time_span_ps": [(n - 1) * dt for n in n_frames],
+        "temperature_K": float(temperature_K),
+        "temperature_source": t_source, "viscosity_Pa_s": viscosity_Pa_s,
+        "mean_volume_nm3": vol, "box_length_nm": L_nm, "cubic_box": cubic,
+        "com_drift_removed": True, "unwrapped_by_cgaa": unwrapped_here,
+        "n_blocks": int(n_blocks), "slope_tol": slope_tol, "max_lag_fraction": max_lag_fraction,
+        "msd_of": msd_of, "fit_window_ps": list(fit_window_ps) if fit_window_ps else None,
+    }
+    result = AnalysisResult(inputs=inputs, species=species, warnings=msgs)
+
+    for s in species:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result.diffusion[s.name] = diffusion_coefficient(
+                pos[s.name], dt, window_ps=fit_window_ps, n_blocks=n_blocks, slope_tol=slope_tol,
+                max_lag_fraction=max_lag_fraction)
+        msgs.extend(f"{s.name}: {w.message}" for w in caught)
+        if viscosity_Pa_s is not None:
+            result.yeh_hummer_m2_s[s.name] = yeh_hummer_correction(temperature_K, viscosity_Pa_s, L_nm)
+
+    ions = [s for s in species if s.charge != 0]
+    if ions:
+        result.nernst_einstein = cond.nernst_einstein_conductivity(
+            [s.n_molecules for s in ions], [s.charge for s in ions],
+            [result.diffusion[s.name].D_m2_s for s in ions], vol, temperature_K,
+            [result.diffusion[s.name].D_err_m2_s for s in ions])
+        cations = [s for s in ions if s.charge > 0]
+        ref = result.diffusion[cations[0].name if cations else ions[0].name]
+        win = None
+        if conductivity_window_ps is None:
+            from cgaa.analysis.diffusion import FitWindow
+            win = FitWindow(ref.window.start_ps, ref.window.end_ps, False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            per_rep = [[pos[s.name][r] for s in ions] for r in range(len(trajs))]
+            result.einstein_helfand = cond.einstein_helfand_conductivity(
+                per_rep, [s.charge for s in ions], dt, vol, temperature_K, window=win,
+                window_ps=conductivity_window_ps, n_blocks=n_blocks, max_lag_fraction=max_lag_fraction)
+        msgs.extend(f"Einstein–Helfand: {w.message}" for w in caught)
+        ne, eh = result.nernst_einstein, result.einstein_helfand
+        result.haven = cond.haven_ratio(ne[0], eh.sigma_S_m, ne[1], eh.sigma_err_S_m)
+        net = sum(s.charge * s.n_molecules for s in species)
+        if abs(net) > 1e-6:
+            msgs.append(f"system has net formal charge {net:+g} e: check species charges (--charge)")
+    else:
+        msgs.append("no charged species found: no conductivity (set charges with --charge NAME=Z)")
+
+    if structure:
+        _structure(result, trajs, top, species, center, rdf_r_max_nm, rdf_bin_nm, shell_cutoff_nm)
+    return result
+
+
+def _structure(result: AnalysisResult, trajs, top, species: List[Species], center: Optional[str],
+               r_max: float, bin_nm: float, shell_cutoff_nm: Optional[float]) -> None:
+    msgs = result.warnings
+    if center is not None:
+        from cgaa.analysis.species import find_species
+        csp = find_species(species, center)
+    else:
+        cats = [s for s in species if s.kind == "cation"]
+        if not cats:
+            msgs.append("no cation species: no RDF/shell analysis (set center=...)")
+            return
+        csp = cats[0]
+    result.center = csp.name
+    c_idx = csp.atom_indices
+    if not csp.monatomic:
+        msgs.append(f"centre species {csp.name} is molecular: RDFs use all its atoms")
+    oxy = classify_oxygens(top, trajs[0].xyz[0], trajs[0].unitcell_vectors[0])
+    groups = {k: np.setdiff1d(v, c_idx) for k, v in oxy.items()}
+    groups["F"] = element_indices(top, "F", exclude=c_idx)
+    groups["P"] = element_indices(top, "P", exclude=c_idx)
+    for gname, idx in groups.items():
+        if len(idx) == 0:
+            continue
+        result.rdfs[f"{csp.name}-{gname}"] = rdf(trajs, c_idx, idx, r_max_nm=r_max, bin_width_nm=bin_nm)
+    ligands = {k: v for k, v in groups.items() if k != "P" and len(v)}
+    if not ligands:
+        msgs.append("no O or F ligand atoms: no shell composition")
+        return
+    cutoffs = {}
+    for g in ligands:
+        if shell_cutoff_nm is not None:
+            cutoffs[g] = float(shell_cutoff_nm)
+            continue
+        r = result.rdfs[f"{csp.name}-{g}"]
+        if np.isfinite(r.first_min_nm) and np.isfinite(r.peak_height) and r.peak_height > 1.0:
+            cutoffs[g] = r.first_min_nm
+        else:
+            cutoffs[g] = DEFAULT_SHELL_CUTOFF_NM
+            msgs.append(f"{csp.name}-{g} RDF has no clear first shell: shell cutoff {DEFAULT_SHELL_CUTOFF_NM} nm")
+    mol_species = {}
+    for s in species:
+        for m in s.molecules:
+            mol_species[top.atom(int(m[0])).residue.index] = s.name
+    for idx in ligands.values():
+        for i in idx:
+            mol_species.setdefault(top.atom(int(i)).residue.index, "other")
+    order = [s.name for s in species if s.name != csp.name]
+    if "other" in mol_species.values():
+        order.append("other")
+    result.shell = shell_composition(trajs, c_idx, ligands, cutoffs, mol_species, order)
+
+
+def analyze_run_dir(run_dir: Union[str, Path], **kwargs) -> AnalysisResult:
+    """:func:`analyze` on a ``cgaa simulate`` run directory.
+
+    Uses ``traj.dcd`` + ``topology.pdb`` (or the single ``*.pdb``), and the mean
+    temperature of ``state.csv`` unless ``temperature_K`` is given.
+    """
+    trajs, top = find_run_files(run_dir)
+    source = None
+    if kwargs.get("temperature_K") is None:
+        t = read_state_temperature(Path(run_dir) / "state.csv")
+        if t is not None:
+            kwargs["temperature_K"], source = t, "state.csv (mean)"
+    res = analyze(trajs, top, **kwargs)
+    if source:
+        res.inputs["temperature_source"] = source
+    return res

@@ -1,0 +1,148 @@
+"""``cgaa analyze``: Li/anion/solvent diffusivity, conductivity, RDFs and Li solvation.
+
+Thin shell over :mod:`cgaa.analysis` (the same code the notebooks use).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = """\
+Transport and structure analysis of an electrolyte MD trajectory.
+
+  cgaa analyze RUN_DIR                  # traj.dcd + topology.pdb (or the single *.pdb) in RUN_DIR
+  cgaa analyze --traj traj.dcd --top box.pdb --out analysis/
+
+Trajectories must be unwrapped (OpenMM: DCDReporter(..., enforcePeriodicBox=False));
+a wrapped one is refused unless --unwrap. Writes report.json (every quantity with its
+unit), CSV tables and PNG plots: per-species self-diffusion D (m^2/s, MSD over all time
+origins, system centre-of-mass drift removed, automatic or --fit-window, block/replica
+errors, optional Yeh-Hummer correction with --viscosity), Nernst-Einstein and
+Einstein-Helfand conductivity (S/m), Haven ratio, RDFs and coordination numbers
+(Li-O carbonyl/ether, Li-F, Li-P) and the Li first-shell composition.
+"""
+
+
+def _pairs(items, what: str, cast):
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            from cgaa.cli import CLIError
+
+            raise CLIError(f"{what} must look like NAME=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = cast(v.strip())
+        except ValueError:
+            from cgaa.cli import CLIError
+
+            raise CLIError(f"bad value in {what} {it!r}") from None
+    return out
+
+
+def register(subparsers) -> None:
+    """Add the ``analyze`` sub-command."""
+    p = subparsers.add_parser(
+        "analyze", help="diffusivity, conductivity, RDF/coordination and Li solvation of a trajectory",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", nargs="?", help="run directory of `cgaa simulate` (traj.dcd + topology.pdb)")
+    p.add_argument("--traj", nargs="+", metavar="FILE",
+                   help="trajectory file(s) (DCD, XTC, ...); several = independent replicas")
+    p.add_argument("--top", metavar="PDB", help="topology (PDB, one residue per molecule)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/analysis or ./analysis)")
+    p.add_argument("--dt-ps", type=float, help="time between saved frames in ps (default: from the file)")
+    p.add_argument("--stride", type=int, default=1, help="use every N-th frame (default 1)")
+    p.add_argument("--temperature", type=float, metavar="K",
+                   help="temperature in K (default: mean of RUN_DIR/state.csv, else 298.15)")
+    p.add_argument("--viscosity", type=float, metavar="PA_S",
+                   help="shear viscosity in Pa*s for the Yeh-Hummer finite-size correction")
+    p.add_argument("--fit-window", type=float, nargs=2, metavar=("START_PS", "END_PS"),
+                   help="MSD fit window in ps (default: automatic, log-log slope ~ 1)")
+    p.add_argument("--cond-window", type=float, nargs=2, metavar=("START_PS", "END_PS"),
+                   help="fit window of the collective (Einstein-Helfand) MSD (default: the cation's)")
+    p.add_argument("--blocks", type=int, default=5, help="blocks for the error estimate (default 5; 1: none)")
+    p.add_argument("--slope-tol", type=float, default=0.1, help="|log-log slope - 1| tolerance (default 0.1)")
+    p.add_argument("--select", action="append", metavar="NAME=SELECTION",
+                   help="define a species by an mdtraj selection (repeatable), e.g. Li='resname LI'")
+    p.add_argument("--charge", action="append", metavar="NAME=Z",
+                   help="formal charge of a species/residue in e (repeatable), e.g. TFS=-1")
+    p.add_argument("--msd-of", choices=("auto", "com", "atoms"), default="auto",
+                   help="MSD of molecule centres of mass or of atoms (auto: COM for molecules)")
+    p.add_argument("--center", help="species at the centre of RDFs and shells (default: first cation)")
+    p.add_argument("--rdf-rmax", type=float, default=1.0, metavar="NM", help="RDF range in nm (default 1.0)")
+    p.add_argument("--rdf-bin", type=float, default=0.005, metavar="NM", help="RDF bin width in nm (default 0.005)")
+    p.add_argument("--shell-cutoff", type=float, metavar="NM",
+                   help="first-shell cutoff in nm for all ligands (default: first RDF minima)")
+    p.add_argument("--unwrap", action="store_true", help="unwrap a wrapped trajectory instead of refusing it")
+    p.add_argument("--no-structure", action="store_true", help="skip RDFs and shell composition")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the analysis and write the report; returns the exit code."""
+    from cgaa.cli import CLIError
+
+    if not args.run_dir and not args.traj:
+        raise CLIError("give a RUN_DIR or --traj FILE [--top PDB]")
+    if args.traj and not args.top and not args.run_dir:
+        raise CLIError("--traj needs --top (the topology PDB)")
+    if args.stride < 1:
+        raise CLIError(f"--stride must be >= 1, got {args.stride}")
+
+    from cgaa.analysis import analyze, write_report
+    from cgaa.analysis.io import find_run_files, read_state_temperature
+
+    temperature = args.temperature
+    t_source = None
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        if args.traj and args.top:
+            trajs, top = args.traj, args.top
+        else:
+            found_trajs, found_top = find_run_files(run_dir)
+            trajs, top = (args.traj or found_trajs), (args.top or found_top)
+        if temperature is None:
+            temperature = read_state_temperature(run_dir / "state.csv")
+            t_source = "state.csv (mean)" if temperature is not None else None
+        out = Path(args.out) if args.out else run_dir / "analysis"
+    else:
+        trajs, top = args.traj, args.top
+        out = Path(args.out) if args.out else Path("analysis")
+
+    res = analyze(
+        trajs, top, dt_ps=args.dt_ps, temperature_K=temperature, viscosity_Pa_s=args.viscosity,
+        fit_window_ps=tuple(args.fit_window) if args.fit_window else None,
+        conductivity_window_ps=tuple(args.cond_window) if args.cond_window else None,
+        n_blocks=args.blocks, slope_tol=args.slope_tol,
+        selections=_pairs(args.select, "--select", str) or None,
+        charges=_pairs(args.charge, "--charge", float) or None,
+        msd_of=args.msd_of, unwrap_input=args.unwrap, stride=args.stride, center=args.center,
+        rdf_r_max_nm=args.rdf_rmax, rdf_bin_nm=args.rdf_bin, shell_cutoff_nm=args.shell_cutoff,
+        structure=not args.no_structure)
+    if t_source:
+        res.inputs["temperature_source"] = t_source
+    files = write_report(res, out, plots=not args.no_plots)
+    _print_summary(res, out, files)
+    return 0
+
+
+def _print_summary(res, out: Path, files) -> None:
+    frames = "+".join(str(n) for n in res.inputs["n_frames"])
+    print(f"cgaa analyze: {frames} frames x {res.inputs['dt_ps']:g} ps, "
+          f"T = {res.inputs['temperature_K']:g} K")
+    for name, d in res.diffusion.items():
+        flag = "" if d.window.diffusive else "  (not diffusive: approximate)"
+        print(f"  D[{name:>6}] = {d.D_m2_s:.3e} +/- {d.D_err_m2_s:.1e} m^2/s   "
+              f"fit {d.window.start_ps:g}-{d.window.end_ps:g} ps{flag}")
+    if res.nernst_einstein is not None:
+        print(f"  sigma_NE = {res.nernst_einstein[0]:.4g} S/m   sigma_EH = {res.einstein_helfand.sigma_S_m:.4g} S/m"
+              f"   Haven = {res.haven[0]:.3g}")
+    for lab, r in res.rdfs.items():
+        print(f"  {lab:<16} peak {r.first_peak_nm:.3f} nm  min {r.first_min_nm:.3f} nm  CN {r.cn_first_shell:.2f}")
+    if res.shell is not None:
+        comp = ", ".join(f"{k} {v:.2f}" for k, v in res.shell.mean_counts.items())
+        print(f"  {res.center} first shell: {comp}")
+    for w in res.warnings:
+        print(f"  warning: {w}")
+    print(f"  wrote {len(files)} files to {out}")
