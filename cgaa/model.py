@@ -1,0 +1,415 @@
+"""The CGAA model: equivariant message passing on grains, all-atom forces out.
+
+Data flow of :meth:`CGAAModel.forward` (units: Å, eV, eV/Å):
+
+1. grain centres R_G: mass-weighted centre of each grain after unwrapping its atoms by
+   minimum image relative to the grain's first atom, so wrapped and unwrapped inputs
+   give the same answer; u_i = r_i − R_G.
+2. grain embedding: atom features from the element, refined by ``intra_layers``
+   equivariant convolutions over atom pairs inside each grain (vectors r_j − r_i built
+   from the unwrapped u, so periodic images never matter), then pooled onto the grain by
+   a convolution over the centre-relative vectors u_i, plus a grain-type embedding.
+   Sums over atoms: no fixed atom slots, identical atoms are interchangeable.
+3. ``num_layers`` inter-grain interaction layers over grain pairs within ``cutoff``
+   (polynomial envelope, so energy and forces are smooth); O(N) cell-list search.
+4. per-grain energy E_G = scale·MLP(scalars) + E_ref[type]; E = Σ_G E_G.
+5. forces, both modes returning total, inter-grain and intra-grain parts with
+   F_i = (m_i/M_G)·F_G^inter + F_i^intra and Σ_{i∈G} F_i^intra = 0:
+   * ``conservative``: F = −∂E/∂r by autograd, decomposed by projection;
+   * ``direct``: F_G^inter = −∂E/∂R_G (u held fixed), F^intra from an equivariant
+     per-atom head, mean-subtracted per grain.
+
+With every atom its own grain (``cgaa.grains.atomic_grains``) the same network is an
+ordinary all-atom equivariant MLIP: the baseline of the benchmarks.
+
+Masses are the model's own per-element table (not the simulation's), so the energy is a
+fixed function of positions even with hydrogen-mass repartitioning in OpenMM.
+"""
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from e3nn import o3
+from torch import Tensor, nn
+
+from cgaa.neighbors import box_heights, neighbor_pairs
+from cgaa.nn.blocks import MLP, Convolution, Gate, hidden_irreps
+from cgaa.nn.radial import GaussianBasis, PolynomialEnvelope, safe_direction
+
+FORCE_MODES = ("conservative", "direct")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters and vocabulary of a CGAA model (lengths in Å).
+
+    Attributes
+    ----------
+    elements: atomic numbers the model knows (its species vocabulary, in index order).
+    grain_types: chemistry keys of the grain types it knows (see cgaa.grains).
+    grain_type_names: readable names of those types, same order.
+    masses: per-element masses (Da) used for grain centres; default: ASE's table.
+    cutoff: inter-grain cutoff between grain centres (Å).
+    num_layers: inter-grain interaction layers.
+    channels: multiplicity of each irrep (0e, 1o, 2e, ...).
+    lmax: highest spherical-harmonic order.
+    num_basis: radial basis functions.
+    radial_hidden: width of the radial weight MLPs.
+    intra_layers: atom-level convolutions inside each grain before pooling (0: pool directly).
+    intra_cutoff: cutoff of intra-grain atom pairs (Å).
+    embed_radius: range of the radial basis of centre-relative vectors u_i (Å).
+    center_eps: softening length of the direction of u_i (Å), keeps atoms at the centre smooth.
+    force_mode: ``"conservative"`` (F = −∂E/∂r) or ``"direct"``.
+    avg_neighbors: normalisation of the inter-grain sums (typical neighbours per grain).
+    avg_intra_neighbors: normalisation of the intra-grain pair sums.
+    avg_grain_size: normalisation of the pooling sum (typical atoms per grain).
+    all_atom: informational: True for the all-atom baseline (every atom a grain).
+    """
+
+    elements: List[int]
+    grain_types: List[str]
+    grain_type_names: List[str] = field(default_factory=list)
+    masses: List[float] = field(default_factory=list)
+    cutoff: float = 8.0
+    num_layers: int = 2
+    channels: int = 16
+    lmax: int = 2
+    num_basis: int = 8
+    radial_hidden: int = 32
+    intra_layers: int = 1
+    intra_cutoff: float = 4.0
+    embed_radius: float = 5.0
+    center_eps: float = 0.5
+    force_mode: str = "conservative"
+    avg_neighbors: float = 20.0
+    avg_intra_neighbors: float = 8.0
+    avg_grain_size: float = 8.0
+    all_atom: bool = False
+
+    def __post_init__(self) -> None:
+        self.elements = [int(z) for z in self.elements]
+        self.grain_types = [str(k) for k in self.grain_types]
+        if not self.grain_type_names:
+            self.grain_type_names = list(self.grain_types)
+        if not self.masses:
+            from ase.data import atomic_masses
+
+            self.masses = [float(atomic_masses[z]) for z in self.elements]
+        problems = []
+        if not self.elements:
+            problems.append("elements is empty")
+        if len(set(self.elements)) != len(self.elements):
+            problems.append("elements has duplicates")
+        if not self.grain_types:
+            problems.append("grain_types is empty")
+        if len(set(self.grain_types)) != len(self.grain_types):
+            problems.append("grain_types has duplicates")
+        if len(self.grain_type_names) != len(self.grain_types):
+            problems.append("grain_type_names must match grain_types")
+        if len(self.masses) != len(self.elements):
+            problems.append("masses must give one mass per element")
+        if self.force_mode not in FORCE_MODES:
+            problems.append(f"force_mode must be one of {FORCE_MODES}, not {self.force_mode!r}")
+        for name in ("cutoff", "intra_cutoff", "embed_radius", "center_eps", "avg_neighbors",
+                     "avg_intra_neighbors", "avg_grain_size"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0")
+        for name in ("num_layers", "channels", "num_basis", "radial_hidden"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be ≥ 1")
+        if self.lmax < 0 or self.intra_layers < 0:
+            problems.append("lmax and intra_layers must be ≥ 0")
+        if problems:
+            raise ValueError("invalid model config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**d)
+
+
+def intra_pairs(grain_index: Tensor, n_grains: int) -> Tensor:
+    """All ordered atom pairs (i, j), i ≠ j, of the same grain: (2, E) int64.
+
+    Cost O(N · largest grain size).
+    """
+    n = grain_index.shape[0]
+    counts = torch.bincount(grain_index, minlength=n_grains)
+    maxc = int(counts.max())
+    if maxc < 2:
+        return torch.zeros((2, 0), dtype=torch.long, device=grain_index.device)
+    order = torch.argsort(grain_index, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    k = torch.arange(maxc, device=grain_index.device)
+    slot = starts[grain_index].unsqueeze(1) + k
+    valid = k < counts[grain_index].unsqueeze(1)
+    j = order[torch.clamp(slot, max=n - 1)]
+    i = torch.arange(n, device=grain_index.device).unsqueeze(1).expand_as(j)
+    valid = valid & (i != j)
+    return torch.stack([i[valid], j[valid]])
+
+
+class InteractionBlock(nn.Module):
+    """Convolution + self-connection → gate, with a residual connection."""
+
+    def __init__(self, irreps: o3.Irreps, irreps_sh: o3.Irreps, num_basis: int, hidden: int, norm: float):
+        super().__init__()
+        self.gate = Gate(irreps)
+        self.conv = Convolution(irreps, irreps_sh, self.gate.irreps_in, num_basis, hidden, norm)
+        self.self_connection = o3.Linear(irreps, self.gate.irreps_in)
+
+    def forward(self, x: Tensor, sh: Tensor, basis: Tensor, envelope: Tensor,
+                sender: Tensor, receiver: Tensor) -> Tensor:
+        y = self.conv(x, sh, basis, envelope, sender, receiver, x.shape[0]) + self.self_connection(x)
+        return x + self.gate(y)
+
+
+class CGAAModel(nn.Module):
+    """Coarse-grained all-atom equivariant model (TorchScript-compatible).
+
+    Build from a :class:`ModelConfig`; call with atom positions (Å), the model's species
+    index of each atom, the grain index of each atom, the model's grain-type index of each
+    grain and an optional box (3×3 Å, rows are box vectors). Returns a dict with
+    ``energy`` (eV, 0-d), ``grain_energies`` (eV, per grain) and, with
+    ``compute_forces``, ``forces``, ``forces_inter``, ``forces_intra`` (eV/Å, per atom)
+    and ``grain_forces`` (eV/Å, net force per grain).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.cutoff = float(c.cutoff)
+        self.intra_cutoff = float(c.intra_cutoff)
+        self.center_eps = float(c.center_eps)
+        self.direct = c.force_mode == "direct"
+        self.n_species = len(c.elements)
+        self.n_types = len(c.grain_types)
+        self.channels = int(c.channels)
+        self.register_buffer("masses", torch.tensor(c.masses, dtype=torch.get_default_dtype()))
+        self.register_buffer("atomic_numbers", torch.tensor(c.elements, dtype=torch.long))
+        # per-grain-type reference energies (eV) and the energy scale (eV); set by training
+        self.register_buffer("type_energy", torch.zeros(self.n_types))
+        self.register_buffer("energy_scale", torch.ones(()))
+
+        irreps_h = hidden_irreps(c.channels, c.lmax)
+        irreps_sh = o3.Irreps.spherical_harmonics(c.lmax)
+        self.irreps_hidden = str(irreps_h)
+        self.sh = o3.SphericalHarmonics(irreps_sh, normalize=False, normalization="component")
+        self.element_embedding = nn.Embedding(self.n_species, c.channels)
+
+        # intra-grain atom-level layers
+        self.intra_basis = GaussianBasis(c.intra_cutoff, c.num_basis)
+        self.intra_envelope = PolynomialEnvelope(c.intra_cutoff)
+        atom_irreps = o3.Irreps(f"{c.channels}x0e")
+        intra: List[nn.Module] = []
+        for _ in range(c.intra_layers):
+            gate = Gate(irreps_h)
+            intra.append(nn.ModuleDict({
+                "conv": Convolution(atom_irreps, irreps_sh, gate.irreps_in, c.num_basis,
+                                    c.radial_hidden, c.avg_intra_neighbors),
+                "self": o3.Linear(atom_irreps, gate.irreps_in),
+                "gate": gate,
+            }))
+            atom_irreps = irreps_h
+        self.intra_layers = nn.ModuleList(intra)
+        self.n_intra = len(intra)
+
+        # pooling atoms → grain over centre-relative vectors, then type embedding
+        self.embed_basis = GaussianBasis(c.embed_radius, c.num_basis)
+        self.pool = Convolution(atom_irreps, irreps_sh, irreps_h, c.num_basis, c.radial_hidden,
+                                c.avg_grain_size)
+        self.type_mix = o3.Linear(irreps_h + o3.Irreps(f"{self.n_types}x0e"), irreps_h)
+
+        # inter-grain layers
+        self.inter_basis = GaussianBasis(c.cutoff, c.num_basis)
+        self.inter_envelope = PolynomialEnvelope(c.cutoff)
+        self.layers = nn.ModuleList([
+            InteractionBlock(irreps_h, irreps_sh, c.num_basis, c.radial_hidden, c.avg_neighbors)
+            for _ in range(c.num_layers)
+        ])
+        self.readout = MLP([c.channels, c.channels, 1])
+        # direct mode: per-atom intra-grain force head (present in both modes for TorchScript)
+        self.intra_head = o3.FullyConnectedTensorProduct(irreps_h, atom_irreps, "1x1o")
+
+    # ------------------------------------------------------------------ checks
+    def _check_inputs(self, pos: Tensor, species: Tensor, grain_index: Tensor,
+                      grain_type: Tensor, cell: Optional[Tensor]) -> None:
+        n = pos.shape[0]
+        if n == 0:
+            raise RuntimeError("empty system: no atoms")
+        if pos.dim() != 2 or pos.shape[1] != 3:
+            raise RuntimeError("positions must have shape (n_atoms, 3)")
+        bad = torch.nonzero(~torch.isfinite(pos).all(dim=1))
+        if bad.shape[0] > 0:
+            raise RuntimeError("non-finite (NaN or inf) position at atom " + str(int(bad[0, 0])))
+        if species.shape[0] != n or grain_index.shape[0] != n:
+            raise RuntimeError("species and grain_index need one entry per atom ("
+                               + str(n) + " atoms)")
+        if int(species.min()) < 0 or int(species.max()) >= self.n_species:
+            a = int(torch.nonzero((species < 0) | (species >= self.n_species))[0, 0])
+            raise RuntimeError("atom " + str(a) + " has species index " + str(int(species[a]))
+                               + " outside the model's " + str(self.n_species) + " elements")
+        g = grain_type.shape[0]
+        if g == 0:
+            raise RuntimeError("empty system: no grains")
+        if int(grain_index.min()) < 0 or int(grain_index.max()) >= g:
+            a = int(torch.nonzero((grain_index < 0) | (grain_index >= g))[0, 0])
+            raise RuntimeError("atom " + str(a) + " has grain index " + str(int(grain_index[a]))
+                               + " but there are " + str(g) + " grains")
+        if int(torch.bincount(grain_index, minlength=g).min()) == 0:
+            e = int(torch.nonzero(torch.bincount(grain_index, minlength=g) == 0)[0, 0])
+            raise RuntimeError("grain " + str(e) + " has no atoms")
+        if int(grain_type.min()) < 0 or int(grain_type.max()) >= self.n_types:
+            e = int(torch.nonzero((grain_type < 0) | (grain_type >= self.n_types))[0, 0])
+            raise RuntimeError("grain " + str(e) + " has type index " + str(int(grain_type[e]))
+                               + " outside the model's " + str(self.n_types) + " grain types")
+        if cell is not None:
+            if cell.shape[0] != 3 or cell.shape[1] != 3:
+                raise RuntimeError("cell must be a 3x3 matrix (rows are box vectors)")
+            if not bool(torch.isfinite(cell).all()) or abs(float(torch.linalg.det(cell))) < 1e-12:
+                raise RuntimeError("cell is singular or not finite")
+            h = float(box_heights(cell).min())
+            if not self.cutoff < 0.5 * h:
+                raise RuntimeError("model cutoff " + str(self.cutoff) + " A is not below half the "
+                                   + "shortest box height (" + str(0.5 * h) + " A): use a larger box")
+
+    # ------------------------------------------------------------------ geometry
+    def grain_geometry(self, pos: Tensor, species: Tensor, grain_index: Tensor, n_grains: int,
+                       cell: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Grain centres R (G,3), centre-relative vectors u (N,3), atom masses (N,), grain masses (G,)."""
+        n = pos.shape[0]
+        m = self.masses[species]
+        mg = torch.zeros(n_grains, dtype=pos.dtype, device=pos.device).index_add(0, grain_index, m)
+        ref = torch.full((n_grains,), n, dtype=torch.long, device=pos.device).scatter_reduce(
+            0, grain_index, torch.arange(n, device=pos.device), reduce="amin")
+        d = pos - pos[ref][grain_index]
+        if cell is not None:
+            inv = torch.linalg.inv(cell)
+            d = d - torch.round(d.detach() @ inv.detach()) @ cell
+        c = torch.zeros((n_grains, 3), dtype=pos.dtype, device=pos.device).index_add(
+            0, grain_index, m.unsqueeze(1) * d) / mg.unsqueeze(1)
+        r = pos[ref] + c
+        u = d - c[grain_index]
+        if cell is not None:
+            h = float(box_heights(cell).min())
+            ext = torch.linalg.norm(u.detach(), dim=1)
+            if float(ext.max()) * 2.0 >= 0.5 * h:
+                a = int(torch.argmax(ext))
+                raise RuntimeError("grain " + str(int(grain_index[a])) + " (atom " + str(a)
+                                   + ") is wider than half the shortest box height ("
+                                   + str(0.5 * h) + " A): its atoms cannot be unwrapped uniquely")
+        return r, u, m, mg
+
+    # ------------------------------------------------------------------ network
+    def energy_from_geometry(self, r: Tensor, u: Tensor, species: Tensor, grain_index: Tensor,
+                             grain_type: Tensor, cell: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Per-grain energies (eV) from grain centres ``r`` and centre-relative vectors ``u``.
+
+        Returns (grain energies (G,), final grain features, final atom features).
+        """
+        n = u.shape[0]
+        g = grain_type.shape[0]
+        x = self.element_embedding(species)
+        # intra-grain atom-level convolutions
+        if self.n_intra > 0:
+            pairs = intra_pairs(grain_index, g)
+            vec = u[pairs[1]] - u[pairs[0]]
+            keep = (vec.detach() * vec.detach()).sum(-1) < self.intra_cutoff * self.intra_cutoff
+            pairs = pairs[:, keep]
+            vec = vec[keep]
+            dirs, dist = safe_direction(vec, 1e-6)
+            sh = self.sh(dirs)
+            basis = self.intra_basis(dist)
+            env = self.intra_envelope(dist)
+            for layer in self.intra_layers:
+                y = layer["conv"](x, sh, basis, env, pairs[1], pairs[0], n) + layer["self"](x)
+                x = layer["gate"](y)
+        # pool atoms onto their grain
+        dirs, dist = safe_direction(u, self.center_eps)
+        h = self.pool(x, self.sh(dirs), self.embed_basis(dist), torch.ones_like(dist),
+                      torch.arange(n, device=u.device), grain_index, g)
+        onehot = nn.functional.one_hot(grain_type, self.n_types).to(h.dtype)
+        h = self.type_mix(torch.cat([h, onehot], dim=1))
+        # inter-grain message passing
+        pairs, shifts = neighbor_pairs(r, cell, self.cutoff)
+        vec = r[pairs[1]] - r[pairs[0]]
+        if cell is not None:
+            vec = vec + shifts @ cell
+        dirs, dist = safe_direction(vec, 1e-6)
+        sh = self.sh(dirs)
+        basis = self.inter_basis(dist)
+        env = self.inter_envelope(dist)
+        for layer in self.layers:
+            h = layer(h, sh, basis, env, pairs[1], pairs[0])
+        e = self.readout(h[:, : self.channels]).squeeze(-1)
+        e = e * self.energy_scale + self.type_energy[grain_type]
+        return e, h, x
+
+    def forward(self, pos: Tensor, species: Tensor, grain_index: Tensor, grain_type: Tensor,
+                cell: Optional[Tensor] = None, compute_forces: bool = True,
+                create_graph: bool = False) -> Dict[str, Tensor]:
+        self._check_inputs(pos, species, grain_index, grain_type, cell)
+        dtype = self.masses.dtype
+        in_dtype = pos.dtype
+        x = pos.to(dtype)
+        if compute_forces and not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        box: Optional[Tensor] = None
+        if cell is not None:
+            box = cell.to(dtype)
+        g = grain_type.shape[0]
+        r, u, m, mg = self.grain_geometry(x, species, grain_index, g, box)
+        if self.direct and compute_forces:
+            r = r.detach().requires_grad_(True)
+            u = u.detach()
+        e_g, h, feats = self.energy_from_geometry(r, u, species, grain_index, grain_type, box)
+        energy = e_g.sum()
+        out: Dict[str, Tensor] = {"energy": energy.to(in_dtype), "grain_energies": e_g.to(in_dtype)}
+        if not compute_forces:
+            return out
+        w = (m / mg[grain_index]).unsqueeze(1)
+        if self.direct:
+            gr = torch.autograd.grad([energy], [r], create_graph=create_graph)[0]
+            if gr is None:
+                gr = torch.zeros_like(r)
+            f_grain = -gr
+            v = self.intra_head(h[grain_index], feats)
+            counts = torch.bincount(grain_index, minlength=g).to(v.dtype).unsqueeze(1)
+            mean = torch.zeros((g, 3), dtype=v.dtype, device=v.device).index_add(0, grain_index, v) / counts
+            f_intra = v - mean[grain_index]
+            f_inter = w * f_grain[grain_index]
+            forces = f_inter + f_intra
+        else:
+            gx = torch.autograd.grad([energy], [x], create_graph=create_graph)[0]
+            if gx is None:
+                gx = torch.zeros_like(x)
+            forces = -gx
+            f_grain = torch.zeros((g, 3), dtype=forces.dtype, device=forces.device).index_add(
+                0, grain_index, forces)
+            f_inter = w * f_grain[grain_index]
+            f_intra = forces - f_inter
+        out["forces"] = forces.to(in_dtype)
+        out["forces_inter"] = f_inter.to(in_dtype)
+        out["forces_intra"] = f_intra.to(in_dtype)
+        out["grain_forces"] = f_grain.to(in_dtype)
+        return out
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def config_json(config: ModelConfig) -> str:
+    """The config as canonical JSON (for metadata and checkpoints)."""
+    return json.dumps(config.to_dict(), sort_keys=True)
+

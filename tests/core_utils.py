@@ -1,0 +1,43 @@
+"""Helpers for the core-engine tests: build a float64 model and its inputs for a box."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cgaa.grains import atomic_grains, grains_from_atoms
+from cgaa.inputs import make_inputs, vocabulary
+from cgaa.model import CGAAModel, ModelConfig
+
+
+def build(atoms, force_mode="conservative", all_atom=False, cutoff=None, seed=0, **hyper):
+    """(model in float64, grain map, inputs dict) for ASE atoms."""
+    gm = atomic_grains(atoms.numbers) if all_atom else grains_from_atoms(atoms)
+    el, keys, names = vocabulary([gm], [atoms.numbers])
+    if cutoff is None:
+        cutoff = 4.0 if all_atom else 6.0
+    hyper.setdefault("channels", 8)
+    hyper.setdefault("num_basis", 6)
+    hyper.setdefault("radial_hidden", 16)
+    cfg = ModelConfig(el, keys, names, cutoff=cutoff, force_mode=force_mode, all_atom=all_atom, **hyper)
+    torch.manual_seed(seed)
+    model = CGAAModel(cfg).double()
+    # make the untrained model's output non-trivial so relative tolerances mean something
+    with torch.no_grad():
+        for p in model.readout.parameters():
+            p.mul_(5.0)
+        model.energy_scale.fill_(3.0)
+    cell = atoms.cell[:] if atoms.pbc.any() else None
+    kw = make_inputs(atoms.positions, atoms.numbers, gm, cfg, cell, dtype=torch.float64)
+    return model, gm, kw
+
+
+def run(model, kw, **over):
+    args = dict(kw)
+    args.update(over)
+    return model(**args)
+
+
+def rel_err(a, b):
+    a = torch.as_tensor(a).detach()
+    b = torch.as_tensor(b).detach()
+    return float((a - b).abs().max() / max(float(b.abs().max()), 1e-30))
