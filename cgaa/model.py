@@ -227,7 +227,7 @@ class CGAAModel(nn.Module):
         self.embed_basis = GaussianBasis(c.embed_radius, c.num_basis)
         self.pool = Convolution(atom_irreps, irreps_sh, irreps_h, c.num_basis, c.radial_hidden,
                                 c.avg_grain_size)
-        self.type_mix = o3.Linear(irreps_h + o3.Irreps(f"{self.n_types}x0e"), irreps_h)
+        self.type_embedding = nn.Embedding(self.n_types, c.channels)
 
         # inter-grain layers
         self.inter_basis = GaussianBasis(c.cutoff, c.num_basis)
@@ -337,8 +337,8 @@ class CGAAModel(nn.Module):
         dirs, dist = safe_direction(u, self.center_eps)
         h = self.pool(x, self.sh(dirs), self.embed_basis(dist), torch.ones_like(dist),
                       torch.arange(n, device=u.device), grain_index, g)
-        onehot = nn.functional.one_hot(grain_type, self.n_types).to(h.dtype)
-        h = self.type_mix(torch.cat([h, onehot], dim=1))
+        t = self.type_embedding(grain_type)
+        h = torch.cat([h[:, : self.channels] + t, h[:, self.channels:]], dim=1)
         # inter-grain message passing
         pairs, shifts = neighbor_pairs(r, cell, self.cutoff)
         vec = r[pairs[1]] - r[pairs[0]]
