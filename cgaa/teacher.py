@@ -1,0 +1,211 @@
+"""The classical teacher: an OPLS-AA-type OpenMM force field for the species library.
+
+The force field lives in ``forcefields/teacher/opls_electrolyte.xml`` (found through
+:func:`cgaa.resources.forcefield_path`); :func:`create_system` builds an OpenMM System
+with PME electrostatics and OPLS geometric mixing of the Lennard-Jones parameters, and
+:class:`Teacher` evaluates energies (eV) and forces (eV/Å) for positions in Å.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from cgaa.resources import forcefield_path
+from cgaa.units import (angstrom_to_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev,
+                        nm_to_angstrom)
+
+#: Shipped teacher force-field file, relative to forcefields/.
+TEACHER_XML = "teacher/opls_electrolyte.xml"
+#: Name recorded as ``teacher`` in extxyz frames labelled by this force field.
+TEACHER_NAME = "opls_electrolyte"
+
+
+def load_forcefield(xml: Optional[Union[str, Path]] = None):
+    """The OpenMM ForceField of the teacher (default: the shipped XML; or a path)."""
+    from openmm.app import ForceField
+
+    path = Path(xml) if xml is not None else forcefield_path(TEACHER_XML)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher force field file {path} does not exist")
+    return ForceField(str(path))
+
+
+def get_platform(name: Optional[str] = None):
+    """OpenMM Platform by name ('Reference', 'CPU', 'CUDA', 'OpenCL'); default: the
+    fastest available. ValueError naming the platform if it is not available."""
+    import openmm
+
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name is None:
+        for pref in ("CUDA", "OpenCL", "CPU", "Reference"):
+            if pref in names:
+                return openmm.Platform.getPlatformByName(pref)
+    match = [n for n in names if n.lower() == str(name).lower()]
+    if not match:
+        raise ValueError(f"OpenMM platform '{name}' is not available here (available: {', '.join(names)})")
+    return openmm.Platform.getPlatformByName(match[0])
+
+
+def _opls_mixing(system, cutoff_nm: float) -> None:
+    """Replace Lorentz-Berthelot LJ of the NonbondedForce by OPLS geometric mixing.
+
+    The LJ part moves to a CustomNonbondedForce (same cutoff, long-range dispersion
+    correction on); 1-4 exceptions get sigma = sqrt(s_i s_j), epsilon = 0.5 sqrt(e_i e_j).
+    """
+    import openmm
+
+    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    lj = openmm.CustomNonbondedForce(
+        "4*eps*((sig/r)^12-(sig/r)^6); sig=sqrt(sig1*sig2); eps=sqrt(eps1*eps2)")
+    lj.addPerParticleParameter("sig")
+    lj.addPerParticleParameter("eps")
+    lj.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+    lj.setCutoffDistance(cutoff_nm)
+    lj.setUseLongRangeCorrection(True)
+    lj.setName("LennardJonesOPLS")
+    params = []
+    for i in range(nb.getNumParticles()):
+        q, sig, eps = nb.getParticleParameters(i)
+        params.append((sig, eps))
+        lj.addParticle([sig, eps])
+        nb.setParticleParameters(i, q, sig, eps * 0.0)
+    for k in range(nb.getNumExceptions()):
+        i, j, qq, sig, eps = nb.getExceptionParameters(k)
+        lj.addExclusion(i, j)
+        if eps._value != 0.0:
+            (si, ei), (sj, ej) = params[i], params[j]
+            nb.setExceptionParameters(k, i, j, qq, (si * sj).sqrt(), 0.5 * (ei * ej).sqrt())
+    nb.setUseDispersionCorrection(False)
+    system.addForce(lj)
+
+
+def create_system(topology, *, forcefield=None, cutoff: float = 1.0, constraints: Optional[str] = None,
+                  ewald_tolerance: float = 5e-4, opls_mixing: bool = True):
+    """OpenMM System of the teacher for ``topology`` (periodic box required).
+
+    cutoff: real-space/LJ cutoff in nm (must be < half the shortest box height);
+    constraints: None or 'hbonds'; PME electrostatics. Residues unknown to the force field
+    raise ValueError naming them.
+    """
+    import openmm
+    from openmm import app, unit
+
+    ff = forcefield if forcefield is not None else load_forcefield()
+    box = topology.getPeriodicBoxVectors()
+    if box is None:
+        raise ValueError("the topology has no periodic box (CRYST1); the teacher needs one")
+    height = min(box[0][0], box[1][1], box[2][2]).value_in_unit(unit.nanometer)
+    if cutoff >= 0.5 * height:
+        raise ValueError(f"cutoff {cutoff} nm is not below half the box height ({height:.3f} nm); "
+                         "use a bigger box or a smaller cutoff")
+    known = {t for t in ff._templates}
+    missing = sorted({r.name for r in topology.residues()} - known)
+    if missing:
+        raise ValueError(f"residue(s) {', '.join(missing)} not in the teacher force field "
+                         f"(known: {', '.join(sorted(known))})")
+    cons = {None: None, "none": None, "hbonds": app.HBonds}[constraints.lower() if constraints else None]
+    try:
+        system = ff.createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=cutoff * unit.nanometer,
+                                 constraints=cons, rigidWater=False, ewaldErrorTolerance=ewald_tolerance)
+    except ValueError as err:
+        raise ValueError(f"teacher force field cannot parametrise the topology: {err}") from None
+    if opls_mixing:
+        _opls_mixing(system, cutoff)
+    for i, f in enumerate(system.getForces()):
+        f.setForceGroup(min(i, 31))
+    return system
+
+
+class Teacher:
+    """Energies (eV) and forces (eV/Å) of the teacher for one topology.
+
+    >>> t = Teacher(topology)                               # doctest: +SKIP
+    >>> e_ev, f_ev_per_A = t.compute(positions_A, cell_A)   # doctest: +SKIP
+    """
+
+    def __init__(self, topology, *, platform: Optional[str] = "Reference", cutoff: float = 1.0,
+                 forcefield=None, precision: str = "double"):
+        import openmm
+
+        self.topology = topology
+        self.system = create_system(topology, forcefield=forcefield, cutoff=cutoff)
+        self.cutoff = cutoff
+        plat = get_platform(platform)
+        props = {}
+        if plat.getName() in ("CUDA", "OpenCL"):
+            props["Precision"] = precision
+        integ = openmm.VerletIntegrator(0.001)
+        self.context = openmm.Context(self.system, integ, plat, props)
+        self.n_atoms = topology.getNumAtoms()
+
+    def compute(self, positions: np.ndarray, cell: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
+        """Potential energy (eV) and forces (N×3, eV/Å) at ``positions`` (Å) in ``cell``
+        (3×3 rows = box vectors, Å; default: the topology's box)."""
+        import openmm
+        from openmm import unit
+
+        pos = np.asarray(positions, dtype=float)
+        if pos.shape != (self.n_atoms, 3):
+            raise ValueError(f"positions have shape {pos.shape}, the topology has {self.n_atoms} atoms")
+        if cell is not None:
+            c = angstrom_to_nm(np.asarray(cell, dtype=float))
+            self.context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in c])
+        self.context.setPositions(angstrom_to_nm(pos) * unit.nanometer)
+        st = self.context.getState(getEnergy=True, getForces=True)
+        e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        return float(kjmol_to_ev(e)), forces_kjmol_nm_to_ev_ang(np.asarray(f))
+
+
+def topology_from_residues(resnames: Sequence[str], grain: Sequence[int], cell: Optional[np.ndarray] = None):
+    """Rebuild an OpenMM Topology from per-atom residue names and grain indices (as stored
+    in cgaa extxyz files). Atoms of each grain must be contiguous and in template order.
+    cell: 3×3 box in Å. ValueError naming the grain that does not match its template."""
+    import openmm
+    from openmm import unit
+    from openmm.app import Element, Topology
+
+    from cgaa.species import species_by_resname
+
+    lib = species_by_resname()
+    grain = np.asarray(grain)
+    top = Topology()
+    chain = top.addChain()
+    start = 0
+    n = len(resnames)
+    while start < n:
+        g = grain[start]
+        end = start
+        while end < n and grain[end] == g:
+            end += 1
+        rn = str(resnames[start])
+        if rn not in lib:
+            raise ValueError(f"grain {g}: residue '{rn}' is not in the species library")
+        sp = lib[rn]
+        if end - start != sp.n_atoms:
+            raise ValueError(f"grain {g} ({rn}) has {end - start} atoms, template has {sp.n_atoms}")
+        res = top.addResidue(rn, chain)
+        atoms = [top.addAtom(nm, Element.getBySymbol(el), res) for nm, el in zip(sp.atom_names, sp.elements)]
+        for i, j in sp.bonds:
+            top.addBond(atoms[i], atoms[j])
+        start = end
+    if cell is not None:
+        c = angstrom_to_nm(np.asarray(cell, dtype=float))
+        top.setPeriodicBoxVectors([openmm.Vec3(*row) for row in c] * unit.nanometer)
+    return top
+
+
+def box_density(topology, cell_A: np.ndarray) -> float:
+    """Mass density (g/cm³) of the topology's atoms in the cell (3×3, Å)."""
+    from cgaa.units import AVOGADRO
+
+    mass = sum(a.element.mass._value for a in topology.atoms())  # g/mol
+    vol_A3 = abs(float(np.linalg.det(np.asarray(cell_A, dtype=float))))
+    return mass / AVOGADRO / (vol_A3 * 1e-24)
+
+
+__all__ = ["TEACHER_NAME", "TEACHER_XML", "Teacher", "box_density", "create_system", "get_platform",
+           "load_forcefield", "topology_from_residues"]
