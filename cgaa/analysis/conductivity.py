@@ -11,8 +11,8 @@ Positions of molecular ions are their centres of mass; the system's centre-of-ma
 must be removed first (for a neutral system a uniform drift cancels in M anyway).
 
 References: Hansen & McDonald, Theory of Simple Liquids (4th ed., 2013), ch. 7 & 10;
-Schröder & Steinhauser, J. Chem. Phys. 133, 154511 (2010) (Einstein–Helfand for ionic
-liquids); France-Lanord & Grossman, Phys. Rev. Lett. 122, 136001 (2019) (electrolyte
+Schröder, Haberler & Steinhauser, J. Chem. Phys. 128, 134501 (2008) (Einstein–Helfand
+conductivity); France-Lanord & Grossman, Phys. Rev. Lett. 122, 136001 (2019) (electrolyte
 transport from MD, Haven ratio).
 """
 from __future__ import annotations
