@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
                              temperature=args.temperature, density=args.density)
     else:
         raise CLIError("give --recipe NAME or --salt/--molarity/--solvents/--density (see cgaa build --list)")
-    res = build_box(recipe, args.atoms, args.output, seed=args.seed, tolerance=args.tolerance,
-                    density=args.density if args.recipe else None)
+    try:
+        res = build_box(recipe, args.atoms, args.output, seed=args.seed, tolerance=args.tolerance,
+                        density=args.density if args.recipe else None)
+    except RuntimeError as err:  # packmol failures: message carries its log
+        raise CLIError(str(err)) from None
     print(res.summary())
     return 0

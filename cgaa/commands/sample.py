@@ -33,6 +33,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cgaa.cli import CLIError
     from cgaa.sample import sample_teacher
 
     temps = None
@@ -41,12 +42,21 @@ def run(args: argparse.Namespace) -> int:
             temps = [float(t) for t in args.temperatures.split(",") if t.strip()]
         except ValueError:
             raise ValueError(f"--temperatures: '{args.temperatures}' is not a comma-separated list of numbers") from None
-    res = sample_teacher(
+    try:
+        res = _run(args, temps)
+    except RuntimeError as err:
+        raise CLIError(str(err)) from None
+    print(res.summary())
+    return 0
+
+
+def _run(args: argparse.Namespace, temps):
+    from cgaa.sample import sample_teacher
+
+    return sample_teacher(
         args.source, args.output, temperatures=temps, n_frames=args.frames, stride=args.stride,
         equilibration_steps=args.equil_steps, timestep_fs=args.timestep, ensemble=args.ensemble,
         pressure_bar=args.pressure, constraints=None if args.constraints == "none" else args.constraints,
         hot_fraction=args.hot_fraction, distorted_fraction=args.distorted_fraction,
         hot_factor=args.hot_factor, distort_sigma=args.distort_sigma, cutoff=args.cutoff,
         platform=args.platform, seed=args.seed, n_atoms=args.atoms, progress=not args.no_progress)
-    print(res.summary())
-    return 0

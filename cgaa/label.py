@@ -1,0 +1,181 @@
+"""Relabel extxyz frames with any ASE calculator (DFT, a universal MLIP, the teacher...).
+
+``get_calculator(spec)`` understands:
+
+* ``emt``: ASE's EMT (only for the elements EMT knows; a toy/test calculator);
+* ``lj``: ASE's Lennard-Jones (``sigma``, ``epsilon``, ``rc`` keyword arguments; a toy);
+* ``sevenn`` / ``sevennet``: SevenNet-0 universal MLIP (needs the optional ``sevenn`` package);
+* ``teacher``: the classical teacher of cgaa (needs ``grain``/``resname`` per atom);
+* ``module:callable``: any importable factory returning an ASE calculator, e.g.
+  ``mypkg.dft:make_calc`` — the way to plug in a user's DFT setup.
+
+:func:`label_frames` computes energy (eV) and forces (eV/Å) for every frame and stores
+them as ``REF_energy``/``REF_forces`` (recording the labeller in ``info['teacher']``);
+:func:`label_file` does it file to file, writing only when every frame succeeded.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+
+def _teacher_calculator_class():
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class TeacherCalculator(Calculator):
+        """ASE calculator wrapping the cgaa teacher (OpenMM) for frames carrying ``grain``
+        and ``resname`` arrays (as written by ``cgaa sample``). eV and eV/Å."""
+
+        implemented_properties = ["energy", "forces"]
+
+        def __init__(self, platform: Optional[str] = "Reference", cutoff: float = 1.0, **kw: Any):
+            super().__init__(**kw)
+            self.platform = platform
+            self.cutoff = cutoff
+            self._key: Optional[tuple] = None
+            self._teacher = None
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            from cgaa.teacher import Teacher, topology_from_residues
+
+            super().calculate(atoms, properties, system_changes)
+            at = self.atoms
+            if "grain" not in at.arrays or "resname" not in at.arrays:
+                raise ValueError("the teacher needs per-atom 'grain' and 'resname' arrays "
+                                 "(frames from cgaa sample have them)")
+            key = (tuple(str(r) for r in at.arrays["resname"]), tuple(int(g) for g in at.arrays["grain"]))
+            if key != self._key:
+                top = topology_from_residues(at.arrays["resname"], at.arrays["grain"], np.asarray(at.cell))
+                self._teacher = Teacher(top, platform=self.platform, cutoff=self.cutoff)
+                self._key = key
+            e, f = self._teacher.compute(at.positions, np.asarray(at.cell))
+            self.results = {"energy": e, "free_energy": e, "forces": f}
+
+    return TeacherCalculator
+
+
+def TeacherCalculator(platform: Optional[str] = "Reference", cutoff: float = 1.0, **kw: Any):
+    """The cgaa teacher as an ASE calculator (an ``ase.calculators.calculator.Calculator``).
+
+    platform: OpenMM platform name; cutoff in nm. Needs per-atom ``grain``/``resname``."""
+    return _teacher_calculator_class()(platform=platform, cutoff=cutoff, **kw)
+
+
+def _import_factory(spec: str) -> Callable[..., Any]:
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise ValueError(f"calculator '{spec}': expected 'module:callable'")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as err:
+        raise ValueError(f"calculator '{spec}': cannot import module '{mod_name}' ({err})") from None
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"calculator '{spec}': module '{mod_name}' has no attribute '{attr}'")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"calculator '{spec}': '{attr}' is not callable")
+    return obj
+
+
+def get_calculator(spec: str, **kwargs: Any):
+    """An ASE calculator from a short name or ``module:callable`` (see module docstring).
+
+    kwargs go to the calculator's constructor/factory (e.g. ``sigma=3.0`` for 'lj',
+    ``model='7net-0', device='cpu'`` for 'sevenn'). ValueError naming the spec if unknown
+    or unavailable.
+    """
+    name = spec.strip()
+    low = name.lower()
+    if low == "emt":
+        from ase.calculators.emt import EMT
+        return EMT(**kwargs)
+    if low in ("lj", "lennardjones", "lennard-jones"):
+        from ase.calculators.lj import LennardJones
+        opts = {"sigma": 3.0, "epsilon": 0.01, "rc": 6.0, "smooth": True}
+        opts.update(kwargs)
+        return LennardJones(**opts)
+    if low in ("sevenn", "sevennet", "sevennet-0", "7net-0"):
+        try:
+            from sevenn.calculator import SevenNetCalculator  # type: ignore
+        except ImportError:
+            try:
+                from sevenn.sevennet_calculator import SevenNetCalculator  # type: ignore
+            except ImportError:
+                raise ValueError("calculator 'sevenn' needs the optional package 'sevenn' "
+                                 "(pip install sevenn; it must not replace the pinned torch)") from None
+        opts = {"model": "7net-0"}
+        opts.update(kwargs)
+        return SevenNetCalculator(**opts)
+    if low == "teacher":
+        return TeacherCalculator(**kwargs)
+    if ":" in name:
+        calc = _import_factory(name)(**kwargs)
+        if not (hasattr(calc, "get_potential_energy") and hasattr(calc, "get_forces")):
+            raise ValueError(f"calculator '{spec}' returned {type(calc).__name__}, not an ASE calculator")
+        return calc
+    raise ValueError(f"unknown calculator '{spec}' (use emt, lj, sevenn, teacher or module:callable)")
+
+
+def label_frames(frames: Sequence, calculator, *, name: str = "calculator",
+                 progress: bool = False, keep_previous: bool = True) -> List:
+    """Compute energy (eV) and forces (eV/Å) of every frame with ``calculator``.
+
+    Stores them as ``REF_energy``/``REF_forces`` and sets ``info['teacher'] = name``; with
+    ``keep_previous`` the old labels are kept as ``prev_energy``/``prev_forces``.
+    Returns new Atoms objects (inputs are not modified). Errors name the frame.
+    """
+    from cgaa.data.extxyz import ENERGY, FORCES, normalize_frame
+
+    out = []
+    it = frames
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(frames, desc=f"cgaa label ({name})", unit="frame", leave=False)
+    for i, at in enumerate(it):
+        new = at.copy()
+        new.calc = None
+        if keep_previous and ENERGY in at.info:
+            new.info["prev_energy"] = at.info[ENERGY]
+        if keep_previous and FORCES in at.arrays:
+            new.arrays["prev_forces"] = np.array(at.arrays[FORCES])
+        try:
+            new.calc = calculator
+            e = new.get_potential_energy()
+            f = new.get_forces()
+        except Exception as err:
+            raise RuntimeError(f"frame {i}: calculator '{name}' failed: {type(err).__name__}: {err}") from None
+        finally:
+            new.calc = None
+        new.info[ENERGY] = float(e)
+        new.arrays[FORCES] = np.asarray(f, dtype=float)
+        new.info["teacher"] = name
+        normalize_frame(new, where=f"frame {i} labelled by '{name}'")
+        out.append(new)
+    return out
+
+
+def label_file(input_path: Union[str, Path], output_path: Union[str, Path], calculator: Union[str, Any],
+               *, calculator_kwargs: Optional[Dict[str, Any]] = None, name: Optional[str] = None,
+               energy_key: Optional[str] = None, forces_key: Optional[str] = None,
+               progress: bool = True, keep_previous: bool = True) -> int:
+    """Relabel every frame of ``input_path`` (extxyz, any usual key convention; labels may
+    be absent) and write ``output_path`` atomically. calculator: spec string for
+    :func:`get_calculator` or an ASE calculator object. Returns the number of frames."""
+    from cgaa.data.extxyz import read_frames, write_frames
+
+    if isinstance(calculator, str):
+        label = name or calculator
+        calc = get_calculator(calculator, **(calculator_kwargs or {}))
+    else:
+        label = name or type(calculator).__name__
+        calc = calculator
+    frames = read_frames(input_path, energy_key=energy_key, forces_key=forces_key,
+                         require_energy=False, require_forces=False)
+    labelled = label_frames(frames, calc, name=label, progress=progress, keep_previous=keep_previous)
+    write_frames(output_path, labelled)
+    return len(labelled)
