@@ -27,6 +27,8 @@ from cgaa.analysis.structure import RDFResult, ShellResult, rdf, shell_compositi
 DEFAULT_TEMPERATURE_K: float = 298.15
 #: Shell cutoff used when an RDF shows no first minimum, nm.
 DEFAULT_SHELL_CUTOFF_NM: float = 0.30
+#: An RDF's first peak counts as a contact (first-shell) peak only below this, nm.
+MAX_CONTACT_PEAK_NM: float = 0.35
 
 
 @dataclass
@@ -294,11 +296,12 @@ def _structure(result: AnalysisResult, trajs, top, species: List[Species], cente
             cutoffs[g] = float(shell_cutoff_nm)
             continue
         r = result.rdfs[f"{csp.name}-{g}"]
-        if np.isfinite(r.first_min_nm) and np.isfinite(r.peak_height) and r.peak_height > 1.0:
+        if (np.isfinite(r.first_min_nm) and np.isfinite(r.peak_height) and r.peak_height > 1.0
+                and r.first_peak_nm < MAX_CONTACT_PEAK_NM):
             cutoffs[g] = r.first_min_nm
         else:
             cutoffs[g] = DEFAULT_SHELL_CUTOFF_NM
-            msgs.append(f"{csp.name}-{g} RDF has no clear first shell: shell cutoff {DEFAULT_SHELL_CUTOFF_NM} nm")
+            msgs.append(f"{csp.name}-{g} RDF has no contact peak below {MAX_CONTACT_PEAK_NM} nm: shell cutoff {DEFAULT_SHELL_CUTOFF_NM} nm")
     mol_species = {}
     for s in species:
         for m in s.molecules:

@@ -79,9 +79,10 @@ def first_peak_and_minimum(r_nm: np.ndarray, g: np.ndarray, smooth: int = 3,
     """First peak (position, height) and first minimum after it, nm.
 
     The peak is the first local maximum of the (``smooth``-bin moving-average) g that
-    exceeds ``min_peak``, or the global maximum if none does. The minimum is where g
-    stops decreasing after the peak; on a flat plateau (e.g. g = 0 between lattice
-    shells) the middle of the plateau. Returns (peak_r, peak_g, min_r), NaN when absent.
+    exceeds ``min_peak``, or the global maximum if none does. The minimum is the lowest
+    point before g rises again significantly (by a quarter of the way back to 1, at
+    least 5% of the peak depth; so noise does not end it); on a flat plateau (e.g. g = 0 between lattice shells) the middle
+    of the plateau. Returns (peak_r, peak_g, min_r), NaN when absent.
     """
     if len(g) < 3 or not np.any(g > 0):
         return float("nan"), float("nan"), float("nan")
@@ -95,17 +96,25 @@ def first_peak_and_minimum(r_nm: np.ndarray, g: np.ndarray, smooth: int = 3,
             break
     if peak is None:
         peak = int(np.argmax(gs))
-    # descend from the peak to the first rise
-    j = peak
-    while j + 1 < n and gs[j + 1] <= gs[j] + 1e-12:
-        j += 1
-    if j >= n - 1:
+    # walk outwards keeping the running minimum; stop at a significant rise above it
+    # (a quarter of the way back to g = 1, at least 5% of the peak-to-minimum depth and
+    # 0.02, at most half that depth), so noise wiggles do not end the search
+    lo = hi = peak
+    k = peak + 1
+    while k < n:
+        if gs[k] < gs[lo] - 1e-12:
+            lo = hi = k
+        elif abs(gs[k] - gs[lo]) <= 1e-9 + 1e-6 * abs(gs[lo]):
+            hi = k  # flat minimum: remember its extent
+        else:
+            depth = gs[peak] - gs[lo]
+            thr = min(max(0.25 * (1.0 - gs[lo]), 0.05 * depth, 0.02), 0.5 * depth)
+            if gs[k] - gs[lo] > thr:
+                break
+        k += 1
+    if k >= n or lo == peak:
         return float(r_nm[peak]), float(g[peak]), float("nan")
-    lo = j
-    while lo - 1 > peak and abs(gs[lo - 1] - gs[j]) <= 1e-9 + 1e-6 * abs(gs[j]):
-        lo -= 1
-    mid = (lo + j) // 2 if lo != j else j
-    r_min = 0.5 * (r_nm[lo] + r_nm[j]) if lo != j else r_nm[mid]
+    r_min = 0.5 * (r_nm[lo] + r_nm[hi])
     return float(r_nm[peak]), float(g[peak]), float(r_min)
 
 
