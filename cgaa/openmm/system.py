@@ -1,0 +1,299 @@
+"""Build OpenMM Systems with the CGAA potential (a ``openmmtorch.TorchForce``).
+
+Public entry points (re-exported by :mod:`cgaa.openmm`):
+
+* :func:`create_system` — a new ``openmm.System`` for a topology: element masses, the
+  periodic box, the CGAA TorchForce (and zero-strength bonds so a barostat scales whole
+  molecules);
+* :func:`add_cgaa_force` — add the CGAA TorchForce to an existing System (to combine it
+  with other OpenMM forces, or to apply it to a subset of atoms);
+* :func:`resolve_model` — a model argument (None, path, DeployedModel or eager
+  CGAAModel) → :class:`cgaa.deploy.DeployedModel`;
+* :func:`check_topology` — refuse a topology the model does not cover or whose box is too
+  small for the cutoff, naming the culprit.
+
+Units at this boundary: nm, kJ/mol, kJ/mol/nm; the model works in Å, eV, eV/Å and
+:mod:`cgaa.units` converts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from cgaa import units
+
+#: Name of the shipped default model under ``forcefields/models/``.
+DEFAULT_MODEL_NAME = "lipf6-ec-emc-1m.pt"
+#: Name given to the CGAA TorchForce (``force.getName()``).
+FORCE_NAME = "CGAA"
+#: Name of the zero-strength bond force that tells OpenMM which atoms form a molecule.
+MOLECULE_BONDS_NAME = "CGAAMoleculeBonds"
+
+ModelLike = Union[None, str, Path, "DeployedModel", "CGAAModel"]  # noqa: F821
+
+
+def default_model_path() -> Path:
+    """Path of the shipped default model (FileNotFoundError if none is shipped yet)."""
+    from cgaa.resources import forcefields_dir
+
+    path = forcefields_dir() / "models" / DEFAULT_MODEL_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no default CGAA model is shipped yet (looked for {path}); pass model=<path to a "
+            "deployed .pt file> (cgaa deploy writes one)")
+    return path
+
+
+def resolve_model(model: ModelLike = None, device: str = "cpu"):
+    """A :class:`cgaa.deploy.DeployedModel` from None (the shipped default), a path, a
+    DeployedModel or an eager :class:`cgaa.model.CGAAModel` (scripted in memory)."""
+    import torch
+
+    from cgaa.deploy import DeployedModel, load_model, model_metadata
+    from cgaa.model import CGAAModel
+
+    if model is None:
+        model = default_model_path()
+    if isinstance(model, DeployedModel):
+        return model
+    if isinstance(model, CGAAModel):
+        model = model.eval()
+        return DeployedModel(module=torch.jit.script(model), metadata=model_metadata(model), path=None)
+    if isinstance(model, (str, Path)):
+        return load_model(model, device)
+    raise TypeError(f"model must be None, a path, a DeployedModel or a CGAAModel, not {type(model).__name__}")
+
+
+def box_matrix_nm(box_vectors) -> np.ndarray:
+    """3x3 array (nm, rows = box vectors) from a Quantity, a list of (Quantity) Vec3 or numbers in nm."""
+    from openmm.unit import is_quantity, nanometer
+
+    if is_quantity(box_vectors):
+        box_vectors = box_vectors.value_in_unit(nanometer)
+    rows = [v.value_in_unit(nanometer) if is_quantity(v) else v for v in box_vectors]
+    return np.array([[float(x) for x in r] for r in rows], dtype=float).reshape(3, 3)
+
+
+def box_heights_nm(box_vectors) -> np.ndarray:
+    """Perpendicular heights (nm) of a box given as three vectors (see :func:`box_matrix_nm`)."""
+    cell = box_matrix_nm(box_vectors)
+    vol = abs(np.linalg.det(cell))
+    return np.array([vol / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))
+                     for i in range(3)])
+
+
+def check_cutoff(cutoff_angstrom: float, box_vectors) -> None:
+    """ValueError unless the model cutoff (Å) is below half the shortest box height."""
+    h = float(box_heights_nm(box_vectors).min())
+    half = units.nm_to_angstrom(0.5 * h)
+    if not cutoff_angstrom < half:
+        raise ValueError(
+            f"model cutoff {cutoff_angstrom:g} A is not below half the shortest box height "
+            f"({half:.3f} A = {units.angstrom_to_nm(half):.4f} nm): use a larger box "
+            f"(shortest height > {2 * cutoff_angstrom:g} A)")
+
+
+def _topology_inputs(topology, deployed, atoms: Optional[Sequence[int]]):
+    """(numbers, grain map, species idx, grain index, grain type idx) of the CGAA atoms."""
+    from cgaa.grains import atomic_grains, grains_from_index, grains_from_topology
+    from cgaa.inputs import grain_type_indices, species_indices
+
+    cfg = deployed.config
+    all_atoms = list(topology.atoms())
+    sel = all_atoms if atoms is None else [all_atoms[i] for i in atoms]
+    if not sel:
+        raise ValueError("no atoms selected for the CGAA potential")
+    for a in sel:
+        if a.element is None:
+            raise ValueError(f"topology atom {a.index} ({a.name} in residue {a.residue.name} "
+                             f"{a.residue.id}) has no element")
+    numbers = np.array([a.element.atomic_number for a in sel], dtype=np.int64)
+    if cfg.all_atom:
+        gm = atomic_grains(numbers)
+    elif atoms is None:
+        gm = grains_from_topology(topology)
+    else:
+        local = {a.index: k for k, a in enumerate(sel)}
+        bonds = [(local[b[0].index], local[b[1].index]) for b in topology.bonds()
+                 if b[0].index in local and b[1].index in local]
+        res = [a.residue.index for a in sel]
+        names = {a.residue.index: a.residue.name for a in sel}
+        gm = grains_from_index(res, numbers, bonds, names=[names[r] for r in sorted(set(res))])
+    sp = species_indices(numbers, cfg.elements)
+    gt = grain_type_indices(gm, cfg.grain_types, cfg.grain_type_names)
+    return numbers, gm, sp, gm.grain_index, gt
+
+
+def check_topology(topology, model: ModelLike = None, atoms: Optional[Sequence[int]] = None,
+                   box_vectors=None) -> None:
+    """Refuse (ValueError naming the culprit) a topology the model cannot simulate:
+    unknown element or grain type, or a box whose shortest height is not above twice the
+    cutoff. ``box_vectors`` (nm) overrides the topology's box."""
+    deployed = resolve_model(model)
+    _topology_inputs(topology, deployed, atoms)
+    box = box_vectors if box_vectors is not None else topology.getPeriodicBoxVectors()
+    if box is not None:
+        check_cutoff(deployed.config.cutoff, box)
+
+
+def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence[int]] = None,
+                     periodic: Optional[bool] = None, outputs_forces: Optional[bool] = None,
+                     box_vectors=None, force_group: int = 0, properties: Optional[dict] = None):
+    """An ``openmmtorch.TorchForce`` computing the CGAA potential of ``topology``'s atoms.
+
+    model: None (shipped default), a path, a DeployedModel or an eager CGAAModel.
+    atoms: System indices of the atoms the model acts on (None: all).
+    periodic: use periodic boundaries (default: the topology, or ``box_vectors``, has a box).
+    outputs_forces: the TorchForce takes forces from the model (default True, both force
+        modes); False (conservative models only) lets OpenMM-Torch backpropagate the energy.
+    force_group: OpenMM force group (0-31).
+    properties: TorchForce properties, e.g. ``{"useCUDAGraphs": "true"}``.
+    """
+    import torch  # noqa: F401  (loads the CUDA runtime libraries openmmtorch links to)
+    import openmmtorch
+
+    from cgaa.openmm.wrapper import script_force_module
+
+    deployed = resolve_model(model)
+    cfg = deployed.config
+    _, _, sp, gidx, gt = _topology_inputs(topology, deployed, atoms)
+    box = box_vectors if box_vectors is not None else topology.getPeriodicBoxVectors()
+    if periodic is None:
+        periodic = box is not None
+    if periodic:
+        if box is None:
+            raise ValueError("periodic=True but the topology has no box (set its periodic box vectors)")
+        check_cutoff(cfg.cutoff, box)
+    if outputs_forces is None:
+        outputs_forces = True
+    if not outputs_forces and cfg.force_mode != "conservative":
+        raise ValueError(f"outputs_forces=False needs a conservative model; this one is "
+                         f"{cfg.force_mode!r} (its forces are not the energy gradient)")
+    module = script_force_module(deployed.module, sp, gidx, gt, atoms, bool(periodic), bool(outputs_forces))
+    force = openmmtorch.TorchForce(module)
+    force.setOutputsForces(bool(outputs_forces))
+    force.setUsesPeriodicBoundaryConditions(bool(periodic))
+    force.setForceGroup(int(force_group))
+    force.setName(FORCE_NAME)
+    for k, v in (properties or {}).items():
+        force.setProperty(str(k), str(v))
+    return force
+
+
+def add_molecule_bonds(system, topology, atoms: Optional[Iterable[int]] = None):
+    """Add a zero-strength ``HarmonicBondForce`` over ``topology``'s bonds (within ``atoms``).
+
+    It adds no energy; it tells OpenMM which atoms form a molecule, so a
+    ``MonteCarloBarostat`` scales molecule centres instead of pulling bonds apart.
+    Returns the force (None if the topology has no bonds).
+    """
+    import openmm
+
+    keep = None if atoms is None else set(int(a) for a in atoms)
+    bonds = [(b[0].index, b[1].index) for b in topology.bonds()
+             if keep is None or (b[0].index in keep and b[1].index in keep)]
+    if not bonds:
+        return None
+    f = openmm.HarmonicBondForce()
+    f.setName(MOLECULE_BONDS_NAME)
+    for i, j in bonds:
+        f.addBond(i, j, 0.1, 0.0)
+    f.setUsesPeriodicBoundaryConditions(system.usesPeriodicBoundaryConditions())
+    system.addForce(f)
+    return f
+
+
+def add_cgaa_force(system, topology, model: ModelLike = None, atoms: Optional[Sequence[int]] = None,
+                   outputs_forces: Optional[bool] = None, force_group: int = 0,
+                   properties: Optional[dict] = None):
+    """Add the CGAA TorchForce to an existing ``openmm.System`` and return the force.
+
+    The System's default box (if it has one) is the periodic box; ``atoms`` restricts the
+    model to a subset (e.g. an ML region combined with classical forces). See
+    :func:`make_torch_force` for the other arguments.
+    """
+    if system.getNumParticles() != topology.getNumAtoms():
+        raise ValueError(f"System has {system.getNumParticles()} particles, topology {topology.getNumAtoms()} atoms")
+    box = None
+    if topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions():
+        box = box_matrix_nm(system.getDefaultPeriodicBoxVectors())
+    force = make_torch_force(topology, model, atoms=atoms, periodic=box is not None,
+                             outputs_forces=outputs_forces, box_vectors=box,
+                             force_group=force_group, properties=properties)
+    system.addForce(force)
+    return force
+
+
+def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional[bool] = None,
+                  remove_cm_motion: bool = True, molecule_bonds: bool = True,
+                  force_group: int = 0, properties: Optional[dict] = None):
+    """An ``openmm.System`` for ``topology`` driven by the CGAA potential.
+
+    topology: OpenMM Topology (one residue per grain, bonds e.g. from PDB CONECT records;
+        its periodic box, in nm, is the System's box).
+    model: None (the shipped default model), a deployed-model path, a DeployedModel or an
+        eager CGAAModel.
+    outputs_forces: see :func:`make_torch_force` (default: the model's own forces, both modes).
+    remove_cm_motion: add a ``CMMotionRemover``.
+    molecule_bonds: add zero-strength bonds so a barostat moves molecules as wholes.
+
+    Masses are the elements' (Da). Raises ValueError naming the atom or grain the model does
+    not know, or the cutoff and box height when the box is too small.
+    """
+    import openmm
+
+    system = openmm.System()
+    box = topology.getPeriodicBoxVectors()
+    if box is not None:
+        system.setDefaultPeriodicBoxVectors(*box)
+    for a in topology.atoms():
+        if a.element is None:
+            raise ValueError(f"topology atom {a.index} ({a.name} in residue {a.residue.name}) has no element")
+        system.addParticle(a.element.mass)
+    force = make_torch_force(topology, model, outputs_forces=outputs_forces, force_group=force_group,
+                             properties=properties)
+    system.addForce(force)
+    if molecule_bonds:
+        add_molecule_bonds(system, topology)
+    if remove_cm_motion:
+        system.addForce(openmm.CMMotionRemover())
+    return system
+
+
+def topology_from_atoms(atoms, grain_index: Optional[Sequence[int]] = None,
+                        names: Optional[Sequence[str]] = None) -> Tuple[object, np.ndarray]:
+    """OpenMM Topology (one residue per grain, perceived bonds, the cell as box) and
+    positions (nm, (N,3) array) from ASE ``Atoms`` (Å).
+
+    grain_index: per-atom grain (default: molecules perceived from covalent radii).
+    names: residue name per grain (default: the grain's readable type name).
+    """
+    from openmm import Vec3
+    from openmm.app import Element, Topology
+    from openmm.unit import nanometer
+
+    from cgaa.grains import grains_from_atoms, grains_from_index, perceive_bonds
+
+    cell = np.asarray(atoms.cell[:]) if atoms.pbc.any() else None
+    bonds = perceive_bonds(atoms.numbers, atoms.positions, cell)
+    if grain_index is None:
+        gm = grains_from_atoms(atoms)
+    else:
+        gm = grains_from_index(grain_index, atoms.numbers, bonds)
+    top = Topology()
+    chain = top.addChain()
+    residues = [top.addResidue((names[g] if names is not None else gm.type_names[g])[:4], chain)
+                for g in range(gm.n_grains)]
+    symbols = atoms.get_chemical_symbols()
+    out: List = []
+    for i, (s, g) in enumerate(zip(symbols, gm.grain_index)):
+        out.append(top.addAtom(f"{s}{i}"[:4], Element.getBySymbol(s), residues[int(g)]))
+    for i, j in bonds:
+        if gm.grain_index[i] == gm.grain_index[j]:
+            top.addBond(out[i], out[j])
+    if cell is not None:
+        c = units.angstrom_to_nm(cell)
+        top.setPeriodicBoxVectors([Vec3(*c[0]), Vec3(*c[1]), Vec3(*c[2])] * nanometer)
+    return top, units.angstrom_to_nm(np.asarray(atoms.positions, dtype=float))
