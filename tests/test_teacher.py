@@ -141,3 +141,29 @@ def test_npt_density_within_5_percent(tmp_path):
     mean = float(np.mean(dens[8:]))
     print(f"NPT density (last 16 ps): {mean:.4f} g/cm3 (recipe {res.recipe.density})")
     assert abs(mean - res.recipe.density) / res.recipe.density < 0.05
+
+
+def test_all_species_box_is_stable(tmp_path):
+    """Every species of the library together in one box: short MD keeps molecules intact."""
+    from cgaa.build import make_recipe
+    from cgaa.species import get_species
+
+    r = make_recipe({"LiTFSI": 0.3, "NaBF4": 0.3, "LiFSI": 0.3, "NaPF6": 0.3},
+                    {"EC": 1, "PC": 1, "FEC": 1, "DMC": 1, "EMC": 1, "DEC": 1}, density=1.3, name="all")
+    res = build_box(r, 1400, tmp_path / "all.pdb", seed=2)
+    assert {get_species(s).resname for s in res.counts} >= {"LI", "NA", "TFS", "BF4", "FSI", "PF6", "EC",
+                                                           "PC", "FEC", "DMC", "EMC", "DEC"}
+    pdb = app.PDBFile(str(res.path))
+    system = create_system(pdb.topology, cutoff=0.8)
+    integ = openmm.LangevinMiddleIntegrator(298 * unit.kelvin, 1 / unit.picosecond, 1 * unit.femtosecond)
+    integ.setRandomNumberSeed(3)
+    ctx = openmm.Context(system, integ, get_platform("CPU"))
+    ctx.setPositions(pdb.positions)
+    openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 300)
+    ctx.setVelocitiesToTemperature(298 * unit.kelvin, 4)
+    integ.step(1000)
+    st = ctx.getState(getEnergy=True, getPositions=True)
+    assert np.isfinite(st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+    pos = st.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    for a, b in pdb.topology.bonds():
+        assert np.linalg.norm(pos[a.index] - pos[b.index]) < 2.2, (a.residue.name, a.name, b.name)
