@@ -106,7 +106,11 @@ def create_system(topology, *, forcefield=None, cutoff: float = 1.0, constraints
     if missing:
         raise ValueError(f"residue(s) {', '.join(missing)} not in the teacher force field "
                          f"(known: {', '.join(sorted(known))})")
-    cons = {None: None, "none": None, "hbonds": app.HBonds}[constraints.lower() if constraints else None]
+    choices = {None: None, "none": None, "hbonds": app.HBonds}
+    ckey = constraints.lower() if constraints else None
+    if ckey not in choices:
+        raise ValueError(f"constraints must be None, 'none' or 'hbonds', got '{constraints}'")
+    cons = choices[ckey]
     try:
         system = ff.createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=cutoff * unit.nanometer,
                                  constraints=cons, rigidWater=False, ewaldErrorTolerance=ewald_tolerance)
