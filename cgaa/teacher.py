@@ -7,15 +7,13 @@ with PME electrostatics and OPLS geometric mixing of the Lennard-Jones parameter
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from cgaa.resources import forcefield_path
-from cgaa.units import (angstrom_to_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev,
-                        nm_to_angstrom)
+from cgaa.units import angstrom_to_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev
 
 #: Shipped teacher force-field file, relative to forcefields/.
 TEACHER_XML = "teacher/opls_electrolyte.xml"
