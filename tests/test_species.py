@@ -98,3 +98,38 @@ def test_teacher_parametrises_every_species_with_right_charges():
         scale = 0.8 if sp.charge else 1.0  # documented ionic charge scaling
         assert total == pytest.approx(sp.charge * scale, abs=1e-6), s
         start += sp.n_atoms
+
+
+def test_every_angle_and_dihedral_has_parameters():
+    """OpenMM silently skips unmatched angles/torsions: check each species is complete."""
+    import itertools
+
+    import openmm
+
+    from cgaa.build import make_topology
+    from cgaa.teacher import create_system
+
+    for s in REQUIRED:
+        sp = get_species(s)
+        system = create_system(make_topology({s: 1}, box_length=30.0), cutoff=1.0)
+        adj = {i: set() for i in range(sp.n_atoms)}
+        for i, j in sp.bonds:
+            adj[i].add(j)
+            adj[j].add(i)
+        n_angles = sum(len(list(itertools.combinations(adj[c], 2))) for c in adj)
+        propers = set()
+        for b, c in sp.bonds:
+            for a in adj[b] - {c}:
+                for d in adj[c] - {b}:
+                    if a != d:
+                        propers.add(min((a, b, c, d), (d, c, b, a)))
+        got_angles, got_tors = 0, set()
+        for f in system.getForces():
+            if isinstance(f, (openmm.HarmonicAngleForce, openmm.CustomAngleForce)):
+                got_angles += f.getNumAngles()
+            if isinstance(f, openmm.PeriodicTorsionForce):
+                for k in range(f.getNumTorsions()):
+                    a, b, c, d = f.getTorsionParameters(k)[:4]
+                    got_tors.add(min((a, b, c, d), (d, c, b, a)))
+        assert got_angles == n_angles, s
+        assert propers <= got_tors, (s, propers - got_tors)

@@ -88,6 +88,7 @@ ANGLES = {
     ("OS", "CT", "CT"): (109.5, 50.0 * KCAL * 2, "OPLS"),
     ("HC", "CT", "HC"): (107.8, 33.0 * KCAL * 2, "OPLS"),
     ("CT", "CT", "HC"): (110.7, 37.5 * KCAL * 2, "OPLS"),
+    ("CT", "CT", "CT"): (112.7, 58.35 * KCAL * 2, "OPLS"),
     ("F", "CT", "OS"): (109.5, 50.0 * KCAL * 2, "analogue"),    # as F-CT-CT
     ("F", "CT", "CT"): (109.5, 50.0 * KCAL * 2, "OPLS-F"),
     ("F", "CT", "HC"): (107.0, 40.0 * KCAL * 2, "OPLS-F"),
