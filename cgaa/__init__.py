@@ -5,4 +5,11 @@ every atom, split into inter-grain and intra-grain parts. Units inside: Å, eV, 
 """
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_model"]
+
+
+def load_model(path, device="cpu"):
+    """Load a deployed CGAA model (see :func:`cgaa.deploy.load_model`)."""
+    from cgaa.deploy import load_model as _load
+
+    return _load(path, device)

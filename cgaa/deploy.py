@@ -130,3 +130,23 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
     module, meta = _load(path, device)
     check_metadata(meta, path)
     return DeployedModel(module=module, metadata=meta, path=Path(path))
+
+
+def deploy_checkpoint(checkpoint: Union[str, Path], output: Union[str, Path], weights: str = "ema",
+                      dtype: Optional[str] = None) -> "tuple[Path, Dict[str, Any]]":
+    """``cgaa deploy``: TorchScript model of a training checkpoint, with training info in its metadata."""
+    from cgaa.train.trainer import load_checkpoint, model_from_checkpoint
+
+    state = load_checkpoint(Path(checkpoint))
+    model = model_from_checkpoint(state, weights)
+    if dtype is not None:
+        model = model.to(torch.float64 if dtype == "float64" else torch.float32)
+    hist = state.get("history") or []
+    best = min(hist, key=lambda h: h["val_loss"]) if hist else {}
+    extra = {"training": {"checkpoint": str(checkpoint), "epochs": state.get("epoch"),
+                          "best_epoch": state.get("best_epoch"),
+                          "val_forces_rmse_eV_per_A": best.get("val_forces_rmse_eV_per_A"),
+                          "val_energy_rmse_meV_per_atom": best.get("val_energy_rmse_meV_per_atom"),
+                          "data": state.get("train_config", {}).get("data")}}
+    path = save_model(model, output, extra=extra)
+    return path, read_metadata(path)

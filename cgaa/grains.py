@@ -236,7 +236,7 @@ def perceive_bonds(
     numbers: np.ndarray,
     positions: np.ndarray,
     cell: Optional[np.ndarray] = None,
-    scale: float = 1.15,
+    scale: float = 1.3,
 ) -> List[Tuple[int, int]]:
     """Bonds from covalent radii: d_ij < scale·(r_i + r_j), minimum image if a cell (Å, rows = vectors) is given.
 
@@ -257,7 +257,7 @@ def perceive_bonds(
     return list(zip(i[keep].tolist(), j[keep].tolist()))
 
 
-def grains_from_atoms(atoms, bond_scale: float = 1.15) -> GrainMap:
+def grains_from_atoms(atoms, bond_scale: float = 1.3) -> GrainMap:
     """Grain map of ASE ``Atoms``: molecules perceived from covalent radii.
 
     If the atoms carry a per-atom ``grain`` array (as cgaa's extxyz files do), it is used

@@ -58,6 +58,8 @@ class ModelConfig:
     radial_hidden: width of the radial weight MLPs.
     intra_layers: atom-level convolutions inside each grain before pooling (0: pool directly).
     intra_cutoff: cutoff of intra-grain atom pairs (Å).
+    intra_num_basis: radial basis functions of intra-grain pairs (finer than the inter-grain
+      basis: bond stretches are stiff).
     embed_radius: range of the radial basis of centre-relative vectors u_i (Å).
     center_eps: softening length of the direction of u_i (Å), keeps atoms at the centre smooth.
     force_mode: ``"conservative"`` (F = −∂E/∂r) or ``"direct"``.
@@ -79,6 +81,7 @@ class ModelConfig:
     radial_hidden: int = 32
     intra_layers: int = 1
     intra_cutoff: float = 4.0
+    intra_num_basis: int = 16
     embed_radius: float = 5.0
     center_eps: float = 0.5
     force_mode: str = "conservative"
@@ -115,7 +118,7 @@ class ModelConfig:
                      "avg_intra_neighbors", "avg_grain_size"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
-        for name in ("num_layers", "channels", "num_basis", "radial_hidden"):
+        for name in ("num_layers", "channels", "num_basis", "intra_num_basis", "radial_hidden"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be ≥ 1")
         if self.lmax < 0 or self.intra_layers < 0:
@@ -207,14 +210,14 @@ class CGAAModel(nn.Module):
         self.element_embedding = nn.Embedding(self.n_species, c.channels)
 
         # intra-grain atom-level layers
-        self.intra_basis = GaussianBasis(c.intra_cutoff, c.num_basis)
+        self.intra_basis = GaussianBasis(c.intra_cutoff, c.intra_num_basis)
         self.intra_envelope = PolynomialEnvelope(c.intra_cutoff)
         atom_irreps = o3.Irreps(f"{c.channels}x0e")
         intra: List[nn.Module] = []
         for _ in range(c.intra_layers):
             gate = Gate(irreps_h)
             intra.append(nn.ModuleDict({
-                "conv": Convolution(atom_irreps, irreps_sh, gate.irreps_in, c.num_basis,
+                "conv": Convolution(atom_irreps, irreps_sh, gate.irreps_in, c.intra_num_basis,
                                     c.radial_hidden, c.avg_intra_neighbors),
                 "self": o3.Linear(atom_irreps, gate.irreps_in),
                 "gate": gate,

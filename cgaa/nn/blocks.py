@@ -17,17 +17,38 @@ def hidden_irreps(channels: int, lmax: int) -> o3.Irreps:
     return o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
 
 
+class NormalizedSiLU(nn.Module):
+    """SiLU scaled so that its output has unit second moment for unit-normal input."""
+
+    def __init__(self):
+        super().__init__()
+        z = torch.randn(1_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        self.scale = float(1.0 / nn.functional.silu(z).pow(2).mean().sqrt())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.silu(x) * self.scale
+
+
 class MLP(nn.Module):
-    """Plain MLP with SiLU between layers (for invariant inputs only)."""
+    """MLP with normalised SiLU between layers (for invariant inputs only).
+
+    Weights start N(0, 1/fan_in) and biases at 0, so signals keep unit scale through the
+    layers and an untrained model already has forces of the order of the energy scale.
+    """
 
     def __init__(self, sizes: List[int], bias_last: bool = True):
         super().__init__()
         layers: List[nn.Module] = []
         for k in range(len(sizes) - 1):
             last = k == len(sizes) - 2
-            layers.append(nn.Linear(sizes[k], sizes[k + 1], bias=bias_last or not last))
+            lin = nn.Linear(sizes[k], sizes[k + 1], bias=bias_last or not last)
+            with torch.no_grad():
+                lin.weight.normal_(0.0, sizes[k] ** -0.5)
+                if lin.bias is not None:
+                    lin.bias.zero_()
+            layers.append(lin)
             if not last:
-                layers.append(nn.SiLU())
+                layers.append(NormalizedSiLU())
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

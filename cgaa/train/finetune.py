@@ -1,0 +1,165 @@
+"""Forgetting-aware fine-tuning: ``cgaa finetune config.yaml``.
+
+Start from a trained model and train on new data with
+
+* experience replay: a fraction of every batch is drawn from the old data;
+* elastic weight consolidation (Kirkpatrick et al., PNAS 114, 3521 (2017)): a penalty
+  λ/2·Σ_k F_k (θ_k − θ*_k)², with F the diagonal Fisher information of the old-data loss
+  at the starting weights θ* (mean of squared per-frame gradients, normalised to mean 1
+  so that λ does not depend on the loss scale).
+
+New elements or grain types in the new data extend the model's vocabulary (new embedding
+rows; reference energies of new grain types fitted on the new data, old ones kept).
+The error on the old data before and after is written to ``finetune_report.json``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from cgaa.data.dataset import Frame, frame_tensors, load_frames, model_inputs, vocabulary_of
+from cgaa.fileio import write_text_atomic
+from cgaa.grains import GrainMap
+from cgaa.inputs import grain_type_indices
+from cgaa.model import CGAAModel, ModelConfig
+from cgaa.train.config import TrainConfig
+from cgaa.train.loss import frame_loss
+from cgaa.train.trainer import (TrainResult, _dtype, _set_seed, dist_info, load_checkpoint, load_splits,
+                                model_from_checkpoint, run_training)
+
+
+def load_start_model(path: Path) -> CGAAModel:
+    """The eager model to start from: a deployed .pt (TorchScript) or a training checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"finetune.start: no file {path}")
+    try:
+        return model_from_checkpoint(load_checkpoint(path))
+    except (ValueError, RuntimeError, Exception):  # not a checkpoint: try a deployed model
+        from cgaa.deploy import load_model
+
+        return load_model(path).to_eager()
+
+
+def extend_vocabulary(model: CGAAModel, frames: Sequence[Frame]) -> CGAAModel:
+    """A copy of ``model`` that also knows the elements and grain types of ``frames``.
+
+    Existing weights are kept; new embedding rows start at the mean of the old ones;
+    reference energies of new grain types are fitted on ``frames`` by least squares with
+    the old types' reference energies held fixed.
+    """
+    old = model.config
+    elements, keys, names = vocabulary_of(frames)
+    new_el = [z for z in elements if z not in old.elements]
+    new_types = [(k, n) for k, n in zip(keys, names) if k not in old.grain_types]
+    if not new_el and not new_types:
+        return model
+    from ase.data import atomic_masses
+
+    d = old.to_dict()
+    d["elements"] = old.elements + new_el
+    d["masses"] = list(old.masses) + [float(atomic_masses[z]) for z in new_el]
+    d["grain_types"] = old.grain_types + [k for k, _ in new_types]
+    d["grain_type_names"] = old.grain_type_names + [n for _, n in new_types]
+    bigger = CGAAModel(ModelConfig.from_dict(d)).to(model.masses.dtype)
+    state = model.state_dict()
+    target = bigger.state_dict()
+    for name, value in state.items():
+        if name in ("masses", "atomic_numbers") or target[name].shape == value.shape:
+            if name not in ("masses", "atomic_numbers"):
+                target[name] = value
+            continue
+        # a vocabulary-sized tensor (embedding rows, type energies): keep the old rows;
+        # new embedding rows start at the mean of the old ones, new energies are fitted below
+        grown = target[name].clone()
+        grown[: value.shape[0]] = value
+        grown[value.shape[0]:] = value.mean(0) if name.endswith("weight") else 0.0
+        target[name] = grown
+    bigger.load_state_dict(target)
+    if new_types:
+        n_old = len(old.grain_types)
+        a = np.zeros((len(frames), len(d["grain_types"])))
+        for r, f in enumerate(frames):
+            a[r] = np.bincount(grain_type_indices(f.grain_map, d["grain_types"]), minlength=len(d["grain_types"]))
+        e_old = bigger.type_energy[:n_old].detach().double().numpy()
+        resid = np.array([f.energy for f in frames]) - a[:, :n_old] @ e_old
+        sol, *_ = np.linalg.lstsq(a[:, n_old:], resid, rcond=None)
+        with torch.no_grad():
+            bigger.type_energy[n_old:] = torch.as_tensor(sol, dtype=bigger.type_energy.dtype)
+    return bigger
+
+
+def fisher_diagonal(model: CGAAModel, frames: Sequence[Frame], cfg: TrainConfig) -> Dict[str, torch.Tensor]:
+    """Diagonal Fisher information of the old-data loss: mean of squared per-frame gradients, normalised to mean 1."""
+    dtype = _dtype(cfg.training.dtype)
+    fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for f in frames:
+        ref = frame_tensors(f, model.config, dtype)
+        model.zero_grad()
+        loss, _ = frame_loss(model(**model_inputs(ref), create_graph=True), ref, cfg.training.loss)
+        loss.backward()
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                fisher[n] += p.grad.detach() ** 2 / len(frames)
+    model.zero_grad()
+    mean = torch.cat([v.ravel() for v in fisher.values()]).mean().clamp_min(1e-30)
+    return {n: v / mean for n, v in fisher.items()}
+
+
+class EWCPenalty:
+    """λ/2·Σ_k F_k (θ_k − θ*_k)² (a callable for the training loop)."""
+
+    def __init__(self, model: CGAAModel, fisher: Dict[str, torch.Tensor], lam: float):
+        self.lam = lam
+        self.fisher = fisher
+        self.anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def __call__(self, model: torch.nn.Module) -> torch.Tensor:
+        total = None
+        for n, p in model.named_parameters():
+            term = (self.fisher[n] * (p - self.anchor[n]) ** 2).sum()
+            total = term if total is None else total + term
+        return 0.5 * self.lam * total
+
+
+def _old_errors(model: CGAAModel, frames: Sequence[Frame], cfg: TrainConfig) -> Dict:
+    from cgaa.train.evaluate import errors
+
+    return errors(model, model.config, frames, dtype=_dtype(cfg.training.dtype)).summary()
+
+
+def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Fine-tune ``cfg.finetune.start`` on ``cfg.data`` with replay and/or EWC (see module docs)."""
+    ft = cfg.finetune
+    if ft is None:
+        raise ValueError("the config has no 'finetune' section")
+    rank, _ = dist_info()
+    _set_seed(cfg.training.seed)
+    start = load_start_model(cfg.resolve(ft.start)).to(_dtype(cfg.training.dtype))
+    all_atom = start.config.all_atom
+    train_f, val_f, test_f = load_splits(cfg, all_atom)
+    old = load_frames([cfg.resolve(p) for p in ft.old_data], all_atom) if ft.old_data else []
+    old_eval = old if not ft.old_eval_frames else old[: ft.old_eval_frames]
+    before = _old_errors(start, old_eval, cfg) if old_eval else None
+    model = extend_vocabulary(start, list(train_f) + list(val_f) + list(test_f))
+    penalty = None
+    if ft.ewc_lambda > 0:
+        fisher = fisher_diagonal(model, old[: ft.fisher_frames], cfg)
+        penalty = EWCPenalty(model, fisher, ft.ewc_lambda)
+    result = run_training(cfg, model, train_f, val_f, test_f, resume=resume, progress=progress,
+                          penalty=penalty, replay=old if ft.replay_fraction > 0 else None,
+                          replay_fraction=ft.replay_fraction)
+    if rank == 0:
+        best = model_from_checkpoint(load_checkpoint(result.best_checkpoint))
+        report = {
+            "start": str(ft.start), "replay_fraction": ft.replay_fraction, "ewc_lambda": ft.ewc_lambda,
+            "old_data_before": before,
+            "old_data_after": _old_errors(best, old_eval, cfg) if old_eval else None,
+            "new_data_test_after": result.test_metrics,
+        }
+        write_text_atomic(result.run_dir / "finetune_report.json", json.dumps(report, indent=2))
+    return result

@@ -1,0 +1,95 @@
+"""Loss of a frame and accumulated error metrics (eV, eV/Å)."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from cgaa.train.config import LossConfig
+
+
+def frame_loss(out: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor],
+               weights: LossConfig) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Weighted loss of one frame.
+
+    energy: (ΔE / N_atoms)² in (eV/atom)²; forces_inter: mean over grains and components
+    of the squared error of the net grain force; forces_intra: mean over atoms and
+    components of the squared error of the intra-grain force.
+    """
+    de = (out["energy"].double() - ref["energy"]) / ref["n_atoms"]
+    l_e = (de * de).to(out["forces"].dtype)
+    l_inter = ((out["grain_forces"] - ref["grain_forces"]) ** 2).mean()
+    l_intra = ((out["forces_intra"] - ref["forces_intra"]) ** 2).mean()
+    loss = weights.energy * l_e + weights.forces_inter * l_inter + weights.forces_intra * l_intra
+    return loss, {"energy": float(l_e.detach()), "forces_inter": float(l_inter.detach()),
+                  "forces_intra": float(l_intra.detach())}
+
+
+class ErrorAccumulator:
+    """Energy and force errors over many frames, overall, per element and per grain type."""
+
+    def __init__(self, element_names: List[str], type_names: List[str], keep_values: bool = False):
+        self.element_names = element_names
+        self.type_names = type_names
+        self.keep = keep_values
+        self.e_err: List[float] = []
+        self.sq = {k: 0.0 for k in ("forces", "forces_inter", "forces_intra", "grain_forces")}
+        self.ab = dict(self.sq)
+        self.cnt = dict(self.sq)
+        self.by_el = np.zeros((len(element_names), 3))   # sum sq, sum abs, count
+        self.by_type = np.zeros((len(type_names), 3))
+        self.values: Dict[str, List[np.ndarray]] = {}
+
+    def add(self, out: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor]) -> None:
+        n = float(ref["n_atoms"])
+        pe = float(out["energy"].detach()) / n
+        re = float(ref["energy"]) / n
+        self.e_err.append(pe - re)
+        for k in self.sq:
+            d = (out[k].detach() - ref[k]).double().cpu().numpy()
+            self.sq[k] += float((d * d).sum())
+            self.ab[k] += float(np.abs(d).sum())
+            self.cnt[k] += d.size
+            if self.keep:
+                self.values.setdefault(k + "_pred", []).append(out[k].detach().cpu().numpy().ravel())
+                self.values.setdefault(k + "_ref", []).append(ref[k].cpu().numpy().ravel())
+        if self.keep:
+            self.values.setdefault("energy_pred", []).append(np.array([pe]))
+            self.values.setdefault("energy_ref", []).append(np.array([re]))
+        d = (out["forces"].detach() - ref["forces"]).double().cpu().numpy()
+        sp = ref["species"].cpu().numpy()
+        atom_type = ref["grain_type"][ref["grain_index"]].cpu().numpy()
+        for table, idx in ((self.by_el, sp), (self.by_type, atom_type)):
+            np.add.at(table[:, 0], idx, (d * d).sum(1))
+            np.add.at(table[:, 1], idx, np.abs(d).sum(1))
+            np.add.at(table[:, 2], idx, 3)
+
+    def summary(self) -> Dict[str, object]:
+        """Metrics with units in their names: energy meV/atom, forces eV/Å."""
+        e = np.array(self.e_err)
+        out: Dict[str, object] = {
+            "n_frames": int(len(e)),
+            "energy_rmse_meV_per_atom": float(np.sqrt((e ** 2).mean()) * 1000) if len(e) else float("nan"),
+            "energy_mae_meV_per_atom": float(np.abs(e).mean() * 1000) if len(e) else float("nan"),
+        }
+        label = {"forces": "forces", "forces_inter": "forces_inter", "forces_intra": "forces_intra",
+                 "grain_forces": "grain_net_forces"}
+        for k, name in label.items():
+            c = max(self.cnt[k], 1)
+            out[f"{name}_rmse_eV_per_A"] = float(np.sqrt(self.sq[k] / c))
+            out[f"{name}_mae_eV_per_A"] = float(self.ab[k] / c)
+        for key, table, names in (("per_element", self.by_el, self.element_names),
+                                  ("per_grain_type", self.by_type, self.type_names)):
+            out[key] = {
+                names[i]: {"forces_rmse_eV_per_A": float(np.sqrt(table[i, 0] / table[i, 2])),
+                           "forces_mae_eV_per_A": float(table[i, 1] / table[i, 2])}
+                for i in range(len(names)) if table[i, 2] > 0
+            }
+        return out
+
+    def arrays(self, key: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """Concatenated (reference, predicted) values kept for parity plots."""
+        if key + "_ref" not in self.values:
+            return None, None
+        return np.concatenate(self.values[key + "_ref"]), np.concatenate(self.values[key + "_pred"])

@@ -1,0 +1,121 @@
+"""Training: loss goes down, --resume is exact, bad configs and NaN losses stop clearly."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from cgaa.train.config import config_from_dict, load_config
+from cgaa.train.trainer import TrainingError, load_checkpoint, train
+from toy_teacher import write_dataset
+
+COUNTS = {"Li": 2, "PF6": 2, "EC": 4, "EMC": 3}
+TINY_MODEL = {"cutoff": 5.0, "channels": 8, "num_layers": 1, "num_basis": 6, "radial_hidden": 16, "lmax": 1}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    return write_dataset(d / "frames.xyz", COUNTS, 14, seed=1)
+
+
+def _config(tmp_path, dataset, **training):
+    t = {"epochs": 4, "batch_size": 3, "lr": 0.01, "ema_decay": 0.5, "seed": 3, "early_stopping_patience": 0}
+    t.update(training)
+    data = {"data": {"train": [str(dataset)], "val_fraction": 0.2, "test_fraction": 0.15},
+            "model": TINY_MODEL, "training": t, "output": {"dir": str(tmp_path / "run")}}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_training_lowers_validation_loss_and_writes_outputs(tmp_path, dataset):
+    cfg = load_config(_config(tmp_path, dataset, epochs=5))
+    res = train(cfg, progress=False)
+    rows = list(csv.DictReader(open(res.run_dir / "metrics.csv")))
+    assert len(rows) == 5
+    val = [float(r["val_loss"]) for r in rows]
+    assert min(val[2:]) < 0.7 * val[0]
+    for name in ("best.pt", "last.pt", "learning_curve.png", "test_metrics.json"):
+        assert (res.run_dir / name).is_file(), name
+    m = res.test_metrics
+    assert m["n_frames"] == 2 and np.isfinite(m["forces_rmse_eV_per_A"])
+    assert set(m["per_grain_type"]) == {"Li", "PF6", "EC", "EMC"}
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, dataset):
+    full = train(load_config(_config(tmp_path / "a", dataset, epochs=4)), progress=False)
+    half_cfg = _config(tmp_path / "b", dataset, epochs=2)
+    train(load_config(half_cfg), progress=False)
+    data = yaml.safe_load(half_cfg.read_text())
+    data["training"]["epochs"] = 4
+    half_cfg.write_text(yaml.safe_dump(data))
+    resumed = train(load_config(half_cfg), resume=True, progress=False)
+    wa, wb = _weights(full.last_checkpoint), _weights(resumed.last_checkpoint)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert load_checkpoint(resumed.last_checkpoint)["epoch"] == 4
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, dataset, monkeypatch):
+    import cgaa.train.trainer as tr
+
+    real = tr.frame_loss
+    calls = {"n": 0}
+
+    def poisoned(out, ref, w):
+        calls["n"] += 1
+        loss, parts = real(out, ref, w)
+        return (loss * float("nan") if calls["n"] > 12 else loss), parts
+
+    monkeypatch.setattr(tr, "frame_loss", poisoned)
+    cfg = load_config(_config(tmp_path, dataset, epochs=5))
+    with pytest.raises(TrainingError, match=r"loss is nan at epoch \d.*last good checkpoint is .*last.pt"):
+        train(cfg, progress=False)
+    st = load_checkpoint(cfg.resolve(cfg.output.dir) / "last.pt")
+    assert st["epoch"] >= 1
+    assert all(torch.isfinite(v).all() for v in st["model"].values() if v.is_floating_point())
+
+
+def test_bad_configs_are_named(tmp_path, dataset):
+    base = yaml.safe_load(_config(tmp_path, dataset).read_text())
+    with pytest.raises(ValueError, match="unknown config key 'training.learning_rate'"):
+        config_from_dict({**base, "training": {"learning_rate": 1e-3}})
+    with pytest.raises(ValueError, match="unknown config key 'model.cutof'"):
+        config_from_dict({**base, "model": {"cutof": 5.0}})
+    with pytest.raises(ValueError, match="unknown config key 'dat'"):
+        config_from_dict({**base, "dat": {}})
+    with pytest.raises(FileNotFoundError, match="missing.xyz"):
+        train(config_from_dict({**base, "data": {"train": [str(tmp_path / "missing.xyz")]}}), progress=False)
+    with pytest.raises(ValueError, match="validation split is empty"):
+        train(config_from_dict({**base, "data": {"train": [str(dataset)], "val_fraction": 0.0}}), progress=False)
+    with pytest.raises(ValueError, match="not valid YAML"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("data: [unclosed")
+        load_config(bad)
+
+
+def test_corrupt_dataset_never_trains_silently(tmp_path, dataset):
+    from cgaa.data.extxyz import FrameError
+
+    text = dataset.read_text().splitlines()
+    # drop the forces of the second frame's first atom line: a NaN there
+    lines = text[:]
+    n = int(lines[0])
+    parts = lines[n + 2 + 2].split()
+    parts[-2] = "nan"  # a force component (the last column is the grain index)
+    lines[n + 2 + 2] = " ".join(parts)
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("\n".join(lines) + "\n")
+    base = yaml.safe_load(_config(tmp_path, dataset).read_text())
+    with pytest.raises(FrameError, match=r"bad.xyz frame 1: forces are NaN"):
+        train(config_from_dict({**base, "data": {"train": [str(bad)]}}), progress=False)
