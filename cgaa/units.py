@@ -25,6 +25,14 @@ EVANG_PER_KJMOLNM: float = 1.0 / KJMOLNM_PER_EVANG
 KB_EV_PER_K: float = 8.617333262e-5
 #: Boltzmann constant in kJ/mol/K.
 KB_KJMOL_PER_K: float = KB_EV_PER_K * KJMOL_PER_EV
+#: m per nm (SI lengths, for transport coefficients).
+M_PER_NM: float = 1e-9
+#: s per ps.
+S_PER_PS: float = 1e-12
+#: m²/s per nm²/ps (= 1e-6): diffusion coefficients from MSD slopes.
+M2_PER_S_PER_NM2_PER_PS: float = M_PER_NM ** 2 / S_PER_PS
+#: ns per ps.
+NS_PER_PS: float = 1e-3
 #: Avogadro constant, 1/mol.
 AVOGADRO: float = 6.02214076e23
 #: Elementary charge, C.

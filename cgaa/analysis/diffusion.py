@@ -24,12 +24,8 @@ import numpy as np
 from cgaa import units
 from cgaa.analysis.msd import average_msds, msd_fft
 
-#: m per nm (SI length; cgaa.units only covers nm <-> Å).
-M_PER_NM: float = 1e-9
-#: s per ps.
-S_PER_PS: float = 1e-12
-#: m²/s per nm²/ps (= 1e-6).
-M2_PER_S_PER_NM2_PER_PS: float = M_PER_NM ** 2 / S_PER_PS
+from cgaa.units import M2_PER_S_PER_NM2_PER_PS, M_PER_NM, S_PER_PS  # noqa: E402,F401  (re-exported)
+
 #: Yeh–Hummer constant ξ for a cubic lattice (Ewald-like sum), dimensionless.
 YEH_HUMMER_XI: float = 2.837297
 
