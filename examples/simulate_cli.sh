@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `cgaa simulate` from the command line: build a box, equilibrate (NPT), produce (NVT),
+# continue the production run, analyse. Pass a deployed model as $1 (default: the
+# shipped model). Small numbers so it finishes quickly on a CPU; scale them up for real
+# transport (tens of ns) and use --platform CUDA on a GPU.
+set -euo pipefail
+MODEL=${1:+--model "$1"}
+
+cgaa build --recipe lipf6-ec-emc-1m --atoms 1500 -o box.pdb
+
+# NPT equilibration: minimise, then 20 ps at 298.15 K and 1 bar
+cgaa simulate box.pdb $MODEL --ensemble npt --temperature 298.15 --pressure 1 \
+    --timestep 1 --time-ps 20 --report-interval 500 --checkpoint-interval 5000 --out equil/
+
+# NVT production from the equilibrated state: write its positions and box as a PDB
+python - <<'PY'
+import openmm
+from openmm.app import PDBFile
+from openmm.unit import nanometer
+state = openmm.XmlSerializer.deserialize(open("equil/final_state.xml").read())
+pdb = PDBFile("equil/topology.pdb")
+top = pdb.topology
+top.setPeriodicBoxVectors(state.getPeriodicBoxVectors())
+with open("equil.pdb", "w") as fh:
+    PDBFile.writeFile(top, state.getPositions(), fh, keepIds=True)
+PY
+cgaa simulate equil.pdb $MODEL --ensemble nvt --time-ps 50 --report-interval 1000 --out prod/
+
+# Ctrl-C at any time saves a checkpoint (exit code 130); continue and extend with:
+cgaa simulate --restart --out prod/ --time-ps 100
+
+# transport and structure from the unwrapped trajectory
+cgaa analyze prod/
