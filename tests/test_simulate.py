@@ -295,3 +295,30 @@ def test_cuda_run(tmp_path, system_parts):
     res = _run(system_parts, tmp_path / "cuda", steps=40, platform="CUDA", precision="mixed")
     assert res.steps == 40
     assert json.loads((tmp_path / "cuda" / "run.json").read_text())["platform"] == "CUDA"
+
+
+def test_recipe_input_built_on_the_fly(tmp_path):
+    """INPUT may be a recipe name: the box is built with cgaa.build into the run directory."""
+    build_mod = pytest.importorskip("cgaa.build", reason="cgaa.build is not available yet")
+    from openmm.app import PDBFile
+
+    from cgaa.grains import grains_from_topology
+    from cgaa.inputs import vocabulary
+    from cgaa.model import CGAAModel, ModelConfig
+
+    try:  # a model covering the recipe's species (same chemistry keys as any box of it)
+        ref = build_mod.build_box("lipf6-ec-emc-1m", 650, tmp_path / "ref.pdb", seed=3)
+    except FileNotFoundError as err:
+        pytest.skip(f"cgaa build cannot run here: {err}")
+    top = PDBFile(str(ref.path)).topology
+    gm = grains_from_topology(top)
+    el, keys, names = vocabulary([gm], [[a.element.atomic_number for a in top.atoms()]])
+    model = CGAAModel(ModelConfig(el, keys, names, cutoff=4.0, num_layers=1, lmax=1, intra_layers=0,
+                                  channels=4, num_basis=4, radial_hidden=8))
+    out = tmp_path / "run"
+    res = run_simulation("lipf6-ec-emc-1m", model, out, n_atoms=650, steps=0, minimize=False,
+                         platform="Reference", progress=False)
+    assert res.steps == 0 and (out / "input.pdb").is_file()
+    info = json.loads((out / "run.json").read_text())
+    assert "recipe lipf6-ec-emc-1m" in info["input"] and info["n_atoms"] > 600
+    assert len(load_state_csv(out / "state.csv")["step"]) == 1
