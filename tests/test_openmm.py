@@ -141,6 +141,21 @@ def test_openmm_matches_model(electrolyte_box, platform, mode, outputs_forces):
     assert rel_err(f2, f_ref) <= 1e-9
 
 
+def test_non_periodic_topology():
+    """Without a box the force is not periodic and the model gets no cell."""
+    atoms, gidx = small_box()
+    atoms.pbc = False
+    model, _, kw = scaled_model(atoms)
+    assert kw["cell"] is None
+    top, pos = topology_from_atoms(atoms, gidx)
+    system = create_system(top, model)
+    assert not system.usesPeriodicBoundaryConditions()
+    e, f = evaluate(system, pos)
+    e_ref, f_ref = reference(model, kw)
+    assert abs(e - e_ref) <= 1e-9 * abs(e_ref)
+    assert rel_err(f, f_ref) <= 1e-9
+
+
 def test_box_from_cgaa_build(tmp_path):
     """Acceptance: a box from `cgaa build`, both modes, Reference and CPU."""
     build_mod = pytest.importorskip("cgaa.build", reason="cgaa.build is not available yet")
