@@ -74,7 +74,7 @@ STATE_COLUMNS = ("step", "time_ps", "potential_energy_kJ_mol", "kinetic_energy_k
 _PS_PER_FS = 1e-3
 _CM3_PER_NM3 = 1e-21
 _SECONDS_PER_DAY = 86400.0
-_NS_PER_PS = 1e-3
+
 
 #: Defaults of :func:`run_simulation` (None there means: this value, or the saved one on restart).
 DEFAULTS: Dict[str, Any] = {
@@ -465,7 +465,7 @@ class _Reporter:
         vol = float(abs(np.linalg.det(box.value_in_unit(nanometer)))) if box is not None else float("nan")
         now = time.perf_counter()
         if step > self._last_step and now > self._last_wall:
-            ns = (step - self._last_step) * self.dt_ps * _NS_PER_PS
+            ns = (step - self._last_step) * self.dt_ps * units.NS_PER_PS
             self.speed = ns / ((now - self._last_wall) / _SECONDS_PER_DAY)
         self._last_wall, self._last_step = now, step
         row = {"step": step, "time_ps": state.getTime().value_in_unit(picosecond),
@@ -809,7 +809,7 @@ def run_simulation(
         tmp.write_text(openmm.XmlSerializer.serialize(state))
     wall = time.perf_counter() - t_start
     dt_ps = float(settings["timestep_fs"]) * _PS_PER_FS
-    speed = (step - step0) * dt_ps * _NS_PER_PS / (wall / _SECONDS_PER_DAY) if wall > 0 and step > step0 else 0.0
+    speed = (step - step0) * dt_ps * units.NS_PER_PS / (wall / _SECONDS_PER_DAY) if wall > 0 and step > step0 else 0.0
     entry.update(status="interrupted" if interrupted else "finished", ended=_now(), to_step=step,
                  ns_per_day=speed)
     write_text_atomic(out / RUN_FILE, json.dumps(run_info, indent=1))
