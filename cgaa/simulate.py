@@ -238,13 +238,11 @@ def model_summary(deployed) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------- OpenMM objects
 def get_platform(name: str, precision: str) -> Tuple[Any, Dict[str, str]]:
     """(openmm.Platform, properties); ValueError listing the available platforms."""
-    import torch  # noqa: F401  (openmmtorch's plugin needs torch's libraries loaded)
     import openmm
 
-    try:
-        import openmmtorch  # noqa: F401  (loads the TorchForce kernels)
-    except ImportError:  # pragma: no cover
-        pass
+    from cgaa.openmm.system import ensure_torch_plugins
+
+    ensure_torch_plugins()
     try:
         platform = openmm.Platform.getPlatformByName(name)
     except Exception:

@@ -5,9 +5,10 @@
 
 Builds the System with cgaa.openmm.create_system (an openmmtorch.TorchForce wrapping the
 deployed model, periodic, element masses, the PDB's box), adds a barostat, minimises and
-runs 1 ps of NPT with an unwrapped DCD trajectory. The same System is available through
+runs 1 ps (or $STEPS steps) of NPT with an unwrapped DCD trajectory. The same System is available through
 openmm-ml:  MLPotential("cgaa", model="model.pt").createSystem(pdb.topology).
 """
+import os
 import sys
 
 import openmm
@@ -30,4 +31,4 @@ simulation.context.setVelocitiesToTemperature(298.15 * unit.kelvin)
 simulation.reporters.append(DCDReporter("traj.dcd", 100, enforcePeriodicBox=False))  # unwrapped, for MSD
 simulation.reporters.append(StateDataReporter(sys.stdout, 100, step=True, temperature=True, density=True,
                                               potentialEnergy=True, speed=True))
-simulation.step(1000)
+simulation.step(int(os.environ.get("STEPS", 1000)))

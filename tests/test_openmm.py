@@ -364,3 +364,23 @@ def test_cuda_platform_matches_reference(electrolyte_box, precision):
     tol = 1e-9 if precision == "double" else 1e-4
     assert abs(st.getPotentialEnergy().value_in_unit(KJ) - e_ref) <= tol * abs(e_ref)
     assert rel_err(st.getForces(asNumpy=True).value_in_unit(KJNM), f_ref) <= tol * 10
+
+
+def test_works_when_openmm_is_imported_before_torch():
+    """OpenMM-Torch's kernel plugins need torch's libraries; importing openmm first used to
+    leave them unloaded ("does not support all required kernels")."""
+    import subprocess
+    import sys
+
+    code = f"""
+import openmm, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_openmm import small_system, evaluate
+from cgaa.openmm import create_system
+model, top, pos, _ = small_system()
+print(evaluate(create_system(top, model), pos, "CPU")[0])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.split()[-1]) != 0.0

@@ -16,12 +16,12 @@ from __future__ import annotations
 __all__ = [
     "create_system", "add_cgaa_force", "make_torch_force", "resolve_model", "check_topology",
     "check_cutoff", "add_molecule_bonds", "topology_from_atoms", "default_model_path",
-    "CGAAForceModule", "DEFAULT_MODEL_NAME",
+    "ensure_torch_plugins", "CGAAForceModule", "DEFAULT_MODEL_NAME",
 ]
 
 _SYSTEM = {"create_system", "add_cgaa_force", "make_torch_force", "resolve_model", "check_topology",
            "check_cutoff", "add_molecule_bonds", "topology_from_atoms", "default_model_path",
-           "DEFAULT_MODEL_NAME"}
+           "ensure_torch_plugins", "DEFAULT_MODEL_NAME"}
 
 
 def __getattr__(name: str):

@@ -34,6 +34,34 @@ MOLECULE_BONDS_NAME = "CGAAMoleculeBonds"
 ModelLike = Union[None, str, Path, "DeployedModel", "CGAAModel"]  # noqa: F821
 
 
+_RELOADED_PLUGINS: set = set()
+
+
+def ensure_torch_plugins() -> None:
+    """Make OpenMM-Torch's kernels available whatever the import order.
+
+    OpenMM loads its plugins when ``openmm`` is first imported; the OpenMM-Torch kernel
+    plugins link to libtorch's CUDA runtime libraries (libnvrtc, ...), which are only
+    found once ``torch`` is imported. If ``openmm`` came first, those plugins failed to
+    load and a Context with a TorchForce reports "does not support all required kernels".
+    This imports torch and reloads the failed OpenMM-Torch plugins (idempotent).
+    """
+    import re
+
+    import torch  # noqa: F401  (puts libtorch and its CUDA runtime libraries in the process)
+    import openmm
+
+    for msg in openmm.Platform.getPluginLoadFailures():
+        m = re.match(r"Error loading library (\S*OpenMMTorch\S*?)\s*:", msg)
+        if not m or "libOpenCL" in msg or m.group(1) in _RELOADED_PLUGINS:
+            continue
+        _RELOADED_PLUGINS.add(m.group(1))
+        try:
+            openmm.Platform.loadPluginLibrary(m.group(1))
+        except Exception:  # e.g. the CUDA plugin without a CUDA driver: that platform is absent anyway
+            pass
+
+
 def default_model_path() -> Path:
     """Path of the shipped default model (FileNotFoundError if none is shipped yet)."""
     from cgaa.resources import forcefields_dir
@@ -151,7 +179,7 @@ def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence
     force_group: OpenMM force group (0-31).
     properties: TorchForce properties, e.g. ``{"useCUDAGraphs": "true"}``.
     """
-    import torch  # noqa: F401  (loads the CUDA runtime libraries openmmtorch links to)
+    ensure_torch_plugins()
     import openmmtorch
 
     from cgaa.openmm.wrapper import script_force_module
