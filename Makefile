@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.cgaa-installed
 DEMO   ?= demo-run
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean default-model
 
 install: $(STAMP)
 
@@ -23,3 +23,7 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info
+
+# Rebuild the shipped default model (teacher data → training → deploy → model card); ~1-2 h on 2 CPU cores.
+default-model: $(STAMP)
+	bash forcefields/models/make_default_model.sh

@@ -1,0 +1,109 @@
+"""Write a model card (Markdown) for a deployed model from its metadata and test metrics.
+
+``python -m cgaa.train.modelcard MODEL.pt METRICS.json HISTORY.csv CARD.md --command CMD``
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+from cgaa.fileio import write_text_atomic
+
+#: Targets of the shipped model against its teacher (method paper's EC/EMC force RMSE).
+TARGETS = {"forces_rmse_eV_per_A": 0.20, "energy_rmse_meV_per_atom": 5.0}
+
+
+def _target_line(name: str, value: float, target: float, unit: str) -> str:
+    if value <= target:
+        return f"| {name} | {value:.3f} {unit} | ≤ {target} {unit} | met |"
+    return f"| {name} | {value:.3f} {unit} | ≤ {target} {unit} | **not met** (by {value - target:.3f} {unit}, {value / target:.1f}×) |"
+
+
+def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str, name: str) -> str:
+    """The card's Markdown text."""
+    c = meta["config"]
+    t = meta.get("training", {})
+    data = (t.get("data") or {})
+    lines = [
+        f"# Model card: {name}",
+        "",
+        f"A CGAA model ({meta['force_mode']} forces) for {', '.join(g['name'] for g in meta['grain_types'])}, "
+        f"trained on the classical teacher force field (`forcefields/teacher/`) — it reproduces the teacher, "
+        "not quantum chemistry. Reproduce it with:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "## Intended use",
+        "",
+        "1 M LiPF6 in EC:EMC 3:7 (w/w) near 278–338 K, boxes whose shortest height exceeds "
+        f"2 × cutoff = {2 * c['cutoff']:.0f} Å. Elements: {' '.join(meta['element_symbols'])}. Outside that "
+        "composition and temperature range, fine-tune first (`cgaa finetune`).",
+        "",
+        "## Data",
+        "",
+        f"Training files: {', '.join(map(str, data.get('train', [])))}; test: {', '.join(map(str, data.get('test', [])))} "
+        "(an independent teacher trajectory). Frames: classical MD of a ~1000-atom box at 278, 298, 318 and 338 K, "
+        "plus 10% hot (1.8×T) and 10% distorted (σ = 0.03 Å) frames (see `forcefields/models/make_default_model.sh`).",
+        "",
+        "## Hyper-parameters",
+        "",
+        "| key | value |",
+        "|---|---|",
+    ]
+    for k in ("cutoff", "num_layers", "channels", "lmax", "num_basis", "radial_hidden", "intra_layers",
+              "intra_cutoff", "intra_num_basis", "embed_radius", "force_mode"):
+        lines.append(f"| {k} | {c[k]} |")
+    lines += [f"| epochs run (best) | {t.get('epochs')} ({t.get('best_epoch')}) |", "",
+              "## Test metrics against the teacher", "",
+              f"{metrics['n_frames']} held-out frames.", "",
+              "| quantity | value | target | status |", "|---|---|---|---|",
+              _target_line("force RMSE (total)", metrics["forces_rmse_eV_per_A"], TARGETS["forces_rmse_eV_per_A"], "eV/Å"),
+              _target_line("energy RMSE", metrics["energy_rmse_meV_per_atom"], TARGETS["energy_rmse_meV_per_atom"],
+                           "meV/atom"),
+              "", "| quantity | RMSE | MAE |", "|---|---|---|",
+              f"| energy (meV/atom) | {metrics['energy_rmse_meV_per_atom']:.3f} | {metrics['energy_mae_meV_per_atom']:.3f} |"]
+    for key, label in (("forces", "force, total (eV/Å)"), ("forces_inter", "force, inter-grain part per atom (eV/Å)"),
+                       ("grain_net_forces", "net force per grain (eV/Å)"), ("forces_intra", "force, intra-grain part (eV/Å)")):
+        lines.append(f"| {label} | {metrics[key + '_rmse_eV_per_A']:.3f} | {metrics[key + '_mae_eV_per_A']:.3f} |")
+    lines += ["", "Force RMSE per grain type (eV/Å): " + ", ".join(
+        f"{k} {v['forces_rmse_eV_per_A']:.3f}" for k, v in metrics["per_grain_type"].items()),
+              "Force RMSE per element (eV/Å): " + ", ".join(
+        f"{k} {v['forces_rmse_eV_per_A']:.3f}" for k, v in metrics["per_element"].items()), ""]
+    if history:
+        lines += [f"Training took {sum(float(h['seconds']) for h in history) / 60:.0f} min for {len(history)} epochs "
+                  "on the machine that ran the recipe.", ""]
+    lines += [f"![parity]({name}.parity.png)", "", f"![learning curve]({name}.learning_curve.png)", "",
+              f"Metadata: cgaa {meta['cgaa_version']}, torch {meta['torch_version']}, created {meta['created']}.", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(model: Union[str, Path], metrics_json: Union[str, Path], history_csv: Optional[Union[str, Path]],
+                     out: Union[str, Path], command: str) -> Path:
+    """Write the card for ``model`` (deployed .pt) with metrics from ``cgaa evaluate``."""
+    from cgaa.deploy import read_metadata
+
+    meta = read_metadata(model)
+    metrics = json.loads(Path(metrics_json).read_text())
+    history = list(csv.DictReader(open(history_csv))) if history_csv and Path(history_csv).is_file() else None
+    return write_text_atomic(out, model_card(meta, metrics, history, command, Path(model).stem))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("model")
+    p.add_argument("metrics")
+    p.add_argument("history")
+    p.add_argument("out")
+    p.add_argument("--command", required=True)
+    a = p.parse_args(argv)
+    print(f"wrote {write_model_card(a.model, a.metrics, a.history, a.out, a.command)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
