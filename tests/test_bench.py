@@ -1,0 +1,92 @@
+"""Tiny versions of every `cgaa bench` mode: report structure and finite numbers only
+(never wall-clock limits: the real measurements live in docs/benchmarks.md)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cgaa.bench.speed import fit_exponent, ns_per_day
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_fit_exponent_and_units():
+    n = np.array([1000, 3000, 10000])
+    k, err = fit_exponent(n, 2e-4 * n ** 1.05)
+    assert abs(k - 1.05) < 1e-9 and abs(err) < 1e-6
+    assert math.isnan(fit_exponent([1000], [1.0])[0])
+    # 22 ms per 1 fs step = 3.93 ns/day
+    assert abs(ns_per_day(22.0) - 86400 / 0.022 * 1e-6) < 1e-12
+    assert abs(ns_per_day(86.4, timestep_fs=2.0) - 2.0) < 1e-12
+
+
+def test_cli_help_documents_modes(capsys):
+    from cgaa.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = capsys.readouterr().out
+    for mode in ("speed", "accuracy", "observables"):
+        assert mode in text
+    assert main(["bench", "speed", "--sizes", "x", "--out", "unused"]) == 2
+
+
+@pytest.fixture(scope="module")
+def speed_report(tmp_path_factory):
+    from cgaa.bench.speed import run_speed
+
+    out = tmp_path_factory.mktemp("speed")
+    rep = run_speed([400], out, engines=("cgaa", "allatom", "teacher", "sevenn"), tasks=("eval", "md"),
+                    cutoff=5.0, allatom_cutoff=4.0, teacher_cutoff_nm=0.7, threads=1, warmup=1, repeats=2,
+                    md_steps=2, budget_s=0.1, timeout_s=300, command="pytest", progress=False)
+    return rep, out
+
+
+def test_speed_tiny(speed_report):
+    rep, out = speed_report
+    for key in ("date", "command", "machine", "versions", "results", "ratios", "scaling", "boxes"):
+        assert key in rep
+    assert rep["machine"]["cores"] >= 1 and rep["machine"]["cpu"]
+    on_disk = json.loads((out / "speed.json").read_text())
+    assert on_disk["command"] == "pytest"
+    assert (out / "speed.md").read_text().startswith("## Speed and memory")
+    assert (out / "speed.png").stat().st_size > 0
+    by = {(e["engine"], e["task"]): e for e in rep["results"]}
+    for key in (("cgaa", "eval"), ("allatom", "eval"), ("cgaa", "md"), ("allatom", "md"),
+                ("teacher", "eval"), ("teacher", "md")):
+        e = by[key]
+        assert e["status"] == "ok", e
+        assert e["n_atoms"] > 300
+        for k in ("peak_rss_MiB", "baseline_rss_MiB", "delta_rss_MiB"):
+            assert _finite(e[k])
+        assert e["peak_rss_MiB"] >= e["baseline_rss_MiB"] > 0
+        if key[1] == "eval":
+            assert _finite(e["median_s"]) and e["median_s"] > 0
+            assert e["energy_finite"] and e["forces_finite"]
+        else:
+            assert _finite(e["median_ms_per_step"]) and _finite(e["ns_per_day"]) and e["ns_per_day"] > 0
+            assert e["energy_finite"]
+    # the all-atom graph has one node per atom and more edges than the grain graph
+    assert by[("allatom", "eval")]["n_grains"] == by[("allatom", "eval")]["n_atoms"]
+    assert by[("cgaa", "eval")]["n_grains"] < by[("cgaa", "eval")]["n_atoms"]
+    sev = by[("sevenn", "eval")]
+    assert sev["status"] in ("ok", "skipped", "failed") and (sev["status"] == "ok" or sev["reason"])
+    r = rep["ratios"][0]
+    for k in ("allatom_over_cgaa_time", "allatom_over_cgaa_peak_rss", "cgaa_md_over_teacher_md_time"):
+        assert _finite(r[k]) and r[k] > 0
+
+
+def test_speed_skips_too_small_box(tmp_path):
+    from cgaa.bench.speed import run_speed
+
+    rep = run_speed([400], tmp_path, engines=("cgaa",), tasks=("eval",), cutoff=9.0, threads=1,
+                    command="pytest", progress=False)
+    (e,) = rep["results"]
+    assert e["status"] == "skipped" and "cutoff 9.0" in e["reason"]
+    with pytest.raises(ValueError, match="unknown engine"):
+        run_speed([400], tmp_path, engines=("nequip",), progress=False)
