@@ -90,3 +90,29 @@ def test_speed_skips_too_small_box(tmp_path):
     assert e["status"] == "skipped" and "cutoff 9.0" in e["reason"]
     with pytest.raises(ValueError, match="unknown engine"):
         run_speed([400], tmp_path, engines=("nequip",), progress=False)
+
+
+def test_accuracy_tiny(tmp_path):
+    from toy_teacher import write_dataset
+
+    from cgaa.bench.accuracy import run_accuracy
+
+    counts = {"Li": 2, "PF6": 2, "EC": 3, "EMC": 2}
+    train = write_dataset(tmp_path / "train.xyz", counts, 8, seed=1)
+    test = write_dataset(tmp_path / "test.xyz", counts, 3, seed=2)
+    rep, files = run_accuracy(tmp_path / "acc", train=[train], test=[test], max_train_frames=6, epochs=1,
+                              batch_size=2, cutoff=5.0, allatom_cutoff=3.5, threads=1, command="pytest",
+                              model_overrides={"channels": 4, "num_layers": 1, "radial_hidden": 8},
+                              progress=False)
+    assert set(rep["models"]) == {"cgaa", "allatom"}
+    assert rep["data"]["train_frames_used"] == 6 and rep["data"]["test_frames"] == 3
+    for kind, m in rep["models"].items():
+        assert m["epochs_run"] == 1 and _finite(m["train_wall_s"])
+        for key in ("energy_rmse_meV_per_atom", "forces_rmse_eV_per_A", "grain_net_forces_rmse_eV_per_A"):
+            assert _finite(m["test"][key]), (kind, key)
+    assert rep["models"]["allatom"]["model"]["all_atom"] is True
+    assert rep["models"]["allatom"]["model"]["cutoff"] == 3.5
+    assert rep["models"]["cgaa"]["model"]["channels"] == rep["models"]["allatom"]["model"]["channels"] == 4
+    assert _finite(rep["ratios"]["cgaa_over_allatom_forces_rmse_eV_per_A"])
+    assert json.loads(files["json"].read_text())["mode"] == "accuracy"
+    assert "all-atom baseline" in files["markdown"].read_text() and files["png"].stat().st_size > 0
