@@ -119,3 +119,25 @@ def test_corrupt_dataset_never_trains_silently(tmp_path, dataset):
     base = yaml.safe_load(_config(tmp_path, dataset).read_text())
     with pytest.raises(FrameError, match=r"bad.xyz frame 1: forces are NaN"):
         train(config_from_dict({**base, "data": {"train": [str(bad)]}}), progress=False)
+
+
+def test_refit_reference_energies_removes_an_offset(dataset):
+    from cgaa.data.dataset import load_frames
+    from cgaa.model import CGAAModel
+    from cgaa.train.trainer import new_model_config, refit_reference_energies
+
+    frames = load_frames(dataset)[:6]
+    cfg = config_from_dict({"data": {"train": [str(dataset)]}, "model": TINY_MODEL})
+    torch.manual_seed(0)
+    model = CGAAModel(new_model_config(cfg, frames)).double()
+    first = refit_reference_energies(model, frames)
+    with torch.no_grad():
+        model.type_energy += 3.0          # a constant offset of 3 eV per grain
+    again = refit_reference_energies(model, frames)
+    assert again == pytest.approx(first, rel=1e-6, abs=1e-9)
+    energies = np.array([f.energy for f in frames])
+    from cgaa.data.dataset import frame_tensors, model_inputs
+
+    pred = np.array([float(model(**model_inputs(frame_tensors(f, model.config, torch.float64)),
+                                 compute_forces=False)["energy"].detach()) for f in frames])
+    assert abs(np.mean(pred - energies)) < 1e-8 * np.abs(energies).max()

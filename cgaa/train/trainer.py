@@ -90,6 +90,25 @@ def new_model_config(cfg: TrainConfig, frames: Sequence[Frame]) -> ModelConfig:
     return ModelConfig(elements, keys, names, **hyper)
 
 
+@torch.no_grad()
+def refit_reference_energies(model: CGAAModel, frames: Sequence[Frame]) -> float:
+    """Shift the per-grain-type reference energies by a least-squares fit of the model's
+    energy residuals on ``frames`` (removes any leftover offset); returns the RMS residual
+    per atom (eV) after the shift."""
+    conf = model.config
+    p0 = next(model.parameters())
+    counts = np.zeros((len(frames), len(conf.grain_types)))
+    resid = np.zeros(len(frames))
+    for k, f in enumerate(frames):
+        ref = frame_tensors(f, conf, p0.dtype, p0.device)
+        counts[k] = np.bincount(ref["grain_type"].cpu().numpy(), minlength=len(conf.grain_types))
+        resid[k] = f.energy - float(model(**model_inputs(ref), compute_forces=False)["energy"])
+    delta, *_ = np.linalg.lstsq(counts, resid, rcond=None)
+    model.type_energy += torch.as_tensor(delta, dtype=model.type_energy.dtype, device=model.type_energy.device)
+    n_atoms = np.array([f.n_atoms for f in frames])
+    return float(np.sqrt(np.mean(((resid - counts @ delta) / n_atoms) ** 2)))
+
+
 def initialise_energies(model: CGAAModel, frames: Sequence[Frame]) -> Dict[str, float]:
     """Fit per-grain-type reference energies and set the energy scale (RMS force, eV/Å·Å)."""
     ref = fit_reference_energies(frames, model.config)
@@ -366,6 +385,17 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
     test_metrics = None
     if rank == 0:
         learning_curve(run_dir / "learning_curve.png", history)
+        if best_path.exists():
+            # the best weights with reference energies re-fitted on the training residuals
+            st = load_checkpoint(best_path)
+            for key in ("ema", "model"):
+                if st.get(key) is None:
+                    continue
+                m = CGAAModel(conf).to(device=dev, dtype=dtype)
+                m.load_state_dict(st[key])
+                st.setdefault("energy_refit_rms_eV_per_atom", {})[key] = refit_reference_energies(m, train)
+                st[key] = m.state_dict()
+            save_checkpoint(best_path, st)
         if test_t and best_path.exists():
             from cgaa.train.evaluate import errors
 
