@@ -116,3 +116,55 @@ def test_accuracy_tiny(tmp_path):
     assert _finite(rep["ratios"]["cgaa_over_allatom_forces_rmse_eV_per_A"])
     assert json.loads(files["json"].read_text())["mode"] == "accuracy"
     assert "all-atom baseline" in files["markdown"].read_text() and files["png"].stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_box_and_model(tmp_path_factory):
+    """A ~1000-atom lipf6-ec-emc-1m box (EMC must stay narrower than half the box: ~400 atoms is
+    too small for MD) and an untrained deployed model with a 5 Å cutoff."""
+    import torch
+    from openmm.app import PDBFile
+
+    from cgaa.bench.speed import box_for, shipped_hyper
+    from cgaa.deploy import save_model
+    from cgaa.grains import grains_from_topology
+    from cgaa.inputs import vocabulary
+    from cgaa.model import CGAAModel, ModelConfig
+
+    d = tmp_path_factory.mktemp("obs")
+    box, _, _ = box_for("lipf6-ec-emc-1m", 1000, d)
+    top = PDBFile(str(box)).topology
+    numbers = [a.element.atomic_number for a in top.atoms()]
+    el, keys, names = vocabulary([grains_from_topology(top)], [numbers])
+    hyper = {**shipped_hyper(), "cutoff": 5.0, "channels": 4, "num_layers": 1}
+    torch.manual_seed(0)
+    model = CGAAModel(ModelConfig.from_dict({**hyper, "elements": el, "grain_types": keys,
+                                             "grain_type_names": names}))
+    with torch.no_grad():  # a gentle untrained potential: tiny forces, stable for a few steps
+        model.energy_scale.fill_(0.01)
+    return box, save_model(model, d / "model.pt")
+
+
+def test_observables_tiny(tmp_path, tiny_box_and_model):
+    from cgaa.bench.observables import run_observables
+
+    box, model = tiny_box_and_model
+    rep, files = run_observables(tmp_path / "obs", model=model, box=box, replicas=2, time_ps=0.012,
+                                 equil_ps=0.004, report_ps=0.002, ensemble="npt", teacher_cutoff_nm=0.7,
+                                 threads=1, minimize_iterations=0, command="pytest", progress=False)
+    assert set(rep["engines"]) == {"teacher", "cgaa"}
+    for eng, e in rep["engines"].items():
+        assert len(e["replicas"]) == 2
+        s = e["summary"]
+        assert {"Li", "PF6", "EC", "EMC"} <= {n for n in s["D_m2_s"]}, s["D_m2_s"].keys()
+        for n, v in s["D_m2_s"].items():
+            assert _finite(v), (eng, n)
+        assert _finite(s["density_g_cm3"]) and 0.5 < s["density_g_cm3"] < 3.0
+        assert _finite(s["rdf_first_peak_nm"]) or s["rdf_first_peak_nm"] is None or math.isnan(s["rdf_first_peak_nm"])
+    c = rep["comparison"]
+    assert _finite(c["D"]["Li"]["relative"]) and _finite(c["density"]["relative"])
+    assert json.loads(files["json"].read_text())["mode"] == "observables"
+    assert "teacher" in files["markdown"].read_text() and files["png"].stat().st_size > 0
+    # the teacher replica really ran the classical force field
+    eng = json.loads((tmp_path / "obs" / "teacher" / "rep0" / "engine.json").read_text())
+    assert eng["engine"] == "teacher"

@@ -1,0 +1,397 @@
+"""Observables: teacher MD vs CGAA MD with the same box and protocol.
+
+Each engine runs ``replicas`` independent trajectories (seed + k) of the same packed box
+through :func:`cgaa.simulate.run_simulation` (minimisation, velocities at T, Langevin
+middle integrator, 1 fs, Monte Carlo barostat in NPT, unwrapped DCD): the CGAA runs with
+the deployed model, the teacher runs with the classical force field swapped in through
+``run_simulation``'s ``customize_system`` hook, so both share every other setting and
+file format. The first ``equil_ps`` of every replica are discarded; the rest is analysed
+with :func:`cgaa.analysis.analyze` per replica:
+
+* self-diffusion coefficients of Li, PF6, EC, EMC (m²/s, molecule centres, centre-of-mass
+  drift removed; no finite-size correction, which cancels in the ratio: same box);
+* the Li–O(carbonyl) RDF first-peak position (nm) and first-shell coordination number;
+* the density (g/cm³, mean of state.csv after equilibration; NPT only).
+
+Engine values are replica means with standard errors (std/√n); relative differences
+CGAA/teacher − 1 carry the propagated uncertainty. Targets of the benchmark (not test
+assertions): Li D within 15 %, density within 2 %, RDF peak within 0.005 nm (0.05 Å).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+PathLike = Union[str, Path]
+ENGINES = ("teacher", "cgaa")
+#: The species whose diffusivity is compared (names as cgaa.analysis finds them).
+DIFFUSING = ("Li", "PF6", "EC", "EMC")
+RDF_PAIR = "Li-O_carbonyl"
+#: Benchmark targets: (quantity, kind, tolerance).
+TARGETS = {"D_Li": ("relative", 0.15), "density": ("relative", 0.02), "rdf_peak": ("absolute_nm", 0.005)}
+ENGINE_FILE = "engine.json"
+
+
+def teacher_customizer(cutoff_nm: float = 1.0) -> Callable[[Any, Any], None]:
+    """A ``customize_system`` hook that replaces every force of the CGAA System by the
+    teacher's (PME, OPLS mixing) and sets the teacher's masses."""
+
+    def customize(system, topology) -> None:
+        import openmm
+
+        from cgaa.teacher import create_system
+
+        t = create_system(topology, cutoff=float(cutoff_nm))
+        while system.getNumForces():
+            system.removeForce(system.getNumForces() - 1)
+        for f in t.getForces():
+            system.addForce(openmm.XmlSerializer.clone(f))
+        for i in range(t.getNumParticles()):
+            system.setParticleMass(i, t.getParticleMass(i))
+
+    return customize
+
+
+def _mean_se(xs: Sequence[float]) -> Tuple[float, float]:
+    a = np.asarray([x for x in xs if x is not None and math.isfinite(x)], dtype=float)
+    if len(a) == 0:
+        return float("nan"), float("nan")
+    if len(a) == 1:
+        return float(a[0]), float("nan")
+    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a)))
+
+
+def relative_difference(c: float, c_err: float, t: float, t_err: float) -> Tuple[float, float]:
+    """(c/t − 1, propagated standard error), NaN-safe (a missing error counts as 0)."""
+    if not (math.isfinite(c) and math.isfinite(t)) or t == 0:
+        return float("nan"), float("nan")
+    ce = c_err if math.isfinite(c_err) else 0.0
+    te = t_err if math.isfinite(t_err) else 0.0
+    return c / t - 1.0, math.sqrt((ce / t) ** 2 + (c * te / t ** 2) ** 2)
+
+
+def _finished(run_dir: Path, steps: int) -> bool:
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        last = info["history"][-1]
+        return last.get("status") == "finished" and int(last.get("to_step", -1)) >= steps
+    except (OSError, KeyError, ValueError, IndexError):
+        return False
+
+
+def analyse_replica(run_dir: PathLike, equil_ps: float, report_ps: float, temperature_K: float,
+                    blocks: int = 3) -> Dict[str, Any]:
+    """Diffusivities, Li–O(carbonyl) RDF and density of one run directory (after ``equil_ps``)."""
+    import mdtraj as md
+
+    from cgaa.analysis import analyze
+    from cgaa.simulate import load_state_csv
+
+    run_dir = Path(run_dir)
+    top = run_dir / "topology.pdb"
+    traj = md.load_dcd(str(run_dir / "traj.dcd"), top=str(top))
+    skip = int(round(equil_ps / report_ps))
+    if traj.n_frames - skip < 4:
+        raise ValueError(f"{run_dir}: only {traj.n_frames - skip} frames after {equil_ps} ps of equilibration; "
+                         "run longer or report more often")
+    res = analyze([traj[skip:]], None, dt_ps=report_ps, temperature_K=temperature_K, n_blocks=blocks)
+    out: Dict[str, Any] = {"frames": traj.n_frames - skip, "D_m2_s": {}, "D_err_m2_s": {}, "diffusive": {},
+                           "warnings": list(res.warnings)}
+    for name, d in res.diffusion.items():
+        out["D_m2_s"][name] = d.D_m2_s
+        out["D_err_m2_s"][name] = d.D_err_m2_s
+        out["diffusive"][name] = bool(d.window.diffusive)
+    r = res.rdfs.get(RDF_PAIR)
+    if r is None:
+        cand = [k for k in res.rdfs if "carbonyl" in k]
+        r = res.rdfs[cand[0]] if cand else None
+    out["rdf"] = None if r is None else {"first_peak_nm": r.first_peak_nm, "peak_height": r.peak_height,
+                                         "first_min_nm": r.first_min_nm, "cn_first_shell": r.cn_first_shell,
+                                         "r_nm": r.r_nm.tolist(), "g": r.g.tolist()}
+    st = load_state_csv(run_dir / "state.csv")
+    keep = st["time_ps"] >= equil_ps - 1e-9
+    out["density_g_cm3"] = float(np.mean(st["density_g_cm3"][keep])) if keep.any() else float("nan")
+    out["temperature_K"] = float(np.mean(st["temperature_K"][keep])) if keep.any() else float("nan")
+    out["ns_per_day"] = float(np.nanmean(st["speed_ns_day"][1:])) if len(st["speed_ns_day"]) > 1 else float("nan")
+    return out
+
+
+def summarise(replicas: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Replica means and standard errors of the compared quantities."""
+    s: Dict[str, Any] = {"n_replicas": len(replicas), "D_m2_s": {}, "D_se_m2_s": {}}
+    names = sorted({k for r in replicas for k in r["D_m2_s"]})
+    for n in names:
+        s["D_m2_s"][n], s["D_se_m2_s"][n] = _mean_se([r["D_m2_s"].get(n) for r in replicas])
+    for key in ("first_peak_nm", "cn_first_shell", "peak_height"):
+        s[f"rdf_{key}"], s[f"rdf_{key}_se"] = _mean_se([r["rdf"][key] for r in replicas if r.get("rdf")])
+    s["density_g_cm3"], s["density_se_g_cm3"] = _mean_se([r["density_g_cm3"] for r in replicas])
+    s["temperature_K"], _ = _mean_se([r["temperature_K"] for r in replicas])
+    s["ns_per_day"], _ = _mean_se([r["ns_per_day"] for r in replicas])
+    return s
+
+
+def compare(teacher: Dict[str, Any], cgaa: Dict[str, Any], ensemble: str) -> Dict[str, Any]:
+    """Relative differences (CGAA/teacher − 1) and target checks."""
+    cmp: Dict[str, Any] = {"D": {}}
+    for n in DIFFUSING:
+        found = [k for k in teacher["D_m2_s"] if k.lower() == n.lower()]
+        if not found or found[0] not in cgaa["D_m2_s"]:
+            continue
+        k = found[0]
+        rel, err = relative_difference(cgaa["D_m2_s"][k], cgaa["D_se_m2_s"][k],
+                                       teacher["D_m2_s"][k], teacher["D_se_m2_s"][k])
+        cmp["D"][k] = {"relative": rel, "relative_se": err}
+    rel, err = relative_difference(cgaa["density_g_cm3"], cgaa["density_se_g_cm3"],
+                                   teacher["density_g_cm3"], teacher["density_se_g_cm3"])
+    cmp["density"] = {"relative": rel, "relative_se": err, "npt": ensemble == "npt"}
+    dp = cgaa["rdf_first_peak_nm"] - teacher["rdf_first_peak_nm"]
+    dpe = math.sqrt(sum(x ** 2 for x in (cgaa["rdf_first_peak_nm_se"], teacher["rdf_first_peak_nm_se"])
+                        if math.isfinite(x)))
+    cmp["rdf_peak"] = {"difference_nm": dp, "difference_se_nm": dpe}
+    rel, err = relative_difference(cgaa["rdf_cn_first_shell"], cgaa["rdf_cn_first_shell_se"],
+                                   teacher["rdf_cn_first_shell"], teacher["rdf_cn_first_shell_se"])
+    cmp["rdf_cn"] = {"relative": rel, "relative_se": err}
+    li = next((v for k, v in cmp["D"].items() if k.lower() == "li"), None)
+    checks = {}
+    if li is not None and math.isfinite(li["relative"]):
+        checks["D_Li_within_15pct"] = abs(li["relative"]) <= TARGETS["D_Li"][1]
+    if ensemble == "npt" and math.isfinite(cmp["density"]["relative"]):
+        checks["density_within_2pct"] = abs(cmp["density"]["relative"]) <= TARGETS["density"][1]
+    if math.isfinite(dp):
+        checks["rdf_peak_within_0.05A"] = abs(dp) <= TARGETS["rdf_peak"][1]
+    cmp["targets_met"] = checks
+    return cmp
+
+
+def run_observables(
+    out_dir: PathLike,
+    *,
+    model: Optional[PathLike] = None,
+    box: Optional[PathLike] = None,
+    recipe: str = "lipf6-ec-emc-1m",
+    n_atoms: int = 1000,
+    replicas: int = 2,
+    time_ps: float = 200.0,
+    equil_ps: float = 20.0,
+    timestep_fs: float = 1.0,
+    report_ps: float = 1.0,
+    ensemble: str = "npt",
+    temperature_K: float = 298.15,
+    engines: Sequence[str] = ENGINES,
+    teacher_cutoff_nm: float = 1.0,
+    threads: Optional[int] = None,
+    seed: int = 0,
+    resume: bool = False,
+    platform: str = "CPU",
+    minimize_iterations: int = 500,
+    command: Optional[str] = None,
+    progress: bool = True,
+) -> Tuple[Dict[str, Any], Dict[str, Path]]:
+    """Teacher MD vs CGAA MD, ``replicas`` each, ``equil_ps`` + ``time_ps`` per replica.
+
+    model: deployed CGAA model (default: the shipped one; required for both engines, the
+        teacher runs reuse its System set-up). box: PDB (default: built from ``recipe``
+        with ``n_atoms``). report_ps: frame spacing (ps). resume: keep finished replica
+        runs found in ``out_dir``. minimize_iterations: energy minimisation of each replica (0: none).
+        Writes observables.json/.md/.png; returns (report, files).
+    """
+    import torch
+
+    from cgaa.bench.report import available_cores, header
+    from cgaa.build import build_box
+    from cgaa.simulate import run_simulation
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for e in engines:
+        if e not in ENGINES:
+            raise ValueError(f"unknown engine {e!r} (known: {', '.join(ENGINES)})")
+    if replicas < 1:
+        raise ValueError("replicas must be >= 1")
+    if ensemble not in ("npt", "nvt"):
+        raise ValueError(f"ensemble must be npt or nvt, not {ensemble!r}")
+    threads = int(threads or available_cores())
+    torch.set_num_threads(threads)
+    if model is None:
+        from cgaa.openmm.system import default_model_path
+
+        model = default_model_path()
+    model = Path(model).resolve()
+    if box is None:
+        box = out / f"box-{Path(str(recipe)).stem}-{n_atoms}.pdb"
+        if not Path(box).is_file():
+            build_box(recipe, n_atoms, box, seed=seed)
+    box = Path(box).resolve()
+    steps_eq = int(round(equil_ps * 1000.0 / timestep_fs))
+    steps = steps_eq + int(round(time_ps * 1000.0 / timestep_fs))
+    report = max(1, int(round(report_ps * 1000.0 / timestep_fs)))
+    report_ps = report * timestep_fs / 1000.0
+    rep = header("observables", command)
+    rep.update({"model": str(model), "box": str(box), "protocol": {
+        "ensemble": ensemble, "temperature_K": temperature_K, "pressure_bar": 1.0, "timestep_fs": timestep_fs,
+        "equilibration_ps": equil_ps, "production_ps": time_ps, "frame_interval_ps": report_ps,
+        "replicas": replicas, "integrator": "LangevinMiddle, friction 1/ps", "barostat": "MonteCarlo every 25 steps"
+        if ensemble == "npt" else None, "platform": platform, "threads": threads,
+        "teacher_cutoff_nm": teacher_cutoff_nm,
+        "minimisation": f"each replica, at most {minimize_iterations} iterations"},
+        "engines": {}})
+    props_env = None
+    if platform == "CPU":
+        import os
+
+        props_env = os.environ.get("OPENMM_CPU_THREADS")
+        os.environ["OPENMM_CPU_THREADS"] = str(threads)
+    try:
+        for eng in engines:
+            reps: List[Dict[str, Any]] = []
+            for k in range(replicas):
+                run_dir = out / eng / f"rep{k}"
+                t0 = time.perf_counter()
+                if not (resume and _finished(run_dir, steps)):
+                    if progress:
+                        print(f"cgaa bench observables: {eng} replica {k}: {steps} steps", flush=True)
+                    run_simulation(str(box), model, run_dir, ensemble=ensemble, temperature=temperature_K,
+                                   timestep_fs=timestep_fs, steps=steps, report_interval=report,
+                                   checkpoint_interval=max(report, (steps // report) * report or report),
+                                   platform=platform, seed=seed + k, overwrite=True, progress=progress,
+                                   minimize=minimize_iterations > 0,
+                                   minimize_iterations=max(1, minimize_iterations),
+                                   customize_system=teacher_customizer(teacher_cutoff_nm) if eng == "teacher" else None)
+                    from cgaa.bench.report import write_json
+
+                    write_json(run_dir / ENGINE_FILE, {"engine": eng, "note": "teacher forces swapped in via "
+                               "customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
+                wall = time.perf_counter() - t0
+                a = analyse_replica(run_dir, equil_ps, report_ps, temperature_K)
+                a.update(run_dir=str(run_dir), seed=seed + k, wall_s=wall)
+                reps.append(a)
+            rep["engines"][eng] = {"replicas": reps, "summary": summarise(reps)}
+    finally:
+        if platform == "CPU":
+            import os
+
+            if props_env is None:
+                os.environ.pop("OPENMM_CPU_THREADS", None)
+            else:
+                os.environ["OPENMM_CPU_THREADS"] = props_env
+    if "teacher" in rep["engines"] and "cgaa" in rep["engines"]:
+        rep["comparison"] = compare(rep["engines"]["teacher"]["summary"], rep["engines"]["cgaa"]["summary"],
+                                    ensemble)
+    files = write_observables_outputs(rep, out)
+    return rep, files
+
+
+def observables_markdown(rep: Dict[str, Any]) -> str:
+    """Markdown table of an observables report."""
+    from cgaa.bench.report import fmt, header_markdown, markdown_table
+
+    p = rep["protocol"]
+    lines = ["## Observables: teacher MD vs CGAA MD", "", header_markdown(rep), "",
+             f"Box `{Path(rep['box']).name}`, model `{Path(rep['model']).name}`; {p['ensemble'].upper()} "
+             f"{p['temperature_K']} K, {p['timestep_fs']} fs, {p['replicas']} replicas x "
+             f"({p['equilibration_ps']} ps discarded + {p['production_ps']} ps analysed), frames every "
+             f"{p['frame_interval_ps']} ps, {p['platform']} platform, {p['threads']} threads. Values: replica "
+             "mean ± standard error.", ""]
+    engs = list(rep["engines"])
+
+    def pm(v, e, scale=1.0, digits=3):
+        if v is None or not math.isfinite(v):
+            return "—"
+        s = fmt(v * scale, digits)
+        return s + (f" ± {fmt(e * scale, 2)}" if e is not None and math.isfinite(e) else "")
+
+    cmp = rep.get("comparison", {})
+    rows = []
+    names = sorted({n for e in engs for n in rep["engines"][e]["summary"]["D_m2_s"]})
+    for n in names:
+        row = [f"D[{n}] (1e-10 m²/s)"]
+        for e in engs:
+            s = rep["engines"][e]["summary"]
+            row.append(pm(s["D_m2_s"].get(n, float("nan")), s["D_se_m2_s"].get(n, float("nan")), 1e10))
+        c = cmp.get("D", {}).get(n)
+        row.append(pm(c["relative"], c["relative_se"], 100, 2) + " %" if c else "—")
+        rows.append(row)
+    for key, label, scale, ckey in (("rdf_first_peak_nm", "Li–O(carbonyl) first peak (nm)", 1.0, "rdf_peak"),
+                                    ("rdf_cn_first_shell", "Li–O(carbonyl) CN, first shell", 1.0, "rdf_cn"),
+                                    ("density_g_cm3", "density (g/cm³)", 1.0, "density"),
+                                    ("temperature_K", "mean temperature (K)", 1.0, None),
+                                    ("ns_per_day", "speed (ns/day)", 1.0, None)):
+        row = [label]
+        for e in engs:
+            s = rep["engines"][e]["summary"]
+            se = s.get(key + "_se", s.get(key.replace("_g_cm3", "_se_g_cm3"), float("nan")))
+            row.append(pm(s.get(key, float("nan")), se, scale))
+        c = cmp.get(ckey) if ckey else None
+        if c and "relative" in c:
+            row.append(pm(c["relative"], c["relative_se"], 100, 2) + " %")
+        elif c and "difference_nm" in c:
+            row.append(pm(c["difference_nm"], c["difference_se_nm"]) + " nm")
+        else:
+            row.append("—")
+        rows.append(row)
+    lines.append(markdown_table(["quantity"] + engs + ["CGAA vs teacher"], rows))
+    if cmp.get("targets_met"):
+        lines += ["", "Targets: " + ", ".join(f"{k}: {'met' if v else 'missed'}" for k, v in cmp["targets_met"].items())]
+    nondiff = [f"{e} {n}" for e in engs for r in rep["engines"][e]["replicas"] for n, ok in r["diffusive"].items()
+               if not ok]
+    if nondiff:
+        lines += ["", "Not in the diffusive regime (log-log MSD slope not ≈ 1; D approximate) in some "
+                      "replicas: " + ", ".join(sorted(set(nondiff))) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
+    """Li–O(carbonyl) RDFs of every replica and the diffusivities of both engines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cgaa.bench.report import save_figure
+
+    engs = list(rep["engines"])
+    if not engs:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, e in enumerate(engs):
+        for k, r in enumerate(rep["engines"][e]["replicas"]):
+            if r.get("rdf"):
+                a.plot(r["rdf"]["r_nm"], r["rdf"]["g"], color=f"C{i}", alpha=0.8, lw=1,
+                       label=e if k == 0 else None)
+        s = rep["engines"][e]["summary"]
+        names = sorted(s["D_m2_s"])
+        x = np.arange(len(names)) + i * 0.4
+        b.bar(x, [s["D_m2_s"][n] * 1e10 for n in names], 0.4,
+              yerr=[np.nan_to_num(s["D_se_m2_s"][n]) * 1e10 for n in names], label=e, color=f"C{i}")
+        b.set_xticks(np.arange(len(names)) + 0.2)
+        b.set_xticklabels(names)
+    a.set_xlabel("r (nm)")
+    a.set_ylabel("g(r) Li–O(carbonyl)")
+    a.set_xlim(0, 0.8)
+    a.legend()
+    b.set_ylabel("D (1e-10 m²/s)")
+    b.legend()
+    p = rep["protocol"]
+    fig.suptitle(f"cgaa bench observables — {p['replicas']} x {p['production_ps']} ps {p['ensemble'].upper()}, "
+                 f"{rep['date'][:10]}", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_observables_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
+    """observables.json, observables.md, observables.png in ``out_dir``."""
+    from cgaa.bench.report import write_json
+    from cgaa.fileio import write_text_atomic
+
+    out = Path(out_dir)
+    files = {"json": write_json(out / "observables.json", rep),
+             "markdown": write_text_atomic(out / "observables.md", observables_markdown(rep))}
+    png = observables_plot(rep, out / "observables.png")
+    if png:
+        files["png"] = png
+    return files
