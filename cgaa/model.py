@@ -303,13 +303,20 @@ class CGAAModel(nn.Module):
         r = pos[ref] + c
         u = d - c[grain_index]
         if cell is not None:
+            # Unwrapping by rounding is exact for a grain narrower than half the box height;
+            # a grain that is wider (or was unwrapped to the wrong image) shows a large extent.
             h = float(box_heights(cell).min())
-            ext = torch.linalg.norm(u.detach(), dim=1)
-            if float(ext.max()) * 2.0 >= 0.5 * h:
-                a = int(torch.argmax(ext))
-                raise RuntimeError("grain " + str(int(grain_index[a])) + " (atom " + str(a)
-                                   + ") is wider than half the shortest box height ("
-                                   + str(0.5 * h) + " A): its atoms cannot be unwrapped uniquely")
+            pairs = intra_pairs(grain_index, n_grains)
+            if pairs.shape[1] > 0:
+                dd = d.detach()
+                sep = torch.linalg.norm(dd[pairs[1]] - dd[pairs[0]], dim=1)
+                k = int(torch.argmax(sep))
+                if float(sep[k]) >= 0.5 * h:
+                    a = int(pairs[0, k])
+                    raise RuntimeError("grain " + str(int(grain_index[a])) + " (atoms " + str(a) + " and "
+                                       + str(int(pairs[1, k])) + ", " + str(float(sep[k])) + " A apart) is wider "
+                                       + "than half the shortest box height (" + str(0.5 * h)
+                                       + " A): its atoms cannot be unwrapped uniquely")
         return r, u, m, mg
 
     # ------------------------------------------------------------------ network

@@ -12,7 +12,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from molecules import molecule_box, triclinic_box  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread: the test systems are small, and extra threads only add overhead on a busy 2-core machine
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -36,14 +36,20 @@ def test_cutoff_and_grain_width_against_box(electrolyte_box):
     small = kw["cell"] * 0.55  # 11 Å box: half height 5.5 < cutoff 6
     with pytest.raises(RuntimeError, match="cutoff 6.0 A is not below half the shortest box height"):
         run(model, kw, cell=small)
-    # a grain wider than half the box: stretch one EMC across the box
+    # a grain wider than half the box: spread one EMC along the box diagonal over 12 Å (every
+    # Cartesian component < 10 Å, so minimum-image unwrapping keeps it whole, but it spans
+    # more than half the 20 Å box)
     model2, gm2, kw2 = build(atoms, cutoff=4.0)
     g = [g for g in range(gm2.n_grains) if gm2.type_names[g] == "EMC"][0]
     idx = np.nonzero(gm2.grain_index == g)[0]
     pos = kw2["pos"].clone()
-    pos[idx[-1]] += torch.tensor([6.0, 0.0, 0.0], dtype=pos.dtype)
-    with pytest.raises(RuntimeError, match=rf"grain {g} \(atom \d+\) is wider than half"):
+    diag = torch.ones(3, dtype=pos.dtype) / 3 ** 0.5
+    pos[idx] = pos[idx[0]] + torch.linspace(0.0, 12.0, len(idx), dtype=pos.dtype)[:, None] * diag
+    with pytest.raises(RuntimeError, match=rf"grain {g} \(atoms \d+ and \d+, 12.0\d* A apart\) is wider than half"):
         run(model2, kw2, pos=pos)
+    # the same chain over 9 Å is narrower than half the box: accepted
+    pos[idx] = pos[idx[0]] + torch.linspace(0.0, 9.0, len(idx), dtype=pos.dtype)[:, None] * diag
+    run(model2, kw2, pos=pos)
 
 
 def test_nan_and_empty(electrolyte_box):
