@@ -25,6 +25,22 @@ class CLIError(Exception):
     """An error caused by the user's input: printed without a traceback, exit code 2."""
 
 
+def user_message(err: RuntimeError) -> Optional[str]:
+    """The message of a runtime error meant for users, or None for a bug (traceback wanted).
+
+    cgaa's own runtime errors (SimulationError, TrainingError, ...) are shown as they are;
+    the model's input checks reach Python wrapped in a TorchScript traceback, of which only
+    the final ``RuntimeError: ...`` line is shown.
+    """
+    if type(err).__module__.startswith("cgaa"):
+        return str(err)
+    text = str(err)
+    marker = "builtins.RuntimeError: "
+    if marker in text:
+        return text.rsplit(marker, 1)[1].strip()
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cgaa",
@@ -60,6 +76,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # Input errors: say what is wrong, name the culprit, no traceback.
         print(f"cgaa {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        message = user_message(err)
+        if message is None:
+            raise
+        print(f"cgaa {args.command}: error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"cgaa {args.command}: interrupted", file=sys.stderr)
         return 130
