@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import yaml
 
+from cgaa.fileio import atomic_path
 from cgaa.resources import systems_dir
 from cgaa.species import Species, get_salt, get_species
 from cgaa.units import AVOGADRO
@@ -426,18 +427,10 @@ def write_pdb(path: Union[str, Path], topology, positions: np.ndarray,
     path = Path(path)
     if topology.getNumAtoms() > 99999:
         raise ValueError(f"{path}: {topology.getNumAtoms()} atoms do not fit the PDB format (max 99999)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            for r in remarks:
-                fh.write(f"REMARK   {r}\n")
-            PDBFile.writeFile(topology, positions * angstrom, fh, keepIds=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        for r in remarks:
+            fh.write(f"REMARK   {r}\n")
+        PDBFile.writeFile(topology, positions * angstrom, fh, keepIds=False)
     return path
 
 

@@ -29,7 +29,6 @@ kJ/mol/nm, lengths nm, volume nm³, density g/cm³.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime
 import json
@@ -47,7 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from cgaa import units
-from cgaa.fileio import atomic_path
+from cgaa.fileio import atomic_path, write_text_atomic
 
 ENSEMBLES = ("nvt", "npt", "nve")
 PLATFORMS = ("Reference", "CPU", "CUDA", "OpenCL")
@@ -215,7 +214,7 @@ def _write_model_copy(model, out_dir: Path):
     dest = out_dir / MODEL_FILE
     if deployed.path is not None and Path(deployed.path).resolve() == dest.resolve():
         return deployed
-    with _atomic(dest) as tmp:
+    with atomic_path(dest) as tmp:
         if deployed.path is not None:
             shutil.copyfile(deployed.path, tmp)
         else:
@@ -332,20 +331,6 @@ def truncate_csv(path: Path, rows: int) -> None:
     write_text_atomic(path, "".join(lines[: 1 + rows]))
 
 
-@contextlib.contextmanager
-def _atomic(path: Path):
-    """:func:`cgaa.fileio.atomic_path`, leaving a world-readable file (mkstemp makes 0600)."""
-    with atomic_path(path) as tmp:
-        yield tmp
-        os.chmod(tmp, 0o644)
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    with _atomic(Path(path)) as tmp:
-        tmp.write_text(text)
-    return Path(path)
-
-
 def _read_json(path: Path) -> Dict[str, Any]:
     return json.loads(path.read_text())
 
@@ -367,7 +352,7 @@ class _Checkpointer:
         data = context.createCheckpoint()
         meta = {"step": int(step), "time_ps": float(time_ps), "dcd_frames": int(dcd_frames),
                 "csv_rows": int(csv_rows), "written": _now()}
-        with _atomic(self.path) as tmp_chk, _atomic(self.meta) as tmp_meta:
+        with atomic_path(self.path) as tmp_chk, atomic_path(self.meta) as tmp_meta:
             tmp_chk.write_bytes(data)
             tmp_meta.write_text(json.dumps(meta, indent=1))
             if self.path.exists() and self.meta.exists():
@@ -650,7 +635,7 @@ def run_simulation(
     """
     import openmm
     from openmm.app import PDBFile, Simulation
-    from openmm.unit import kelvin, nanometer
+    from openmm.unit import kelvin
 
     from cgaa.openmm.system import check_cutoff, create_system
 
@@ -738,7 +723,7 @@ def run_simulation(
         box = simulation.context.getState().getPeriodicBoxVectors()
         check_cutoff(deployed.config.cutoff, box)
     else:
-        with _atomic(out / TOPOLOGY_FILE) as tmp, open(tmp, "w") as fh:
+        with atomic_path(out / TOPOLOGY_FILE) as tmp, open(tmp, "w") as fh:
             PDBFile.writeFile(topology, positions, fh, keepIds=True)
         simulation.context.setPositions(positions)
         simulation.context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
@@ -803,7 +788,7 @@ def run_simulation(
 
     step = simulation.currentStep
     state = simulation.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=False)
-    with _atomic(out / FINAL_STATE_FILE) as tmp:
+    with atomic_path(out / FINAL_STATE_FILE) as tmp:
         tmp.write_text(openmm.XmlSerializer.serialize(state))
     wall = time.perf_counter() - t_start
     dt_ps = float(settings["timestep_fs"]) * _PS_PER_FS

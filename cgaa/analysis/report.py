@@ -16,14 +16,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import numpy as np
 
 from cgaa.analysis.conductivity import siemens_per_m_to_mS_per_cm
+from cgaa.fileio import write_bytes_atomic
 
 
 def _num(x) -> Optional[float]:
@@ -115,17 +114,6 @@ def result_to_dict(res) -> dict:
     return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _write_csv(path: Path, header: List[str], rows: List[list]) -> None:
@@ -134,7 +122,7 @@ def _write_csv(path: Path, header: List[str], rows: List[list]) -> None:
     w.writerow(header)
     for r in rows:
         w.writerow(["" if (isinstance(v, float) and not math.isfinite(v)) else v for v in r])
-    _atomic_write_bytes(path, buf.getvalue().encode())
+    write_bytes_atomic(path, buf.getvalue().encode())
 
 
 def write_csvs(res, out_dir: Union[str, Path]) -> List[Path]:
@@ -195,7 +183,7 @@ def write_csvs(res, out_dir: Union[str, Path]) -> List[Path]:
 def _save_fig(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def plot_msd(res, ax=None):
@@ -288,7 +276,7 @@ def write_report(res, out_dir: Union[str, Path], plots: bool = True) -> Dict[str
     rep = result_to_dict(res)
     rep["files"] = sorted(list(files) + ["report.json"])
     p = out / "report.json"
-    _atomic_write_bytes(p, (json.dumps(rep, indent=2) + "\n").encode())
+    write_bytes_atomic(p, (json.dumps(rep, indent=2) + "\n").encode())
     files["report.json"] = p
     return files
 

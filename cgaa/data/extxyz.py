@@ -14,12 +14,12 @@ SinglePointCalculator) and returns frames that use the cgaa keys.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
+
+from cgaa.fileio import atomic_path
 
 #: Keys tried, in order, for the reference energy (eV) of a frame.
 ENERGY_KEYS = ("REF_energy", "energy", "total_energy", "Energy", "TotEnergy", "dft_energy", "free_energy")
@@ -143,16 +143,8 @@ def write_frames(path: Union[str, Path], frames: Iterable, *, validate: bool = T
     if validate:
         for i, at in enumerate(frames):
             normalize_frame(at, where=f"frame {i} to be written to {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ase.io.write(tmp, frames, format="extxyz")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        ase.io.write(str(tmp), frames, format="extxyz")
     return path
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
 
 from cgaa.data.dataset import Frame, frame_tensors, load_frames, model_inputs, vocabulary_of
 from cgaa.fileio import write_text_atomic
-from cgaa.grains import GrainMap
 from cgaa.inputs import grain_type_indices
 from cgaa.model import CGAAModel, ModelConfig
 from cgaa.train.config import TrainConfig
