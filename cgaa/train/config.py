@@ -107,6 +107,8 @@ class FinetuneConfig:
     replay_fraction: fraction of every batch drawn from the old data (0 disables replay).
     ewc_lambda: strength λ of elastic weight consolidation, λ/2·Σ F_k(θ_k − θ*_k)² (0 disables).
     fisher_frames: old frames used to estimate the diagonal Fisher information.
+    old_eval_data: held-out extxyz file(s) of the old composition for the before/after
+      report (default: old_data, which replay and EWC also use).
     old_eval_frames: old frames used to report the error before and after (0: all).
     """
 
@@ -115,6 +117,7 @@ class FinetuneConfig:
     replay_fraction: float = 0.25
     ewc_lambda: float = 100.0
     fisher_frames: int = 20
+    old_eval_data: List[str] = field(default_factory=list)
     old_eval_frames: int = 0
 
 
@@ -164,7 +167,7 @@ def _build(cls, data: Any, where: str):
         sub = _SECTIONS.get((cls, key))
         if sub is not None:
             kwargs[key] = _build(sub, value, path)
-        elif key in ("train", "validation", "test", "old_data") and isinstance(value, str):
+        elif key in ("train", "validation", "test", "old_data", "old_eval_data") and isinstance(value, str):
             kwargs[key] = [value]
         else:
             kwargs[key] = value
