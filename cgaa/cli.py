@@ -17,7 +17,7 @@ from cgaa import __version__
 #: Sub-commands in the order of the data flow; modules that do not exist are skipped.
 COMMANDS = (
     "build", "sample", "label", "train", "evaluate", "finetune", "deploy",
-    "simulate", "analyze", "bench", "info", "demo",
+    "simulate", "analyze", "bench", "demo",
 )
 
 
