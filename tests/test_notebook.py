@@ -17,7 +17,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NOTEBOOKS = ["analysis_walkthrough.ipynb"]
+NOTEBOOKS = ["analysis_walkthrough.ipynb", "electrolyte_pipeline.ipynb"]
 KERNEL = "cgaa-test-python"
 
 
@@ -61,3 +61,7 @@ def test_notebook_executes(name, tmp_path, pinned_kernel):
         report = json.loads((run_dir / "walkthrough-run" / "analysis" / "report.json").read_text())
         assert report["species"]["Li"]["D"]["unit"] == "m^2/s"
         assert (run_dir / "walkthrough-run" / "analysis" / "msd.png").is_file()
+    if name == "electrolyte_pipeline.ipynb":
+        assert (run_dir / "pipeline-run" / "run" / "traj.dcd").is_file()
+        report = json.loads((run_dir / "pipeline-run" / "analysis" / "report.json").read_text())
+        assert "Li" in report["species"]

@@ -37,6 +37,7 @@ class ErrorAccumulator:
         self.sq = {k: 0.0 for k in ("forces", "forces_inter", "forces_intra", "grain_forces")}
         self.ab = dict(self.sq)
         self.cnt = dict(self.sq)
+        self.ref_sq = dict(self.sq)  # Σ ref² (force components have zero mean by symmetry)
         self.by_el = np.zeros((len(element_names), 3))   # sum sq, sum abs, count
         self.by_type = np.zeros((len(type_names), 3))
         self.values: Dict[str, List[np.ndarray]] = {}
@@ -49,6 +50,7 @@ class ErrorAccumulator:
         for k in self.sq:
             d = (out[k].detach() - ref[k]).double().cpu().numpy()
             self.sq[k] += float((d * d).sum())
+            self.ref_sq[k] += float((ref[k].double() ** 2).sum())
             self.ab[k] += float(np.abs(d).sum())
             self.cnt[k] += d.size
             if self.keep:
@@ -79,6 +81,9 @@ class ErrorAccumulator:
             c = max(self.cnt[k], 1)
             out[f"{name}_rmse_eV_per_A"] = float(np.sqrt(self.sq[k] / c))
             out[f"{name}_mae_eV_per_A"] = float(self.ab[k] / c)
+            # fraction of the reference variance captured, 1 − SSE/Σref² (components average to 0)
+            out[f"{name}_r2"] = float(1.0 - self.sq[k] / self.ref_sq[k]) if self.ref_sq[k] > 0 else float("nan")
+            out[f"{name}_reference_rms_eV_per_A"] = float(np.sqrt(self.ref_sq[k] / c))
         for key, table, names in (("per_element", self.by_el, self.element_names),
                                   ("per_grain_type", self.by_type, self.type_names)):
             out[key] = {
