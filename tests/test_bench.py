@@ -108,12 +108,15 @@ def test_accuracy_tiny(tmp_path):
     assert rep["data"]["train_frames_used"] == 6 and rep["data"]["test_frames"] == 3
     for kind, m in rep["models"].items():
         assert m["epochs_run"] == 1 and _finite(m["train_wall_s"])
-        for key in ("energy_rmse_meV_per_atom", "forces_rmse_eV_per_A", "grain_net_forces_rmse_eV_per_A"):
+        for key in ("energy_rmse_meV_per_atom", "forces_rmse_eV_per_A"):
             assert _finite(m["test"][key]), (kind, key)
+        for key in ("molecule_net_force_rmse_eV_per_A", "intra_molecular_force_rmse_eV_per_A"):
+            assert _finite(m["test_molecular"][key]) and m["test_molecular"][key] > 0, (kind, key)
     assert rep["models"]["allatom"]["model"]["all_atom"] is True
     assert rep["models"]["allatom"]["model"]["cutoff"] == 3.5
     assert rep["models"]["cgaa"]["model"]["channels"] == rep["models"]["allatom"]["model"]["channels"] == 4
     assert _finite(rep["ratios"]["cgaa_over_allatom_forces_rmse_eV_per_A"])
+    assert _finite(rep["ratios"]["cgaa_over_allatom_molecule_net_force_rmse_eV_per_A"])
     assert json.loads(files["json"].read_text())["mode"] == "accuracy"
     assert "all-atom baseline" in files["markdown"].read_text() and files["png"].stat().st_size > 0
 

@@ -75,6 +75,21 @@ def relative_difference(c: float, c_err: float, t: float, t_err: float) -> Tuple
     return c / t - 1.0, math.sqrt((ce / t) ** 2 + (c * te / t ** 2) ** 2)
 
 
+def _run(*args, **kwargs):
+    from cgaa.simulate import run_simulation
+
+    return run_simulation(*args, **kwargs)
+
+
+def _failure(run_dir: Path) -> Optional[str]:
+    """The error of a replica that failed before (engine.json), or None."""
+    try:
+        info = json.loads((run_dir / ENGINE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("error") if info.get("status") == "failed" else None
+
+
 def _finished(run_dir: Path, steps: int) -> bool:
     try:
         info = json.loads((run_dir / "run.json").read_text())
@@ -203,8 +218,9 @@ def run_observables(
     import torch
 
     from cgaa.bench.report import available_cores, header
+    from cgaa.bench.report import write_json
     from cgaa.build import build_box
-    from cgaa.simulate import run_simulation
+    from cgaa.simulate import SimulationError
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -252,25 +268,39 @@ def run_observables(
             for k in range(replicas):
                 run_dir = out / eng / f"rep{k}"
                 t0 = time.perf_counter()
+                failed = _failure(run_dir) if resume else None
+                if failed:
+                    reps.append({"run_dir": str(run_dir), "seed": seed + k, "status": "failed", "error": failed})
+                    continue
                 if not (resume and _finished(run_dir, steps)):
                     if progress:
                         print(f"cgaa bench observables: {eng} replica {k}: {steps} steps", flush=True)
-                    run_simulation(str(box), model, run_dir, ensemble=ensemble, temperature=temperature_K,
-                                   timestep_fs=timestep_fs, steps=steps, report_interval=report,
-                                   checkpoint_interval=max(report, (steps // report) * report or report),
-                                   platform=platform, seed=seed + k, overwrite=True, progress=progress,
-                                   minimize=minimize_iterations > 0,
-                                   minimize_iterations=max(1, minimize_iterations),
-                                   customize_system=teacher_customizer(teacher_cutoff_nm) if eng == "teacher" else None)
-                    from cgaa.bench.report import write_json
-
-                    write_json(run_dir / ENGINE_FILE, {"engine": eng, "note": "teacher forces swapped in via "
-                               "customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
+                    try:
+                        _run(str(box), model, run_dir, ensemble=ensemble, temperature=temperature_K,
+                             timestep_fs=timestep_fs, steps=steps, report_interval=report,
+                             checkpoint_interval=max(report, (steps // report) * report or report),
+                             platform=platform, seed=seed + k, overwrite=True, progress=progress,
+                             minimize=minimize_iterations > 0,
+                             minimize_iterations=max(1, minimize_iterations),
+                             customize_system=teacher_customizer(teacher_cutoff_nm) if eng == "teacher" else None)
+                    except SimulationError as err:
+                        # an unstable model is a result, not a crash of the benchmark
+                        msg = str(err).split(" -- ")[0]
+                        write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "failed", "error": msg})
+                        reps.append({"run_dir": str(run_dir), "seed": seed + k, "status": "failed", "error": msg,
+                                     "wall_s": time.perf_counter() - t0})
+                        if progress:
+                            print(f"cgaa bench observables: {eng} replica {k} failed: {msg}", flush=True)
+                        continue
+                    write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "ok", "note": "teacher forces swapped "
+                               "in via customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
                 wall = time.perf_counter() - t0
                 a = analyse_replica(run_dir, equil_ps, report_ps, temperature_K)
-                a.update(run_dir=str(run_dir), seed=seed + k, wall_s=wall)
+                a.update(run_dir=str(run_dir), seed=seed + k, wall_s=wall, status="ok")
                 reps.append(a)
-            rep["engines"][eng] = {"replicas": reps, "summary": summarise(reps)}
+            good = [r for r in reps if r.get("status") == "ok"]
+            rep["engines"][eng] = {"replicas": reps, "summary": summarise(good) if good else None,
+                                   "failed_replicas": len(reps) - len(good)}
     finally:
         if platform == "CPU":
             import os
@@ -279,7 +309,7 @@ def run_observables(
                 os.environ.pop("OPENMM_CPU_THREADS", None)
             else:
                 os.environ["OPENMM_CPU_THREADS"] = props_env
-    if "teacher" in rep["engines"] and "cgaa" in rep["engines"]:
+    if all(e in rep["engines"] and rep["engines"][e]["summary"] for e in ("teacher", "cgaa")):
         rep["comparison"] = compare(rep["engines"]["teacher"]["summary"], rep["engines"]["cgaa"]["summary"],
                                     ensemble)
     files = write_observables_outputs(rep, out)
@@ -297,7 +327,8 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
              f"({p['equilibration_ps']} ps discarded + {p['production_ps']} ps analysed), frames every "
              f"{p['frame_interval_ps']} ps, {p['platform']} platform, {p['threads']} threads. Values: replica "
              "mean ± standard error.", ""]
-    engs = list(rep["engines"])
+    engs = [e for e in rep["engines"] if rep["engines"][e]["summary"]]
+    failed = [(e, r) for e in rep["engines"] for r in rep["engines"][e]["replicas"] if r.get("status") == "failed"]
 
     def pm(v, e, scale=1.0, digits=3):
         if v is None or not math.isfinite(v):
@@ -337,8 +368,11 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
     lines.append(markdown_table(["quantity"] + engs + ["CGAA vs teacher"], rows))
     if cmp.get("targets_met"):
         lines += ["", "Targets: " + ", ".join(f"{k}: {'met' if v else 'missed'}" for k, v in cmp["targets_met"].items())]
-    nondiff = [f"{e} {n}" for e in engs for r in rep["engines"][e]["replicas"] for n, ok in r["diffusive"].items()
-               if not ok]
+    if failed:
+        lines += ["", "Failed replicas (no observables from them):", ""]
+        lines += [f"* {e} `{Path(r['run_dir']).name}` (seed {r['seed']}): {r['error']}" for e, r in failed]
+    nondiff = [f"{e} {n}" for e in engs for r in rep["engines"][e]["replicas"]
+               for n, ok in r.get("diffusive", {}).items() if not ok]
     if nondiff:
         lines += ["", "Not in the diffusive regime (log-log MSD slope not ≈ 1; D approximate) in some "
                       "replicas: " + ", ".join(sorted(set(nondiff))) + "."]
@@ -364,6 +398,8 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
                 a.plot(r["rdf"]["r_nm"], r["rdf"]["g"], color=f"C{i}", alpha=0.8, lw=1,
                        label=e if k == 0 else None)
         s = rep["engines"][e]["summary"]
+        if not s:
+            continue
         names = sorted(s["D_m2_s"])
         x = np.arange(len(names)) + i * 0.4
         b.bar(x, [s["D_m2_s"][n] * 1e10 for n in names], 0.4,

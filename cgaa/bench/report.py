@@ -94,7 +94,15 @@ def command_line(argv: Optional[Sequence[str]] = None) -> str:
 def header(mode: str, command: Optional[str] = None) -> Dict[str, Any]:
     """Common report header: mode, date, command, machine, versions."""
     return {"mode": mode, "date": now_utc(), "command": command or command_line(),
-            "machine": machine_info(), "versions": versions()}
+            "machine": machine_info(), "versions": versions(), "load_average_at_start": load_average()}
+
+
+def load_average() -> Optional[list]:
+    """1, 5 and 15 minute load averages (other work on the machine skews timings)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _clean(x: Any) -> Any:
@@ -164,7 +172,8 @@ def header_markdown(rep: Dict[str, Any]) -> str:
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"
     return (f"Command: `{rep.get('command')}`  \n"
             f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_GiB')} GiB{gpu}; "
-            f"{m.get('os')}  \nDate: {rep.get('date')}  \nVersions: {vs}")
+            f"{m.get('os')}; load average at start {rep.get('load_average_at_start')}  \n"
+            f"Date: {rep.get('date')}  \nVersions: {vs}")
 
 
 __all__ = ["available_cores", "command_line", "cpu_model", "fmt", "header", "header_markdown",
