@@ -171,3 +171,26 @@ def test_observables_tiny(tmp_path, tiny_box_and_model):
     # the teacher replica really ran the classical force field
     eng = json.loads((tmp_path / "obs" / "teacher" / "rep0" / "engine.json").read_text())
     assert eng["engine"] == "teacher"
+
+
+def test_observables_report_handles_an_unstable_engine():
+    from cgaa.bench.observables import compare, observables_markdown, relative_difference, summarise
+
+    rel, err = relative_difference(1.1, 0.1, 1.0, 0.0)
+    assert abs(rel - 0.1) < 1e-12 and abs(err - 0.1) < 1e-12
+    r = {"D_m2_s": {"Li": 1e-10, "EC": 2e-10}, "D_err_m2_s": {}, "diffusive": {"Li": True, "EC": False},
+         "rdf": {"first_peak_nm": 0.2, "cn_first_shell": 2.5, "peak_height": 9.0}, "density_g_cm3": 1.2,
+         "temperature_K": 298.0, "ns_per_day": 5.0, "status": "ok", "run_dir": "t/rep0", "seed": 0}
+    teacher = summarise([r, {**r, "density_g_cm3": 1.22}])
+    assert abs(teacher["density_g_cm3"] - 1.21) < 1e-12 and abs(teacher["density_se_g_cm3"] - 0.01) < 1e-12
+    c = compare(teacher, summarise([{**r, "D_m2_s": {"Li": 1.1e-10, "EC": 2e-10}}]), "npt")
+    assert abs(c["D"]["Li"]["relative"] - 0.1) < 1e-9 and c["targets_met"]["D_Li_within_15pct"]
+    rep = {"command": "pytest", "date": "2026-01-01", "machine": {}, "versions": {}, "model": "m.pt", "box": "b.pdb",
+           "protocol": {"ensemble": "npt", "temperature_K": 298.15, "timestep_fs": 1.0, "replicas": 1,
+                        "equilibration_ps": 1, "production_ps": 1, "frame_interval_ps": 0.1, "platform": "CPU",
+                        "threads": 1},
+           "engines": {"teacher": {"replicas": [r], "summary": teacher},
+                       "cgaa": {"replicas": [{"status": "failed", "error": "grain 3 exploded", "run_dir": "c/rep0",
+                                              "seed": 0}], "summary": None}}}
+    text = observables_markdown(rep)
+    assert "grain 3 exploded" in text and "failed: no stable replica" in text

@@ -355,7 +355,7 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
         row = [label]
         for e in engs:
             s = rep["engines"][e]["summary"]
-            se = s.get(key + "_se", s.get(key.replace("_g_cm3", "_se_g_cm3"), float("nan")))
+            se = s.get({"density_g_cm3": "density_se_g_cm3"}.get(key, key + "_se"), float("nan"))
             row.append(pm(s.get(key, float("nan")), se, scale))
         c = cmp.get(ckey) if ckey else None
         if c and "relative" in c:
@@ -365,7 +365,10 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
         else:
             row.append("—")
         rows.append(row)
-    lines.append(markdown_table(["quantity"] + engs + ["CGAA vs teacher"], rows))
+    dead = [e for e in rep["engines"] if not rep["engines"][e]["summary"]]
+    if dead:
+        rows = [r[:1 + len(engs)] + ["failed: no stable replica"] * len(dead) + r[1 + len(engs):] for r in rows]
+    lines.append(markdown_table(["quantity"] + engs + dead + ["CGAA vs teacher"], rows))
     if cmp.get("targets_met"):
         lines += ["", "Targets: " + ", ".join(f"{k}: {'met' if v else 'missed'}" for k, v in cmp["targets_met"].items())]
     if failed:
