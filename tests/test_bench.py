@@ -41,7 +41,7 @@ def speed_report(tmp_path_factory):
     from cgaa.bench.speed import run_speed
 
     out = tmp_path_factory.mktemp("speed")
-    rep = run_speed([400], out, engines=("cgaa", "allatom", "teacher", "sevenn"), tasks=("eval", "md"),
+    rep = run_speed([400], out, engines=("cgaa", "allatom", "teacher", "sevenn"), tasks=("eval", "md"), model="untrained",
                     cutoff=5.0, allatom_cutoff=4.0, teacher_cutoff_nm=0.7, threads=1, warmup=1, repeats=2,
                     md_steps=2, budget_s=0.1, timeout_s=300, command="pytest", progress=False)
     return rep, out
@@ -66,10 +66,11 @@ def test_speed_tiny(speed_report):
             assert _finite(e[k])
         assert e["peak_rss_MiB"] >= e["baseline_rss_MiB"] > 0
         if key[1] == "eval":
-            assert _finite(e["median_s"]) and e["median_s"] > 0
+            assert _finite(e["median_s"]) and e["median_s"] > 0 and _finite(e["median_cpu_s"])
             assert e["energy_finite"] and e["forces_finite"]
         else:
             assert _finite(e["median_ms_per_step"]) and _finite(e["ns_per_day"]) and e["ns_per_day"] > 0
+            assert _finite(e["median_cpu_ms_per_step"])
             assert e["energy_finite"]
     # the all-atom graph has one node per atom and more edges than the grain graph
     assert by[("allatom", "eval")]["n_grains"] == by[("allatom", "eval")]["n_atoms"]
@@ -77,14 +78,15 @@ def test_speed_tiny(speed_report):
     sev = by[("sevenn", "eval")]
     assert sev["status"] in ("ok", "skipped", "failed") and (sev["status"] == "ok" or sev["reason"])
     r = rep["ratios"][0]
-    for k in ("allatom_over_cgaa_time", "allatom_over_cgaa_peak_rss", "cgaa_md_over_teacher_md_time"):
+    for k in ("allatom_over_cgaa_time", "allatom_over_cgaa_peak_rss", "cgaa_md_over_teacher_md_time",
+              "allatom_over_cgaa_cpu_time", "cgaa_md_over_teacher_md_cpu_time"):
         assert _finite(r[k]) and r[k] > 0
 
 
 def test_speed_skips_too_small_box(tmp_path):
     from cgaa.bench.speed import run_speed
 
-    rep = run_speed([400], tmp_path, engines=("cgaa",), tasks=("eval",), cutoff=9.0, threads=1,
+    rep = run_speed([400], tmp_path, engines=("cgaa",), tasks=("eval",), cutoff=9.0, threads=1, model="untrained",
                     command="pytest", progress=False)
     (e,) = rep["results"]
     assert e["status"] == "skipped" and "cutoff 9.0" in e["reason"]

@@ -87,22 +87,30 @@ def fit_exponent(n_atoms: Sequence[float], times: Sequence[float]) -> Tuple[floa
     return float(coef[0]), err
 
 
-def timed_calls(fn, warmup: int, repeats: int, budget_s: float, min_repeats: int = 3) -> List[float]:
-    """Call ``fn`` ``warmup`` times untimed, then time up to ``repeats`` calls (s each),
-    stopping early once ``budget_s`` seconds are spent and at least ``min_repeats`` done."""
+def timed_calls(fn, warmup: int, repeats: int, budget_s: float, min_repeats: int = 3
+                ) -> Tuple[List[float], List[float]]:
+    """Call ``fn`` ``warmup`` times untimed, then time up to ``repeats`` calls, stopping
+    early once ``budget_s`` wall seconds are spent and at least ``min_repeats`` done.
+
+    Returns (wall seconds, CPU seconds of the whole process) per call. On a machine shared
+    with other work the CPU time is the robust measure: it does not count the time the
+    process waited for a core (with one thread, CPU time ≈ wall time on an idle machine)."""
     for _ in range(max(0, warmup)):
         fn()
     times: List[float] = []
+    cpu: List[float] = []
     spent = 0.0
     while len(times) < max(1, repeats):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         dt = time.perf_counter() - t0
+        cpu.append(time.process_time() - c0)
         times.append(dt)
         spent += dt
         if spent >= budget_s and len(times) >= min(min_repeats, repeats):
             break
-    return times
+    return times, cpu
 
 
 def shipped_hyper() -> Dict[str, Any]:
@@ -222,9 +230,10 @@ def _worker_ml_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str
         float(out["energy"])  # synchronise (CUDA) and make sure the result exists
         return out
 
-    times = timed_calls(call, spec["warmup"], spec["repeats"], spec["budget_s"])
+    times, cpu = timed_calls(call, spec["warmup"], spec["repeats"], spec["budget_s"])
     out = call()
     res = {"times_s": times, "median_s": float(np.median(times)), "min_s": float(np.min(times)),
+           "cpu_times_s": cpu, "median_cpu_s": float(np.median(cpu)),
            "build_s": build_s, "energy_finite": bool(torch.isfinite(out["energy"]).item()),
            "forces_finite": bool(torch.isfinite(out["forces"]).all().item())}
     res.update(_memory(rss0, dev))
@@ -283,12 +292,14 @@ def _worker_md(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str, Any
         integ.step(1)
 
     # per-step timing (a step's forces are computed inside it; getState would add a copy)
-    times = timed_calls(step, spec["warmup"], spec["md_steps"], spec["budget_s"])
+    times, cpu = timed_calls(step, spec["warmup"], spec["md_steps"], spec["budget_s"])
     st = ctx.getState(getEnergy=True)
     e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
     med_ms = float(np.median(times)) * 1e3
     res = {"times_s": times, "median_ms_per_step": med_ms, "mean_ms_per_step": float(np.mean(times)) * 1e3,
            "ns_per_day": ns_per_day(med_ms), "steps": len(times), "build_s": build_s,
+           "cpu_times_s": cpu, "median_cpu_ms_per_step": float(np.median(cpu)) * 1e3,
+           "ns_per_day_cpu": ns_per_day(float(np.median(cpu)) * 1e3),
            "energy_finite": bool(math.isfinite(e)), "platform": ctx.getPlatform().getName()}
     res.update(_memory(rss0, dev))
     return res
@@ -315,11 +326,12 @@ def _worker_teacher_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dic
         ctx.setPeriodicBoxVectors(*box[0])
         return ctx.getState(getEnergy=True, getForces=True)
 
-    times = timed_calls(call, spec["warmup"], spec["repeats"], spec["budget_s"])
+    times, cpu = timed_calls(call, spec["warmup"], spec["repeats"], spec["budget_s"])
     st = call()
     e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
     f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
     res = {"times_s": times, "median_s": float(np.median(times)), "min_s": float(np.min(times)),
+           "cpu_times_s": cpu, "median_cpu_s": float(np.median(cpu)),
            "build_s": build_s, "energy_finite": bool(math.isfinite(e)),
            "forces_finite": bool(np.isfinite(np.asarray(f)).all())}
     res.update(_memory(rss0, spec.get("device", "cpu")))
@@ -340,9 +352,10 @@ def _worker_sevenn_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict
         return calc.results
 
     # no TorchScript here: one warm-up call is enough (and each call is expensive)
-    times = timed_calls(call, min(1, spec["warmup"]), spec["repeats"], spec["budget_s"])
+    times, cpu = timed_calls(call, min(1, spec["warmup"]), spec["repeats"], spec["budget_s"])
     r = call()
     res = {"times_s": times, "median_s": float(np.median(times)), "min_s": float(np.min(times)),
+           "cpu_times_s": cpu, "median_cpu_s": float(np.median(cpu)),
            "build_s": build_s, "energy_finite": bool(np.isfinite(r["energy"])),
            "forces_finite": bool(np.isfinite(r["forces"]).all()),
            "cutoff_A": float(getattr(calc, "cutoff", float("nan")))}
@@ -486,6 +499,7 @@ def run_speed(
     hyper: Optional[Dict[str, Any]] = None,
     cutoff: Optional[float] = None,
     allatom_cutoff: float = 5.0,
+    allatom_max_atoms: int = 0,
     teacher_cutoff_nm: float = 1.0,
     threads: Optional[int] = None,
     warmup: int = 5,
@@ -503,9 +517,11 @@ def run_speed(
     ``speed.json``, ``speed.md`` and ``speed.png`` to ``out_dir`` and return the report.
 
     model: deployed CGAA model (default: the shipped one if it exists, else an untrained
-        model of the shipped architecture, ``hyper`` overriding its hyper-parameters).
+        model of the shipped architecture, ``hyper`` overriding its hyper-parameters);
+        ``"untrained"`` forces the untrained model of the shipped architecture.
     cutoff: override of the CGAA inter-grain cutoff (untrained model only; Å).
     allatom_cutoff: atom cutoff of the all-atom baseline (Å).
+    allatom_max_atoms: do not run the all-atom baseline above this many atoms (0: no limit).
     teacher_cutoff_nm: real-space/LJ cutoff of the teacher (nm; its default 1.0).
     threads: torch / OpenMM CPU threads (default: the cores available).
     warmup, repeats, budget_s: warm-up calls (TorchScript's profiling executor needs ~3
@@ -529,6 +545,8 @@ def run_speed(
     threads = int(threads or available_cores())
     if model is None:
         model = shipped_model_path()
+    elif str(model) == "untrained":
+        model = None
     base_hyper = None
     override: Dict[str, Any] = {}
     if model is None:
@@ -553,6 +571,7 @@ def run_speed(
     rep = header("speed", command)
     rep.update({"recipe": recipe, "threads": threads, "device": device, "model": model_desc,
                 "allatom_cutoff_A": float(allatom_cutoff), "cgaa_cutoff_A": cg_cutoff,
+                "allatom_max_atoms": int(allatom_max_atoms),
                 "teacher_cutoff_nm": float(teacher_cutoff_nm),
                 "settings": {"warmup": warmup, "repeats": repeats, "md_steps": md_steps, "budget_s": budget_s,
                              "timeout_s": timeout_s, "mem_limit_gib": mem_limit_gib, "seed": seed,
@@ -574,6 +593,8 @@ def run_speed(
                     why = sev_reason
                 elif (eng, task) in failed_at:
                     why = f"not run: the smaller box already failed ({failed_at[(eng, task)]})"
+                elif eng == "allatom" and allatom_max_atoms and n_real > allatom_max_atoms:
+                    why = f"not run: above --allatom-max-atoms {allatom_max_atoms} (time budget)"
                 elif eng == "cgaa" and not cg_cutoff < 0.5 * hmin:
                     why = f"box too small: cutoff {cg_cutoff} A is not below half the box height ({0.5 * hmin:.2f} A)"
                 elif eng == "allatom" and not allatom_cutoff < 0.5 * hmin:
@@ -624,7 +645,11 @@ def _get(rep: Dict[str, Any], eng: str, task: str, n: int) -> Optional[Dict[str,
     return None
 
 
-def _time_of(e: Dict[str, Any]) -> float:
+def _time_of(e: Dict[str, Any], cpu: bool = False) -> float:
+    """Median wall (or CPU) seconds per evaluation / per MD step of a result entry."""
+    if cpu:
+        return e.get("median_cpu_s", float("nan")) if e["task"] == "eval" else \
+            e.get("median_cpu_ms_per_step", float("nan")) * 1e-3
     return e["median_s"] if e["task"] == "eval" else e["median_ms_per_step"] * 1e-3
 
 
@@ -652,6 +677,11 @@ def finish_speed_report(rep: Dict[str, Any]) -> Dict[str, Any]:
             r["cgaa_md_over_teacher_md_time"] = cgm["median_ms_per_step"] / te["median_ms_per_step"]
         if cgm and aam:
             r["allatom_md_over_cgaa_md_time"] = aam["median_ms_per_step"] / cgm["median_ms_per_step"]
+        for key, a, b in (("allatom_over_cgaa_cpu_time", aa, cg), ("sevenn_over_cgaa_cpu_time", sv, cg),
+                          ("cgaa_md_over_teacher_md_cpu_time", cgm, te),
+                          ("allatom_md_over_cgaa_md_cpu_time", aam, cgm)):
+            if a and b and _time_of(b, True) > 0:
+                r[key] = _time_of(a, True) / _time_of(b, True)
         ratios.append(r)
     rep["ratios"] = ratios
     scaling = []
@@ -661,8 +691,11 @@ def finish_speed_report(rep: Dict[str, Any]) -> Dict[str, Any]:
                    if e["engine"] == eng and e["task"] == task and e.get("status") == "ok"]
             if len(pts) >= 2:
                 k, err = fit_exponent([p[0] for p in pts], [p[1] for p in pts])
+                cpts = [(e["n_atoms"], _time_of(e, True)) for e in rep["results"]
+                        if e["engine"] == eng and e["task"] == task and e.get("status") == "ok"]
+                kc, errc = fit_exponent([p[0] for p in cpts], [p[1] for p in cpts])
                 scaling.append({"engine": eng, "task": task, "exponent": k, "exponent_err": err,
-                                "n_atoms": [p[0] for p in pts]})
+                                "exponent_cpu": kc, "exponent_cpu_err": errc, "n_atoms": [p[0] for p in pts]})
     rep["scaling"] = scaling
     return rep
 
@@ -679,20 +712,17 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
     rows = []
     for e in rep["results"]:
         if e.get("status") != "ok":
-            rows.append([e["engine"], e["task"], str(e["n_atoms"]), "—", "—", "—", "—",
+            rows.append([e["engine"], e["task"], str(e["n_atoms"]), "—", "—", "—", "—", "—",
                          f"{e.get('status')}: {e.get('reason')}"])
             continue
-        if e["task"] == "eval":
-            t = fmt(e["median_s"] * 1e3)
-            md = "—"
-        else:
-            t = fmt(e["median_ms_per_step"])
-            md = fmt(e["ns_per_day"])
+        t, tc = fmt(_time_of(e) * 1e3), fmt(_time_of(e, True) * 1e3)
+        md = "—" if e["task"] == "eval" else f"{fmt(e['ns_per_day'])} / {fmt(e.get('ns_per_day_cpu'))}"
         graph = f"{e['n_grains']} nodes, {e['n_edges']} edges" if "n_edges" in e else ""
-        rows.append([e["engine"], e["task"], str(e["n_atoms"]), t, md, fmt(e["peak_rss_MiB"], 4),
+        rows.append([e["engine"], e["task"], str(e["n_atoms"]), t, tc, md, fmt(e["peak_rss_MiB"], 4),
                      fmt(e["delta_rss_MiB"], 4), graph])
-    lines.append(markdown_table(["engine", "task", "atoms", "median ms (per eval / per step)", "ns/day (1 fs)",
-                                 "peak RSS MiB", "RSS above baseline MiB", "graph / note"], rows))
+    lines.append(markdown_table(["engine", "task", "atoms", "median wall ms (per eval / per step)",
+                                 "median CPU ms", "ns/day at 1 fs (wall / CPU)", "peak RSS MiB",
+                                 "RSS above baseline MiB", "graph / note"], rows))
     lines.append("")
     if rep.get("ratios"):
         keys = [("allatom_over_cgaa_time", "all-atom / CGAA time"),
@@ -700,16 +730,20 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
                 ("allatom_over_cgaa_delta_rss", "all-atom / CGAA RSS above baseline"),
                 ("sevenn_over_cgaa_time", "SevenNet-0 / CGAA time"),
                 ("cgaa_md_over_teacher_md_time", "CGAA MD / teacher MD time per step"),
-                ("allatom_md_over_cgaa_md_time", "all-atom MD / CGAA MD time per step")]
+                ("allatom_md_over_cgaa_md_time", "all-atom MD / CGAA MD time per step"),
+                ("allatom_over_cgaa_cpu_time", "all-atom / CGAA CPU time"),
+                ("sevenn_over_cgaa_cpu_time", "SevenNet-0 / CGAA CPU time"),
+                ("cgaa_md_over_teacher_md_cpu_time", "CGAA MD / teacher MD CPU time"),
+                ("allatom_md_over_cgaa_md_cpu_time", "all-atom MD / CGAA MD CPU time")]
         keys = [k for k in keys if any(k[0] in r for r in rep["ratios"])]
         if keys:
             rows = [[str(r["target_atoms"])] + [fmt(r.get(k)) for k, _ in keys] for r in rep["ratios"]]
             lines += ["Ratios (same run):", "", markdown_table(["atoms (target)"] + [lab for _, lab in keys], rows), ""]
     if rep.get("scaling"):
-        rows = [[s["engine"], s["task"], fmt(s["exponent"]), fmt(s["exponent_err"]),
-                 ", ".join(str(n) for n in s["n_atoms"])] for s in rep["scaling"]]
+        rows = [[s["engine"], s["task"], fmt(s["exponent"]), fmt(s["exponent_err"]), fmt(s.get("exponent_cpu")),
+                 fmt(s.get("exponent_cpu_err")), ", ".join(str(n) for n in s["n_atoms"])] for s in rep["scaling"]]
         lines += ["Cost scaling, time ∝ atoms^k (least squares on log-log):", "",
-                  markdown_table(["engine", "task", "k", "± (fit)", "atoms"], rows), ""]
+                  markdown_table(["engine", "task", "k (wall)", "± (fit)", "k (CPU)", "± (fit)", "atoms"], rows), ""]
     return "\n".join(lines)
 
 
@@ -728,14 +762,14 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     style = {"cgaa": "o-", "allatom": "s--", "teacher": "^-.", "sevenn": "d:"}
     for eng in ENGINES:
-        for ax, task, key, scale in ((axes[0], "eval", "median_s", 1e3), (axes[1], "md", "median_ms_per_step", 1.0)):
-            pts = sorted((e["n_atoms"], e[key] * scale) for e in ok if e["engine"] == eng and e["task"] == task)
+        for ax, task in ((axes[0], "eval"), (axes[1], "md")):
+            pts = sorted((e["n_atoms"], _time_of(e, True) * 1e3) for e in ok if e["engine"] == eng and e["task"] == task)
             if pts:
                 ax.loglog(*zip(*pts), style[eng], label=eng)
         pts = sorted((e["n_atoms"], e["peak_rss_MiB"]) for e in ok if e["engine"] == eng and e["task"] == "eval")
         if pts:
             axes[2].loglog(*zip(*pts), style[eng], label=eng)
-    for ax, t in zip(axes, ("energy+forces evaluation (ms)", "OpenMM MD step, 1 fs (ms)",
+    for ax, t in zip(axes, ("energy+forces evaluation, CPU ms", "OpenMM MD step (1 fs), CPU ms",
                             "peak RSS of the eval process (MiB)")):
         ax.set_xlabel("atoms")
         ax.set_title(t, fontsize=10)

@@ -67,9 +67,11 @@ def register(subparsers) -> None:
                    help="engines: cgaa, allatom (same network, every atom a grain), teacher, sevenn")
     s.add_argument("--tasks", default="eval,md", help="eval (energy+forces) and/or md (OpenMM steps)")
     s.add_argument("--model", help="deployed CGAA model (default: the shipped one, else an untrained "
-                                   "model of the shipped architecture)")
+                                   "model of the shipped architecture; 'untrained' forces the latter)")
     s.add_argument("--cutoff", type=float, help="CGAA inter-grain cutoff in Å (untrained model only)")
     s.add_argument("--allatom-cutoff", type=float, default=5.0, help="all-atom baseline cutoff in Å")
+    s.add_argument("--allatom-max-atoms", type=int, default=0,
+                   help="skip the all-atom baseline above this many atoms (0: no limit)")
     s.add_argument("--teacher-cutoff", type=float, default=1.0, help="teacher real-space cutoff in nm")
     s.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
     s.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls / MD steps")
@@ -148,6 +150,7 @@ def run_speed_cmd(args: argparse.Namespace) -> int:
     rep = run_speed(_ints(args.sizes), args.out, recipe=args.recipe,
                     engines=_names(args.engines, ENGINES, "engine"), tasks=_names(args.tasks, TASKS, "task"),
                     model=args.model, cutoff=args.cutoff, allatom_cutoff=args.allatom_cutoff,
+                    allatom_max_atoms=args.allatom_max_atoms,
                     teacher_cutoff_nm=args.teacher_cutoff, threads=args.threads, warmup=args.warmup,
                     repeats=args.repeats, md_steps=args.md_steps, budget_s=args.budget, timeout_s=args.timeout,
                     mem_limit_gib=args.mem_limit, seed=args.seed, device=args.device, command=command_line())
