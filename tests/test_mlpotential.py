@@ -21,13 +21,6 @@ from core_utils import build, rel_err  # noqa: E402
 from test_openmm import evaluate, reference  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture
 def deployed(tmp_path, electrolyte_box):

@@ -29,14 +29,6 @@ KJNM = unit.kilojoule_per_mole / unit.nanometer
 LIGHT = dict(cutoff=5.0, num_layers=1, lmax=1, intra_layers=0, channels=4, num_basis=4, radial_hidden=8)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine extra threads spin and cost ~50x."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 # ---------------------------------------------------------------------------- helpers
 def small_box(seed: int = 3):

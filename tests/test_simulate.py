@@ -11,7 +11,6 @@ import signal
 
 import numpy as np
 import pytest
-import torch
 
 openmm = pytest.importorskip("openmm")
 pytest.importorskip("openmmtorch")
@@ -21,13 +20,6 @@ from cgaa.simulate import (STATE_COLUMNS, SimulationError, load_state_csv, run_s
                            truncate_dcd)
 from test_openmm import small_system, stabilizer  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
