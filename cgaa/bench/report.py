@@ -62,10 +62,15 @@ def gpu_name() -> Optional[str]:
 def versions() -> Dict[str, str]:
     """Versions of python, cgaa, torch, e3nn, openmm, openmmtorch (and sevenn if installed)."""
     out = {"python": platform.python_version()}
+    from importlib import metadata
+
     for mod in ("cgaa", "torch", "e3nn", "openmm", "openmmtorch", "sevenn"):
         try:
             m = __import__(mod)
-            out[mod] = str(getattr(m, "__version__", "?"))
+            v = getattr(m, "__version__", None)
+            if v is None:
+                v = metadata.version(mod)
+            out[mod] = str(v)
         except Exception:
             if mod != "sevenn":
                 out[mod] = "not importable"
