@@ -196,3 +196,19 @@ def test_observables_report_handles_an_unstable_engine():
                                               "seed": 0}], "summary": None}}}
     text = observables_markdown(rep)
     assert "grain 3 exploded" in text and "failed: no stable replica" in text
+
+
+def test_bond_stretch_scan_tiny(tiny_box_and_model):
+    from openmm.app import PDBFile
+    from openmm.unit import angstrom
+
+    from cgaa.bench.observables import bond_stretch_scan
+
+    box, model = tiny_box_and_model
+    pdb = PDBFile(str(box))
+    cell = np.array([list(v.value_in_unit(angstrom)) for v in pdb.topology.getPeriodicBoxVectors()])
+    s = bond_stretch_scan(model, pdb.topology, pdb.getPositions(asNumpy=True).value_in_unit(angstrom), cell,
+                          "EC", distances_A=(1.0, 1.1, 1.5), teacher_cutoff_nm=0.9)
+    assert len(s["model_eV"]) == len(s["teacher_eV"]) == 3 and s["model_eV"][0] == s["teacher_eV"][0] == 0.0
+    assert all(_finite(x) for x in s["model_eV"] + s["teacher_eV"])
+    assert s["teacher_eV"][2] > s["teacher_eV"][1]  # the classical C-H bond is stiff

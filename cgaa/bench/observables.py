@@ -434,3 +434,43 @@ def write_observables_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[st
     if png:
         files["png"] = png
     return files
+
+
+def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A: np.ndarray,
+                      resname: str = "EC", element: str = "H",
+                      distances_A: Sequence[float] = (0.9, 1.0, 1.09, 1.2, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0),
+                      teacher_cutoff_nm: float = 1.0) -> Dict[str, Any]:
+    """Energy of the CGAA model and of the teacher (eV, relative to the first distance) as
+    the first ``element`` atom of the first ``resname`` residue is pulled along its bond
+    (the rest of the box fixed): a diagnosis of MD instabilities such as dissociating
+    hydrogens. ``positions_A`` (N×3, Å) and ``cell_A`` (3×3, Å) give the configuration."""
+    from cgaa.deploy import load_model
+    from cgaa.grains import grains_from_topology
+    from cgaa.inputs import make_inputs
+    from cgaa.teacher import Teacher
+
+    atoms = list(topology.atoms())
+    try:
+        a = next(x for x in atoms if x.residue.name == resname and x.element.symbol == element)
+    except StopIteration:
+        raise ValueError(f"no {element} atom in a residue named {resname}") from None
+    partner = next((b[0] if b[1] == a else b[1]) for b in topology.bonds() if a in b)
+    pos = np.asarray(positions_A, dtype=float)
+    cell = np.asarray(cell_A, dtype=float)
+    d = pos[a.index] - pos[partner.index]
+    d -= np.round(d @ np.linalg.inv(cell)) @ cell
+    u = d / np.linalg.norm(d)
+    dep = load_model(model)
+    gm = grains_from_topology(topology)
+    numbers = np.array([x.element.atomic_number for x in atoms])
+    teacher = Teacher(topology, platform="CPU", cutoff=teacher_cutoff_nm)
+    em, et = [], []
+    for r in distances_A:
+        p = pos.copy()
+        p[a.index] = pos[partner.index] + float(r) * u
+        kw = make_inputs(p, numbers, gm, dep.config, cell)
+        out = dep.module(kw["pos"], kw["species"], kw["grain_index"], kw["grain_type"], kw["cell"], False, False)
+        em.append(float(out["energy"].detach()))
+        et.append(teacher.compute(p, cell)[0])
+    return {"atom": a.index, "partner": partner.index, "residue": resname, "distances_A": list(distances_A),
+            "model_eV": [e - em[0] for e in em], "teacher_eV": [e - et[0] for e in et]}
