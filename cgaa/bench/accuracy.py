@@ -58,8 +58,6 @@ def molecular_force_errors(checkpoint: PathLike, test_file: PathLike) -> Dict[st
     RMSE of the net force per molecule and of the intra-molecular part
     F_i − (m_i/M)·F_net (eV/Å), so CGAA and the all-atom baseline are compared on the same
     decomposition (molecules perceived as in CGAA training; the model's own masses)."""
-    import torch
-
     from cgaa.data.dataset import frame_tensors, load_frames, model_inputs
     from cgaa.train.trainer import load_checkpoint, model_from_checkpoint
 
