@@ -94,10 +94,11 @@ DEFAULTS: Dict[str, Any] = {
     "max_force": 1.0e5,
     "max_temperature": None,
     "n_atoms": 3000,
+    "constraints": "hbonds",
 }
 #: Settings that define the dynamics: a restart may not change them.
 _FIXED_ON_RESTART = ("ensemble", "temperature", "pressure", "timestep_fs", "report_interval",
-                     "seed", "friction_per_ps", "barostat_interval")
+                     "seed", "friction_per_ps", "barostat_interval", "constraints")
 
 
 class SimulationError(RuntimeError):
@@ -148,6 +149,9 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
         s["steps"] = int(round(float(given["time_ps"]) / (float(s["timestep_fs"]) * _PS_PER_FS)))
     if s["ensemble"] not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, not {s['ensemble']!r}")
+    s["constraints"] = str(s["constraints"]).lower()
+    if s["constraints"] not in ("hbonds", "none"):
+        raise ValueError(f"constraints must be 'hbonds' or 'none', not {s['constraints']!r}")
     if s["platform"] not in PLATFORMS:
         raise ValueError(f"platform must be one of {PLATFORMS}, not {s['platform']!r}")
     if s["precision"] not in PRECISIONS:
@@ -592,6 +596,7 @@ def run_simulation(
     max_force: Optional[float] = None,
     max_temperature: Optional[float] = None,
     n_atoms: Optional[int] = None,
+    constraints: Optional[str] = None,
     overwrite: bool = False,
     progress: bool = True,
     callback: Optional[Callable[[Dict[str, float]], None]] = None,
@@ -625,6 +630,8 @@ def run_simulation(
     overwrite: replace a previous run in ``out_dir`` (otherwise refused).
     progress: show a tqdm progress bar with ns/day.
     callback: called with each state row (dict) after it is written.
+    constraints: ``"hbonds"`` (default: bonds to H held at the teacher's lengths, the ML
+        model is least reliable for large bond stretches) or ``"none"``.
     customize_system: called as ``customize_system(system, topology)`` after the CGAA
         System is built and before the barostat and Context are: add restraints or
         classical terms here (pass the same function again on restart).
@@ -645,7 +652,7 @@ def run_simulation(
                  checkpoint_interval=checkpoint_interval, platform=platform, precision=precision, seed=seed,
                  minimize=minimize, minimize_iterations=minimize_iterations, friction_per_ps=friction_per_ps,
                  barostat_interval=barostat_interval, max_force=max_force, max_temperature=max_temperature,
-                 n_atoms=n_atoms)
+                 n_atoms=n_atoms, constraints=constraints)
     run_info: Dict[str, Any] = {}
     chk = _Checkpointer(out)
     if restart:
@@ -683,7 +690,7 @@ def run_simulation(
                          "boxes; build one with `cgaa build`")
     if len(positions) != topology.getNumAtoms():
         raise ValueError(f"{len(positions)} positions for {topology.getNumAtoms()} atoms")
-    system = create_system(topology, deployed)
+    system = create_system(topology, deployed, constraints=settings["constraints"])
     if customize_system is not None:
         customize_system(system, topology)
     if settings["ensemble"] == "npt":

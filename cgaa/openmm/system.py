@@ -254,9 +254,46 @@ def add_cgaa_force(system, topology, model: ModelLike = None, atoms: Optional[Se
     return force
 
 
+#: Fallback X–H bond lengths (nm) for residues the teacher force field does not know.
+XH_BOND_NM = {"C": 0.109, "N": 0.101, "O": 0.0945, "S": 0.134, "B": 0.119, "P": 0.142}
+
+
+def add_hbond_constraints(system, topology) -> int:
+    """Constrain every bond to a hydrogen (OpenMM ``HBonds``); returns the number added.
+
+    Lengths are the teacher force field's equilibrium bond lengths (``cgaa.teacher``); for
+    residues it does not know, typical X–H lengths (:data:`XH_BOND_NM`). Constraining
+    X–H bonds keeps the fastest, stiffest motions out of the ML model's hands: a learned
+    potential is least reliable for large bond stretches it never saw in training.
+    """
+    try:
+        from cgaa.teacher import create_system as teacher_system
+
+        # only the constraints are used: a short cutoff lets small boxes through
+        ref = teacher_system(topology, constraints="hbonds", cutoff=0.3)
+        pairs = [ref.getConstraintParameters(k) for k in range(ref.getNumConstraints())]
+        for i, j, d in pairs:
+            system.addConstraint(i, j, d)
+        return len(pairs)
+    except ValueError:
+        pass
+    n = 0
+    for a, b in topology.bonds():
+        if a.element is None or b.element is None:
+            continue
+        syms = {a.element.symbol, b.element.symbol}
+        if "H" not in syms or syms == {"H"}:
+            continue
+        heavy = (syms - {"H"}).pop()
+        system.addConstraint(a.index, b.index, XH_BOND_NM.get(heavy, 0.1))
+        n += 1
+    return n
+
+
 def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional[bool] = None,
                   remove_cm_motion: bool = True, molecule_bonds: bool = True,
-                  force_group: int = 0, properties: Optional[dict] = None):
+                  force_group: int = 0, properties: Optional[dict] = None,
+                  constraints: Optional[str] = None):
     """An ``openmm.System`` for ``topology`` driven by the CGAA potential.
 
     topology: OpenMM Topology (one residue per grain, bonds e.g. from PDB CONECT records;
@@ -266,6 +303,7 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     outputs_forces: see :func:`make_torch_force` (default: the model's own forces, both modes).
     remove_cm_motion: add a ``CMMotionRemover``.
     molecule_bonds: add zero-strength bonds so a barostat moves molecules as wholes.
+    constraints: None or ``"hbonds"`` (constrain bonds to H, see :func:`add_hbond_constraints`).
 
     Masses are the elements' (Da). Raises ValueError naming the atom or grain the model does
     not know, or the cutoff and box height when the box is too small.
@@ -285,6 +323,11 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     system.addForce(force)
     if molecule_bonds:
         add_molecule_bonds(system, topology)
+    ckey = (constraints or "none").lower()
+    if ckey == "hbonds":
+        add_hbond_constraints(system, topology)
+    elif ckey != "none":
+        raise ValueError(f"constraints must be None, 'none' or 'hbonds', got {constraints!r}")
     if remove_cm_motion:
         system.addForce(openmm.CMMotionRemover())
     return system

@@ -393,7 +393,9 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
                     continue
                 m = CGAAModel(conf).to(device=dev, dtype=dtype)
                 m.load_state_dict(st[key])
-                st.setdefault("energy_refit_rms_eV_per_atom", {})[key] = refit_reference_energies(m, train)
+                # replayed old frames count too, so fine-tuning does not shift old compositions' energies
+                refit_frames = list(train) + list(replay or [])
+                st.setdefault("energy_refit_rms_eV_per_atom", {})[key] = refit_reference_energies(m, refit_frames)
                 st[key] = m.state_dict()
             save_checkpoint(best_path, st)
         if test_t and best_path.exists():
