@@ -38,7 +38,7 @@ def run_demo(out_dir: Union[str, Path] = "demo-run", n_atoms: int = 1000, steps:
     sim = run_simulation(out / "box.pdb", model=model, out_dir=out / "run", ensemble="nvt", temperature=298.15,
                          timestep_fs=1.0, steps=steps, report_interval=max(steps // 200, 1),
                          checkpoint_interval=max(steps // 4, 1), platform=platform, seed=seed,
-                         overwrite=True, progress=progress)
+                         minimize_iterations=200, constraints="hbonds", overwrite=True, progress=progress)
     say(f"      {sim.steps} steps, {sim.time_ps:.2f} ps at {sim.ns_per_day:.3f} ns/day")
     say("[3/3] analysis: MSD, diffusion coefficients, RDFs, Li solvation")
     res = analyze_run_dir(out / "run")
