@@ -95,10 +95,12 @@ DEFAULTS: Dict[str, Any] = {
     "max_temperature": None,
     "n_atoms": 3000,
     "constraints": "hbonds",
+    "bond_guard": True,
 }
 #: Settings that define the dynamics: a restart may not change them.
 _FIXED_ON_RESTART = ("ensemble", "temperature", "pressure", "timestep_fs", "report_interval",
-                     "seed", "friction_per_ps", "barostat_interval", "constraints")
+                     "seed", "friction_per_ps", "barostat_interval", "constraints",
+                     "bond_guard")
 
 
 class SimulationError(RuntimeError):
@@ -608,6 +610,7 @@ def run_simulation(
     max_temperature: Optional[float] = None,
     n_atoms: Optional[int] = None,
     constraints: Optional[str] = None,
+    bond_guard: Optional[bool] = None,
     overwrite: bool = False,
     progress: bool = True,
     callback: Optional[Callable[[Dict[str, float]], None]] = None,
@@ -643,6 +646,8 @@ def run_simulation(
     callback: called with each state row (dict) after it is written.
     constraints: ``"hbonds"`` (default: bonds to H held at the teacher's lengths, the ML
         model is least reliable for large bond stretches) or ``"none"``.
+    bond_guard: True (default): a flat-bottom restraint, zero within ±0.1 Å of each bond's
+        teacher length (``cgaa.openmm.add_bond_guard``), keeps bonds out of the untrained region.
     customize_system: called as ``customize_system(system, topology)`` after the CGAA
         System is built and before the barostat and Context are: add restraints or
         classical terms here (pass the same function again on restart).
@@ -663,7 +668,7 @@ def run_simulation(
                  checkpoint_interval=checkpoint_interval, platform=platform, precision=precision, seed=seed,
                  minimize=minimize, minimize_iterations=minimize_iterations, friction_per_ps=friction_per_ps,
                  barostat_interval=barostat_interval, max_force=max_force, max_temperature=max_temperature,
-                 n_atoms=n_atoms, constraints=constraints)
+                 n_atoms=n_atoms, constraints=constraints, bond_guard=bond_guard)
     run_info: Dict[str, Any] = {}
     chk = _Checkpointer(out)
     if restart:
@@ -701,7 +706,8 @@ def run_simulation(
                          "boxes; build one with `cgaa build`")
     if len(positions) != topology.getNumAtoms():
         raise ValueError(f"{len(positions)} positions for {topology.getNumAtoms()} atoms")
-    system = create_system(topology, deployed, constraints=settings["constraints"])
+    system = create_system(topology, deployed, constraints=settings["constraints"],
+                           bond_guard=bool(settings["bond_guard"]))
     if customize_system is not None:
         customize_system(system, topology)
     if settings["ensemble"] == "npt":

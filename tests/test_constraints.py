@@ -48,3 +48,46 @@ def test_unknown_residues_fall_back_to_typical_lengths():
         system.addParticle(1.0)
     assert add_hbond_constraints(system, top) == 2
     assert system.getConstraintParameters(0)[2].value_in_unit(openmm.unit.nanometer) == pytest.approx(XH_BOND_NM["O"])
+
+
+def test_bond_guard_is_flat_then_restoring(tmp_path):
+    import numpy as np
+    import openmm
+    from openmm import unit
+    from openmm.app import PDBFile
+
+    from cgaa.build import build_box
+    from cgaa.openmm.system import BOND_GUARD_MARGIN_NM, add_bond_guard
+
+    build_box("lipf6-ec-emc-1m", 400, tmp_path / "box.pdb", seed=2)
+    pdb = PDBFile(str(tmp_path / "box.pdb"))
+    top = pdb.topology
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*top.getPeriodicBoxVectors())
+    for a in top.atoms():
+        system.addParticle(a.element.mass)
+    n = add_bond_guard(system, top)
+    assert n == top.getNumBonds()
+    guard = system.getForce(0)
+    i, j, (r0,) = guard.getBondParameters(0)
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    pos = np.array(pdb.positions.value_in_unit(unit.nanometer))
+    u = pos[j] - pos[i]
+    u /= np.linalg.norm(u)
+
+    def energy_force(r):
+        p = pos.copy()
+        p[j] = p[i] + r * u
+        ctx.setPositions(p)
+        st = ctx.getState(getEnergy=True, getForces=True)
+        e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)[j]
+        return e, float(f @ u)
+
+    base, _ = energy_force(r0)
+    inside, f_in = energy_force(r0 + 0.9 * BOND_GUARD_MARGIN_NM)
+    assert inside - base == pytest.approx(0.0, abs=1e-9) and f_in == pytest.approx(0.0, abs=1e-6)
+    out, f_out = energy_force(r0 + BOND_GUARD_MARGIN_NM + 0.01)
+    assert out - base > 1.0 and f_out < 0           # pulled back towards r0
+    short, f_short = energy_force(r0 - BOND_GUARD_MARGIN_NM - 0.01)
+    assert short - base > 1.0 and f_short > 0

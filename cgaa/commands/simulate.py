@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=("single", "mixed", "double"), help="platform precision (default mixed)")
     p.add_argument("--seed", type=int, help="random seed for velocities, thermostat, barostat, packing (default 0)")
     p.add_argument("--friction", type=float, metavar="PER_PS", help="Langevin friction in 1/ps (default 1)")
+    p.add_argument("--bond-guard", dest="bond_guard", action="store_true", default=None,
+                   help="flat-bottom restraint, zero within ±0.1 Å of each bond's teacher length (default on)")
+    p.add_argument("--no-bond-guard", dest="bond_guard", action="store_false",
+                   help="no bond guard: the ML potential alone holds molecules together")
     p.add_argument("--constraints", choices=("hbonds", "none"),
                    help="hbonds (default): bonds to H held at the teacher force field's lengths; none: fully flexible")
     p.add_argument("--barostat-interval", type=int, metavar="STEPS", help="steps between barostat moves (default 25)")
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             platform=args.platform, precision=args.precision, seed=args.seed, restart=args.restart,
             minimize=False if args.no_minimize else None, minimize_iterations=args.minimize_iterations,
             friction_per_ps=args.friction, barostat_interval=args.barostat_interval,
-            constraints=args.constraints,
+            constraints=args.constraints, bond_guard=args.bond_guard,
             max_force=args.max_force, max_temperature=args.max_temperature, n_atoms=args.n_atoms,
             overwrite=args.overwrite, progress=not args.no_progress)
     except SimulationError as err:

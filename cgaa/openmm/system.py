@@ -290,10 +290,51 @@ def add_hbond_constraints(system, topology) -> int:
     return n
 
 
+#: Bond guard: half-width of the flat bottom (nm) and stiffness beyond it (kJ/mol/nm²).
+BOND_GUARD_MARGIN_NM = 0.01
+BOND_GUARD_K = 2.0e5
+BOND_GUARD_NAME = "CGAABondGuard"
+
+
+def add_bond_guard(system, topology, margin_nm: float = BOND_GUARD_MARGIN_NM, k: float = BOND_GUARD_K) -> int:
+    """Flat-bottom restraint on every bond: zero while |r − r0| ≤ margin, k/2·(|r − r0| − margin)² beyond.
+
+    r0 are the teacher force field's equilibrium lengths (nm). Inside the margin (0.1 Å by
+    default, about twice the thermal amplitude of a bond at room temperature) it adds
+    nothing to the ML potential; beyond it, it stops a bond from being pulled into the
+    region the model never saw in training, where a learned energy can turn downhill.
+    Returns the number of guarded bonds (0 when the teacher does not know the residues).
+    """
+    import openmm
+
+    from cgaa.teacher import create_system as teacher_system
+
+    try:
+        ref = teacher_system(topology, cutoff=0.3)
+    except ValueError:
+        return 0
+    bonds = [f for f in ref.getForces() if isinstance(f, openmm.HarmonicBondForce)]
+    guard = openmm.CustomBondForce("0.5*kguard*step(dr - margin)*(dr - margin)^2; dr = abs(r - r0)")
+    guard.setName(BOND_GUARD_NAME)
+    guard.addGlobalParameter("kguard", float(k))
+    guard.addGlobalParameter("margin", float(margin_nm))
+    guard.addPerBondParameter("r0")
+    guard.setUsesPeriodicBoundaryConditions(topology.getPeriodicBoxVectors() is not None)
+    n = 0
+    for f in bonds:
+        for b in range(f.getNumBonds()):
+            i, j, r0, _ = f.getBondParameters(b)
+            guard.addBond(i, j, [r0])
+            n += 1
+    if n:
+        system.addForce(guard)
+    return n
+
+
 def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional[bool] = None,
                   remove_cm_motion: bool = True, molecule_bonds: bool = True,
                   force_group: int = 0, properties: Optional[dict] = None,
-                  constraints: Optional[str] = None):
+                  constraints: Optional[str] = None, bond_guard: bool = False):
     """An ``openmm.System`` for ``topology`` driven by the CGAA potential.
 
     topology: OpenMM Topology (one residue per grain, bonds e.g. from PDB CONECT records;
@@ -304,6 +345,7 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     remove_cm_motion: add a ``CMMotionRemover``.
     molecule_bonds: add zero-strength bonds so a barostat moves molecules as wholes.
     constraints: None or ``"hbonds"`` (constrain bonds to H, see :func:`add_hbond_constraints`).
+    bond_guard: add the flat-bottom bond restraint of :func:`add_bond_guard`.
 
     Masses are the elements' (Da). Raises ValueError naming the atom or grain the model does
     not know, or the cutoff and box height when the box is too small.
@@ -323,6 +365,8 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     system.addForce(force)
     if molecule_bonds:
         add_molecule_bonds(system, topology)
+    if bond_guard:
+        add_bond_guard(system, topology)
     ckey = (constraints or "none").lower()
     if ckey == "hbonds":
         add_hbond_constraints(system, topology)

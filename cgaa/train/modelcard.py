@@ -85,6 +85,10 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
     if history:
         lines += [f"Training took {sum(float(h['seconds']) for h in history) / 60:.0f} min for {len(history)} epochs "
                   "on the machine that ran the recipe.", ""]
+    lines += ["## Use in MD", "",
+              "Run it with `cgaa simulate`'s defaults — bonds to H constrained and the flat-bottom bond guard on "
+              "(docs/simulate.md): a model trained on thermal frames is not reliable for strongly stretched bonds, "
+              "and unguarded MD can pull a bond into that region.", ""]
     lines += [f"![parity]({name}.parity.png)", "", f"![learning curve]({name}.learning_curve.png)", "",
               f"Metadata: cgaa {meta['cgaa_version']}, torch {meta['torch_version']}, created {meta['created']}.", ""]
     return "\n".join(lines)
