@@ -287,13 +287,6 @@ def accuracy_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
 
 def write_accuracy_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     """accuracy.json, accuracy.md, accuracy.png in ``out_dir``."""
-    from cgaa.bench.report import write_json
-    from cgaa.fileio import write_text_atomic
+    from cgaa.bench.report import write_outputs
 
-    out = Path(out_dir)
-    files = {"json": write_json(out / "accuracy.json", rep),
-             "markdown": write_text_atomic(out / "accuracy.md", accuracy_markdown(rep))}
-    png = accuracy_plot(rep, out / "accuracy.png")
-    if png:
-        files["png"] = png
-    return files
+    return write_outputs(rep, out_dir, "accuracy", accuracy_markdown, accuracy_plot)

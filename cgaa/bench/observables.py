@@ -424,16 +424,9 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
 
 def write_observables_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     """observables.json, observables.md, observables.png in ``out_dir``."""
-    from cgaa.bench.report import write_json
-    from cgaa.fileio import write_text_atomic
+    from cgaa.bench.report import write_outputs
 
-    out = Path(out_dir)
-    files = {"json": write_json(out / "observables.json", rep),
-             "markdown": write_text_atomic(out / "observables.md", observables_markdown(rep))}
-    png = observables_plot(rep, out / "observables.png")
-    if png:
-        files["png"] = png
-    return files
+    return write_outputs(rep, out_dir, "observables", observables_markdown, observables_plot)
 
 
 def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A: np.ndarray,

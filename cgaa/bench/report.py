@@ -184,3 +184,14 @@ def header_markdown(rep: Dict[str, Any]) -> str:
 __all__ = ["available_cores", "command_line", "cpu_model", "fmt", "header", "header_markdown",
            "machine_info", "markdown_table", "now_utc", "save_figure", "versions", "write_json"]
 
+
+def write_outputs(rep: Dict[str, Any], out_dir: Union[str, Path], stem: str, markdown, plot) -> Dict[str, Path]:
+    """``stem``.json, ``stem``.md (from ``markdown(rep)``) and ``stem``.png (from
+    ``plot(rep, path)``, if it draws one) in ``out_dir``, all written atomically."""
+    out = Path(out_dir)
+    files = {"json": write_json(out / f"{stem}.json", rep),
+             "markdown": write_text_atomic(out / f"{stem}.md", markdown(rep).rstrip("\n") + "\n")}
+    png = plot(rep, out / f"{stem}.png")
+    if png:
+        files["png"] = png
+    return files

@@ -784,16 +784,9 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
 
 def write_speed_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     """speed.json, speed.md and speed.png in ``out_dir``."""
-    from cgaa.bench.report import write_json
-    from cgaa.fileio import write_text_atomic
+    from cgaa.bench.report import write_outputs
 
-    out = Path(out_dir)
-    files = {"json": write_json(out / "speed.json", rep),
-             "markdown": write_text_atomic(out / "speed.md", speed_markdown(rep) + "\n")}
-    png = speed_plot(rep, out / "speed.png")
-    if png:
-        files["png"] = png
-    return files
+    return write_outputs(rep, out_dir, "speed", speed_markdown, speed_plot)
 
 
 if __name__ == "__main__":  # the subprocess entry point of run_worker
