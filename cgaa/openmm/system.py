@@ -17,6 +17,8 @@ Units at this boundary: nm, kJ/mol, kJ/mol/nm; the model works in Å, eV, eV/Å 
 """
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -258,6 +260,29 @@ def add_cgaa_force(system, topology, model: ModelLike = None, atoms: Optional[Se
 XH_BOND_NM = {"C": 0.109, "N": 0.101, "O": 0.0945, "S": 0.134, "B": 0.119, "P": 0.142}
 
 
+@functools.lru_cache(maxsize=4)
+def teacher_bond_lengths(topology) -> Optional[Tuple[Tuple[int, int, float], ...]]:
+    """(i, j, r0 in nm) for every bond of ``topology`` per the teacher force field, or None
+    when the teacher does not know its residues. One teacher System serves both the H-bond
+    constraints and the bond guard of a simulation."""
+    import openmm
+
+    from cgaa.teacher import create_system as teacher_system
+
+    try:
+        # only bond parameters are read: a short cutoff lets small boxes through
+        ref = teacher_system(topology, cutoff=0.3)
+    except ValueError:
+        return None
+    out = []
+    for f in ref.getForces():
+        if isinstance(f, openmm.HarmonicBondForce):
+            for b in range(f.getNumBonds()):
+                i, j, r0, _ = f.getBondParameters(b)
+                out.append((i, j, r0.value_in_unit(openmm.unit.nanometer)))
+    return tuple(out)
+
+
 def add_hbond_constraints(system, topology) -> int:
     """Constrain every bond to a hydrogen (OpenMM ``HBonds``); returns the number added.
 
@@ -266,17 +291,16 @@ def add_hbond_constraints(system, topology) -> int:
     X–H bonds keeps the fastest, stiffest motions out of the ML model's hands: a learned
     potential is least reliable for large bond stretches it never saw in training.
     """
-    try:
-        from cgaa.teacher import create_system as teacher_system
-
-        # only the constraints are used: a short cutoff lets small boxes through
-        ref = teacher_system(topology, constraints="hbonds", cutoff=0.3)
-        pairs = [ref.getConstraintParameters(k) for k in range(ref.getNumConstraints())]
-        for i, j, d in pairs:
-            system.addConstraint(i, j, d)
-        return len(pairs)
-    except ValueError:
-        pass
+    atoms = list(topology.atoms())
+    is_h = [a.element is not None and a.element.symbol == "H" for a in atoms]
+    bonds = teacher_bond_lengths(topology)
+    if bonds is not None:
+        n = 0
+        for i, j, r0 in bonds:
+            if is_h[i] or is_h[j]:
+                system.addConstraint(i, j, r0)
+                n += 1
+        return n
     n = 0
     for a, b in topology.bonds():
         if a.element is None or b.element is None:
@@ -307,25 +331,18 @@ def add_bond_guard(system, topology, margin_nm: float = BOND_GUARD_MARGIN_NM, k:
     """
     import openmm
 
-    from cgaa.teacher import create_system as teacher_system
-
-    try:
-        ref = teacher_system(topology, cutoff=0.3)
-    except ValueError:
+    bonds = teacher_bond_lengths(topology)
+    if not bonds:
         return 0
-    bonds = [f for f in ref.getForces() if isinstance(f, openmm.HarmonicBondForce)]
     guard = openmm.CustomBondForce("0.5*kguard*step(dr - margin)*(dr - margin)^2; dr = abs(r - r0)")
     guard.setName(BOND_GUARD_NAME)
     guard.addGlobalParameter("kguard", float(k))
     guard.addGlobalParameter("margin", float(margin_nm))
     guard.addPerBondParameter("r0")
     guard.setUsesPeriodicBoundaryConditions(topology.getPeriodicBoxVectors() is not None)
-    n = 0
-    for f in bonds:
-        for b in range(f.getNumBonds()):
-            i, j, r0, _ = f.getBondParameters(b)
-            guard.addBond(i, j, [r0])
-            n += 1
+    for i, j, r0 in bonds:
+        guard.addBond(i, j, [r0])
+    n = len(bonds)
     if n:
         system.addForce(guard)
     return n
