@@ -67,6 +67,8 @@ class ModelConfig:
     avg_intra_neighbors: normalisation of the intra-grain pair sums.
     avg_grain_size: normalisation of the pooling sum (typical atoms per grain).
     all_atom: informational: True for the all-atom baseline (every atom a grain).
+    prior: classical prior the model is a residual over (``"none"`` or a name in
+      :data:`cgaa.prior.PRIORS`); users of the model add it back (see :mod:`cgaa.prior`).
     """
 
     elements: List[int]
@@ -89,6 +91,7 @@ class ModelConfig:
     avg_intra_neighbors: float = 8.0
     avg_grain_size: float = 8.0
     all_atom: bool = False
+    prior: str = "none"
 
     def __post_init__(self) -> None:
         self.elements = [int(z) for z in self.elements]
@@ -112,6 +115,12 @@ class ModelConfig:
             problems.append("grain_type_names must match grain_types")
         if len(self.masses) != len(self.elements):
             problems.append("masses must give one mass per element")
+        try:
+            from cgaa.prior import check_prior
+
+            self.prior = check_prior(self.prior)
+        except ValueError as err:
+            problems.append(str(err))
         if self.force_mode not in FORCE_MODES:
             problems.append(f"force_mode must be one of {FORCE_MODES}, not {self.force_mode!r}")
         for name in ("cutoff", "intra_cutoff", "embed_radius", "center_eps", "avg_neighbors",

@@ -95,7 +95,7 @@ DEFAULTS: Dict[str, Any] = {
     "max_temperature": None,
     "n_atoms": 3000,
     "constraints": "hbonds",
-    "bond_guard": True,
+    "bond_guard": "auto",
 }
 #: Settings that define the dynamics: a restart may not change them.
 _FIXED_ON_RESTART = ("ensemble", "temperature", "pressure", "timestep_fs", "report_interval",
@@ -646,8 +646,10 @@ def run_simulation(
     callback: called with each state row (dict) after it is written.
     constraints: ``"hbonds"`` (default: bonds to H held at the teacher's lengths, the ML
         model is least reliable for large bond stretches) or ``"none"``.
-    bond_guard: True (default): a flat-bottom restraint, zero within ±0.1 Å of each bond's
-        teacher length (``cgaa.openmm.add_bond_guard``), keeps bonds out of the untrained region.
+    bond_guard: a flat-bottom restraint, zero within ±0.1 Å of each bond's teacher length
+        (``cgaa.openmm.add_bond_guard``), keeps bonds out of the untrained region. Default
+        ``"auto"``: on for a model without a bonded prior, off for one with (its harmonic
+        prior terms already hold bonds together, see :mod:`cgaa.prior`).
     customize_system: called as ``customize_system(system, topology)`` after the CGAA
         System is built and before the barostat and Context are: add restraints or
         classical terms here (pass the same function again on restart).
@@ -706,8 +708,10 @@ def run_simulation(
                          "boxes; build one with `cgaa build`")
     if len(positions) != topology.getNumAtoms():
         raise ValueError(f"{len(positions)} positions for {topology.getNumAtoms()} atoms")
-    system = create_system(topology, deployed, constraints=settings["constraints"],
-                           bond_guard=bool(settings["bond_guard"]))
+    guard = settings["bond_guard"]
+    if guard == "auto":
+        guard = deployed.config.prior == "none"
+    system = create_system(topology, deployed, constraints=settings["constraints"], bond_guard=bool(guard))
     if customize_system is not None:
         customize_system(system, topology)
     if settings["ensemble"] == "npt":

@@ -63,8 +63,8 @@ def molecular_force_errors(checkpoint: PathLike, test_file: PathLike) -> Dict[st
 
     model = model_from_checkpoint(load_checkpoint(Path(checkpoint))).eval()
     cfg = model.config
-    own = load_frames(test_file, all_atom=cfg.all_atom)
-    mol = load_frames(test_file, all_atom=False)
+    own = load_frames(test_file, all_atom=cfg.all_atom, prior=cfg.prior)
+    mol = load_frames(test_file, all_atom=False, prior=cfg.prior)
     dtype = model.masses.dtype
     sq_net = sq_intra = 0.0
     n_net = n_intra = 0

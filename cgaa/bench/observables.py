@@ -436,8 +436,10 @@ def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A
     """Energy of the CGAA model and of the teacher (eV, relative to the first distance) as
     the first ``element`` atom of the first ``resname`` residue is pulled along its bond
     (the rest of the box fixed): a diagnosis of MD instabilities such as dissociating
-    hydrogens. ``positions_A`` (N×3, Å) and ``cell_A`` (3×3, Å) give the configuration."""
+    hydrogens. ``positions_A`` (N×3, Å) and ``cell_A`` (3×3, Å) give the configuration.
+    The model's energy includes its classical prior, if it has one (:mod:`cgaa.prior`)."""
     from cgaa.deploy import load_model
+    from cgaa.prior import PriorEvaluator
     from cgaa.grains import grains_from_topology
     from cgaa.inputs import make_inputs
     from cgaa.teacher import Teacher
@@ -457,13 +459,14 @@ def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A
     gm = grains_from_topology(topology)
     numbers = np.array([x.element.atomic_number for x in atoms])
     teacher = Teacher(topology, platform="CPU", cutoff=teacher_cutoff_nm)
+    prior = PriorEvaluator(topology, dep.config.prior) if dep.config.prior != "none" else None
     em, et = [], []
     for r in distances_A:
         p = pos.copy()
         p[a.index] = pos[partner.index] + float(r) * u
         kw = make_inputs(p, numbers, gm, dep.config, cell)
         out = dep.module(kw["pos"], kw["species"], kw["grain_index"], kw["grain_type"], kw["cell"], False, False)
-        em.append(float(out["energy"].detach()))
+        em.append(float(out["energy"].detach()) + (prior.compute(p, cell)[0] if prior is not None else 0.0))
         et.append(teacher.compute(p, cell)[0])
     return {"atom": a.index, "partner": partner.index, "residue": resname, "distances_A": list(distances_A),
             "model_eV": [e - em[0] for e in em], "teacher_eV": [e - et[0] for e in et]}

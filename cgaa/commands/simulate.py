@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, help="random seed for velocities, thermostat, barostat, packing (default 0)")
     p.add_argument("--friction", type=float, metavar="PER_PS", help="Langevin friction in 1/ps (default 1)")
     p.add_argument("--bond-guard", dest="bond_guard", action="store_true", default=None,
-                   help="flat-bottom restraint, zero within ±0.1 Å of each bond's teacher length (default on)")
+                   help="flat-bottom restraint, zero within ±0.1 Å of each bond's teacher length (default: "
+                        "on for models without a bonded prior, off for models with one)")
     p.add_argument("--no-bond-guard", dest="bond_guard", action="store_false",
                    help="no bond guard: the ML potential alone holds molecules together")
     p.add_argument("--constraints", choices=("hbonds", "none"),

@@ -44,7 +44,8 @@ def _system_signature(atoms) -> Tuple[bytes, bytes]:
 
 
 def load_frames(paths: Union[str, Path, Sequence[Union[str, Path]]], all_atom: bool = False,
-                energy_key: Optional[str] = None, forces_key: Optional[str] = None) -> List[Frame]:
+                energy_key: Optional[str] = None, forces_key: Optional[str] = None,
+                prior: Optional[str] = None) -> List[Frame]:
     """Read labelled frames from extxyz file(s) and type their grains.
 
     Parameters
@@ -52,6 +53,8 @@ def load_frames(paths: Union[str, Path, Sequence[Union[str, Path]]], all_atom: b
     paths: one file or several.
     all_atom: every atom its own grain (the all-atom baseline) instead of molecules.
     energy_key, forces_key: force a label key (default: try the usual conventions).
+    prior: labels become residuals over this prior (see :mod:`cgaa.prior`): what a model
+        with ``ModelConfig.prior`` = ``prior`` is trained on and evaluated against.
 
     Raises FileNotFoundError / :class:`~cgaa.data.extxyz.FrameError` naming the file and
     frame at fault (missing labels, NaN, wrong sizes, no frames).
@@ -71,6 +74,11 @@ def load_frames(paths: Union[str, Path, Sequence[Union[str, Path]]], all_atom: b
                 maps[sig] = atomic_grains(ref.numbers)
             else:
                 maps[sig] = grains_from_atoms(ref)
+            if prior is not None:
+                from cgaa.prior import subtract_prior
+
+                subtract_prior([atoms_list[i] for i in idx], prior, source=str(path), reference=ref,
+                               grain_index=None if all_atom else maps[sig].grain_index)
         for i, at in enumerate(atoms_list):
             if at.pbc.any() and not at.pbc.all():
                 raise FrameError(f"{path} frame {i}: pbc must be on all three axes or none, got {list(at.pbc)}")

@@ -25,6 +25,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from cgaa import units
+from cgaa.prior import add_prior
 
 #: Name of the shipped default model under ``forcefields/models/``.
 DEFAULT_MODEL_NAME = "lipf6-ec-emc-1m.pt"
@@ -241,7 +242,8 @@ def add_cgaa_force(system, topology, model: ModelLike = None, atoms: Optional[Se
     """Add the CGAA TorchForce to an existing ``openmm.System`` and return the force.
 
     The System's default box (if it has one) is the periodic box; ``atoms`` restricts the
-    model to a subset (e.g. an ML region combined with classical forces). See
+    model to a subset (e.g. an ML region combined with classical forces). A model's
+    classical prior (:mod:`cgaa.prior`) is added too, for the same atoms. See
     :func:`make_torch_force` for the other arguments.
     """
     if system.getNumParticles() != topology.getNumAtoms():
@@ -249,10 +251,12 @@ def add_cgaa_force(system, topology, model: ModelLike = None, atoms: Optional[Se
     box = None
     if topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions():
         box = box_matrix_nm(system.getDefaultPeriodicBoxVectors())
-    force = make_torch_force(topology, model, atoms=atoms, periodic=box is not None,
+    deployed = resolve_model(model)
+    force = make_torch_force(topology, deployed, atoms=atoms, periodic=box is not None,
                              outputs_forces=outputs_forces, box_vectors=box,
                              force_group=force_group, properties=properties)
     system.addForce(force)
+    add_prior(system, topology, deployed.config.prior, atoms=atoms, force_group=force_group)
     return force
 
 
@@ -364,6 +368,8 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     constraints: None or ``"hbonds"`` (constrain bonds to H, see :func:`add_hbond_constraints`).
     bond_guard: add the flat-bottom bond restraint of :func:`add_bond_guard`.
 
+    A model trained over a classical prior (``model.config.prior``, see :mod:`cgaa.prior`)
+    gets the prior's forces added next to its TorchForce, in the same ``force_group``.
     Masses are the elements' (Da). Raises ValueError naming the atom or grain the model does
     not know, or the cutoff and box height when the box is too small.
     """
@@ -377,9 +383,11 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
         if a.element is None:
             raise ValueError(f"topology atom {a.index} ({a.name} in residue {a.residue.name}) has no element")
         system.addParticle(a.element.mass)
-    force = make_torch_force(topology, model, outputs_forces=outputs_forces, force_group=force_group,
+    deployed = resolve_model(model)
+    force = make_torch_force(topology, deployed, outputs_forces=outputs_forces, force_group=force_group,
                              properties=properties)
     system.addForce(force)
+    add_prior(system, topology, deployed.config.prior, force_group=force_group)
     if molecule_bonds:
         add_molecule_bonds(system, topology)
     if bond_guard:

@@ -76,11 +76,12 @@ def evaluate(model_path: Union[str, Path], data: Union[str, Path, Sequence[Union
 
     deployed = load_model(model_path, device)
     config = deployed.config
-    frames = load_frames(data, all_atom=config.all_atom)
+    frames = load_frames(data, all_atom=config.all_atom, prior=config.prior)
     dtype = deployed.module.masses.dtype
     acc = errors(deployed.module, config, frames, keep_values=True, dtype=dtype, device=device)
     summary = acc.summary()
     summary["model"] = str(model_path)
+    summary["prior"] = config.prior  # errors of model + prior; R² and reference RMS are of the residual labels
     summary["data"] = [str(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

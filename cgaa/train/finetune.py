@@ -140,9 +140,11 @@ def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> T
     _set_seed(cfg.training.seed)
     start = load_start_model(cfg.resolve(ft.start)).to(_dtype(cfg.training.dtype))
     all_atom = start.config.all_atom
-    train_f, val_f, test_f = load_splits(cfg, all_atom)
-    old = load_frames([cfg.resolve(p) for p in ft.old_data], all_atom) if ft.old_data else []
-    old_eval = load_frames([cfg.resolve(p) for p in ft.old_eval_data], all_atom) if ft.old_eval_data else old
+    prior = start.config.prior  # a fine-tuned model keeps its start model's prior
+    train_f, val_f, test_f = load_splits(cfg, all_atom, prior)
+    old = load_frames([cfg.resolve(p) for p in ft.old_data], all_atom, prior=prior) if ft.old_data else []
+    old_eval = (load_frames([cfg.resolve(p) for p in ft.old_eval_data], all_atom, prior=prior)
+                if ft.old_eval_data else old)
     old_eval = old_eval if not ft.old_eval_frames else old_eval[: ft.old_eval_frames]
     before = _old_errors(start, old_eval, cfg) if old_eval else None
     model = extend_vocabulary(start, list(train_f) + list(val_f) + list(test_f))

@@ -407,18 +407,20 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
     return TrainResult(run_dir, best_path, last_path, len(history), best, test_metrics)
 
 
-def load_splits(cfg: TrainConfig, all_atom: bool) -> Tuple[List[Frame], List[Frame], List[Frame]]:
-    """Training, validation and test frames as the config says."""
+def load_splits(cfg: TrainConfig, all_atom: bool,
+                prior: Optional[str] = None) -> Tuple[List[Frame], List[Frame], List[Frame]]:
+    """Training, validation and test frames as the config says (labels as residuals over
+    ``prior``, see :mod:`cgaa.prior`)."""
     d = cfg.data
     files = lambda xs: [cfg.resolve(x) for x in xs]  # noqa: E731
-    frames = load_frames(files(d.train), all_atom, d.energy_key, d.forces_key)
+    frames = load_frames(files(d.train), all_atom, d.energy_key, d.forces_key, prior)
     val_frac = 0.0 if d.validation else d.val_fraction
     test_frac = 0.0 if d.test else d.test_fraction
     train, val, test = split_frames(frames, val_frac, test_frac, d.split_seed)
     if d.validation:
-        val = load_frames(files(d.validation), all_atom, d.energy_key, d.forces_key)
+        val = load_frames(files(d.validation), all_atom, d.energy_key, d.forces_key, prior)
     if d.test:
-        test = load_frames(files(d.test), all_atom, d.energy_key, d.forces_key)
+        test = load_frames(files(d.test), all_atom, d.energy_key, d.forces_key, prior)
     if not val:
         raise ValueError("the validation split is empty: set data.val_fraction > 0 or data.validation")
     return train, val, test
@@ -428,7 +430,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     """Train a new CGAA model as ``cfg`` says (see :mod:`cgaa.train.config`)."""
     rank, _ = dist_info()
     all_atom = bool(cfg.model.get("all_atom", False))
-    train_f, val_f, test_f = load_splits(cfg, all_atom)
+    train_f, val_f, test_f = load_splits(cfg, all_atom, cfg.model.get("prior"))
     _set_seed(cfg.training.seed)
     mconf = new_model_config(cfg, train_f)
     check_covered(list(val_f) + list(test_f), mconf)

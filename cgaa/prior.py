@@ -1,0 +1,230 @@
+"""Physical priors: classical terms a CGAA model is trained on top of (Δ-learning).
+
+A model whose ``ModelConfig.prior`` names a prior predicts the *residual*
+E_teacher − E_prior; the prior is added back wherever the model is used — as ordinary
+OpenMM forces in :func:`cgaa.openmm.create_system` and by :func:`subtract_prior` on the
+labels of every dataset the model is trained or evaluated on. The model itself stays a
+pure grain network.
+
+Why: a learned potential is only as good as its data, and MD visits geometries no
+training frame had. Without a prior the shipped model's C–H energy turned *downhill*
+beyond ~1.4 Å (see docs/benchmarks.md), so hydrogens dissociated within a picosecond.
+Harmonic bonds and angles grow without bound, so stretched bonds always pull back,
+whatever the network does there; the network then learns the softer rest (torsions,
+intramolecular non-bonded terms and all inter-grain interactions). Harmonic bonded
+priors are the usual remedy in machine-learned coarse-grained force fields
+(Wang et al., ACS Cent. Sci. 5, 755 (2019), "CGnet").
+
+Priors known here (:data:`PRIORS`):
+
+* ``none`` — no prior: the model predicts the full energy.
+* ``teacher_bonded`` — the harmonic bond stretches and angle bends of the classical
+  teacher force field (``forcefields/teacher/opls_electrolyte.xml``, see
+  :mod:`cgaa.teacher`), for the species it parametrises. With a DFT teacher this is a
+  classical bonded baseline; with the classical teacher it is exactly the teacher's own
+  bonded terms.
+
+All prior terms act inside a grain (molecule), so they never change a grain's net force:
+inter-grain forces come from the network alone. Units: OpenMM's (nm, kJ/mol) inside the
+OpenMM forces; :class:`PriorEvaluator` returns eV and eV/Å through :mod:`cgaa.units`.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from cgaa import units
+
+#: Prior name → OpenMM force classes copied from the teacher force field.
+PRIORS: Dict[str, Tuple[str, ...]] = {
+    "none": (),
+    "teacher_bonded": ("HarmonicBondForce", "HarmonicAngleForce"),
+}
+#: Name given to the OpenMM forces of a prior (``CGAAPrior:<class>``).
+PRIOR_FORCE_PREFIX = "CGAAPrior:"
+
+
+def check_prior(name: Optional[str]) -> str:
+    """The canonical prior name (``None`` → ``"none"``); ValueError naming the known ones."""
+    key = "none" if name is None else str(name).strip().lower()
+    if key not in PRIORS:
+        raise ValueError(f"unknown prior {name!r} (known: {', '.join(PRIORS)})")
+    return key
+
+
+def _subtopology(topology, atoms: Sequence[int]):
+    """A Topology of the residues of ``atoms`` (each residue wholly inside) and the map from
+    its atom order to the original indices."""
+    from openmm.app import Topology
+
+    sel = set(int(a) for a in atoms)
+    sub = Topology()
+    chain = sub.addChain()
+    index: List[int] = []
+    new = {}
+    for res in topology.residues():
+        ids = [a.index for a in res.atoms()]
+        inside = [i in sel for i in ids]
+        if not any(inside):
+            continue
+        if not all(inside):
+            raise ValueError(f"residue {res.name} {res.id} is only partly in the selected atoms: "
+                             "a prior needs whole molecules")
+        r = sub.addResidue(res.name, chain, res.id)
+        for a in res.atoms():
+            new[a.index] = sub.addAtom(a.name, a.element, r)
+            index.append(a.index)
+    for a, b in topology.bonds():
+        if a.index in new and b.index in new:
+            sub.addBond(new[a.index], new[b.index])
+    sub.setPeriodicBoxVectors(topology.getPeriodicBoxVectors())
+    return sub, index
+
+
+def prior_forces(topology, name: str, atoms: Optional[Sequence[int]] = None) -> List:
+    """The OpenMM forces of prior ``name`` for ``topology`` (or the residues of ``atoms``),
+    indexed by the atoms of ``topology``. Periodic (minimum-image) when the topology has a
+    box, so wrapped molecules are handled. Empty for ``"none"``.
+
+    ValueError (OpenMM's message names the residue) for molecules the teacher force field
+    does not know.
+    """
+    import openmm
+    from openmm import app
+
+    from cgaa.teacher import load_forcefield
+
+    classes = PRIORS[check_prior(name)]
+    if not classes:
+        return []
+    if atoms is not None:
+        sub, index = _subtopology(topology, atoms)
+    else:
+        sub, index = topology, list(range(topology.getNumAtoms()))
+    ff = load_forcefield()
+    try:  # templates are matched by element and bond graph, so residue names do not matter
+        ref = ff.createSystem(sub, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
+    except ValueError as err:
+        raise ValueError(f"prior {name!r}: the teacher force field cannot parametrise the topology: {err}") from None
+    periodic = topology.getPeriodicBoxVectors() is not None
+    out = []
+    for f in ref.getForces():
+        cls = type(f).__name__
+        if cls not in classes:
+            continue
+        if cls == "HarmonicBondForce":
+            g = openmm.HarmonicBondForce()
+            for b in range(f.getNumBonds()):
+                i, j, r0, k = f.getBondParameters(b)
+                g.addBond(index[i], index[j], r0, k)
+        elif cls == "HarmonicAngleForce":
+            g = openmm.HarmonicAngleForce()
+            for b in range(f.getNumAngles()):
+                i, j, k_, th0, k = f.getAngleParameters(b)
+                g.addAngle(index[i], index[j], index[k_], th0, k)
+        else:  # pragma: no cover - PRIORS only names the classes above
+            raise ValueError(f"prior {name!r}: unsupported force class {cls}")
+        g.setName(PRIOR_FORCE_PREFIX + cls)
+        g.setUsesPeriodicBoundaryConditions(periodic)
+        out.append(g)
+    return out
+
+
+def add_prior(system, topology, name: str, atoms: Optional[Sequence[int]] = None,
+              force_group: int = 0) -> int:
+    """Add the forces of prior ``name`` to ``system`` in ``force_group``; returns the number
+    of terms added (0 for ``"none"``)."""
+    n = 0
+    for f in prior_forces(topology, name, atoms):
+        f.setForceGroup(int(force_group))
+        system.addForce(f)
+        n += f.getNumBonds() if hasattr(f, "getNumBonds") else f.getNumAngles()
+    return n
+
+
+class PriorEvaluator:
+    """Energy (eV) and forces (eV/Å) of a prior for one topology, on OpenMM's Reference
+    platform in double precision.
+
+    >>> ev = PriorEvaluator(topology, "teacher_bonded")      # doctest: +SKIP
+    >>> e_eV, f_eV_per_A = ev.compute(positions_A, cell_A)   # doctest: +SKIP
+    """
+
+    def __init__(self, topology, name: str):
+        import openmm
+
+        self.name = check_prior(name)
+        self.n_atoms = topology.getNumAtoms()
+        system = openmm.System()
+        for _ in range(self.n_atoms):
+            system.addParticle(1.0)
+        box = topology.getPeriodicBoxVectors()
+        if box is not None:
+            system.setDefaultPeriodicBoxVectors(*box)
+        add_prior(system, topology, self.name)
+        self.context = openmm.Context(system, openmm.VerletIntegrator(0.001),
+                                      openmm.Platform.getPlatformByName("Reference"))
+
+    def compute(self, positions: np.ndarray, cell: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
+        """Prior energy (eV) and forces (N×3, eV/Å) at ``positions`` (Å) in ``cell`` (3×3 rows, Å)."""
+        import openmm
+        from openmm import unit
+
+        pos = np.asarray(positions, dtype=float)
+        if pos.shape != (self.n_atoms, 3):
+            raise ValueError(f"positions have shape {pos.shape}, the prior's topology has {self.n_atoms} atoms")
+        if cell is not None:
+            c = units.angstrom_to_nm(np.asarray(cell, dtype=float))
+            self.context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in c])
+        self.context.setPositions(units.angstrom_to_nm(pos) * unit.nanometer)
+        st = self.context.getState(getEnergy=True, getForces=True)
+        e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        return float(units.kjmol_to_ev(e)), units.forces_kjmol_nm_to_ev_ang(np.asarray(f))
+
+
+def topology_for_atoms(atoms, grain_index: Optional[Sequence[int]] = None):
+    """OpenMM Topology of ASE ``Atoms`` for a prior: from the per-atom ``resname``/``grain``
+    arrays when present (frames written by ``cgaa sample``), else perceived bonds and the
+    grains' readable names as residue names."""
+    cell = np.asarray(atoms.cell[:], dtype=float) if atoms.pbc.any() else None
+    if "resname" in atoms.arrays and "grain" in atoms.arrays:
+        from cgaa.teacher import topology_from_residues
+
+        return topology_from_residues(atoms.arrays["resname"], atoms.arrays["grain"], cell)
+    from cgaa.openmm.system import topology_from_atoms
+
+    return topology_from_atoms(atoms, grain_index=grain_index)[0]
+
+
+def subtract_prior(atoms_list: Iterable, name: str, *, source: str = "frames",
+                   reference: Optional[object] = None, grain_index: Optional[Sequence[int]] = None) -> int:
+    """Replace ``REF_energy``/``REF_forces`` of ASE frames of ONE system by their residual over
+    prior ``name`` (in place); ``info['prior']`` records it. Returns the number of frames.
+
+    reference: the frame whose bonds define the topology (default: the first), e.g. the most
+    relaxed one. ValueError naming ``source`` if the prior cannot be built for the system.
+    """
+    name = check_prior(name)
+    frames = list(atoms_list)
+    if name == "none" or not frames:
+        return 0
+    ref = reference if reference is not None else frames[0]
+    try:
+        evaluator = PriorEvaluator(topology_for_atoms(ref, grain_index), name)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+    for at in frames:
+        if at.info.get("prior", "none") != "none":
+            raise ValueError(f"{source}: frame already holds residual labels over prior {at.info['prior']!r}")
+        cell = np.asarray(at.cell[:], dtype=float) if at.pbc.any() else None
+        e, f = evaluator.compute(at.positions, cell)
+        at.info["REF_energy"] = float(at.info["REF_energy"]) - e
+        at.arrays["REF_forces"] = np.asarray(at.arrays["REF_forces"], dtype=float) - f
+        at.info["prior"] = name
+    return len(frames)
+
+
+__all__ = ["PRIORS", "PRIOR_FORCE_PREFIX", "PriorEvaluator", "add_prior", "check_prior", "prior_forces",
+           "subtract_prior", "topology_for_atoms"]

@@ -1,0 +1,220 @@
+"""Classical priors (cgaa.prior): the teacher's harmonic bonds and angles as a Δ-learning
+baseline. They must equal the teacher's own bonded terms, be conservative and periodic,
+round-trip through dataset labels, and be added back wherever a model with a prior runs
+(OpenMM create_system / add_cgaa_force, cgaa simulate)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+openmm = pytest.importorskip("openmm")
+from openmm import unit  # noqa: E402
+
+from cgaa import units  # noqa: E402
+from cgaa.model import CGAAModel, ModelConfig  # noqa: E402
+from cgaa.prior import PRIOR_FORCE_PREFIX, PriorEvaluator, check_prior, prior_forces, subtract_prior  # noqa: E402
+from molecules import molecule_box  # noqa: E402
+
+
+def _box(seed=5):
+    atoms, gidx = molecule_box({"Li": 1, "PF6": 1, "EC": 2, "EMC": 2}, np.diag([17.0] * 3), seed=seed, spacing=8.5)
+    return atoms, gidx
+
+
+def _topology(atoms, gidx):
+    from cgaa.openmm.system import topology_from_atoms
+
+    return topology_from_atoms(atoms, gidx)[0]
+
+
+def test_names_are_checked():
+    assert check_prior(None) == "none"
+    assert check_prior("Teacher_Bonded") == "teacher_bonded"
+    with pytest.raises(ValueError, match="unknown prior 'harmonic'.*teacher_bonded"):
+        check_prior("harmonic")
+    with pytest.raises(ValueError, match="unknown prior"):
+        ModelConfig(elements=[1, 6], grain_types=["x"], prior="harmonic")
+    # models saved before priors existed load with prior "none"
+    assert ModelConfig.from_dict({"elements": [1], "grain_types": ["x"]}).prior == "none"
+
+
+def test_prior_is_the_teachers_bonded_energy():
+    """Same bonds and angles, same parameters: the prior's energy equals the teacher
+    System's HarmonicBondForce + HarmonicAngleForce energy (independent evaluation)."""
+    from openmm import app
+
+    from cgaa.teacher import load_forcefield
+
+    atoms, gidx = _box()
+    top = _topology(atoms, gidx)
+    ref = load_forcefield().createSystem(top, nonbondedMethod=app.NoCutoff)
+    keep = ("HarmonicBondForce", "HarmonicAngleForce")
+    for i, f in enumerate(ref.getForces()):
+        f.setForceGroup(1 if type(f).__name__ in keep else 0)
+        if type(f).__name__ in keep:
+            f.setUsesPeriodicBoundaryConditions(True)  # the box's molecules are wrapped atom by atom
+    ref.setDefaultPeriodicBoxVectors(*top.getPeriodicBoxVectors())
+    ctx = openmm.Context(ref, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(units.angstrom_to_nm(atoms.positions) * unit.nanometer)
+    e_ref = ctx.getState(getEnergy=True, groups={1}).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    e, f = PriorEvaluator(top, "teacher_bonded").compute(atoms.positions, atoms.cell[:])
+    assert e_ref > 0
+    assert abs(units.ev_to_kjmol(e) - e_ref) <= 1e-9 * abs(e_ref)
+    forces = prior_forces(top, "teacher_bonded")
+    assert sorted(g.getName() for g in forces) == [PRIOR_FORCE_PREFIX + "HarmonicAngleForce",
+                                                   PRIOR_FORCE_PREFIX + "HarmonicBondForce"]
+    n_bonds = sum(1 for _ in top.bonds())
+    assert forces[[g.getName() for g in forces].index(PRIOR_FORCE_PREFIX + "HarmonicBondForce")].getNumBonds() == n_bonds
+
+
+def test_prior_forces_are_gradients_and_periodic():
+    atoms, gidx = _box(6)
+    top = _topology(atoms, gidx)
+    ev = PriorEvaluator(top, "teacher_bonded")
+    rng = np.random.default_rng(0)
+    pos = atoms.positions + rng.normal(scale=0.05, size=atoms.positions.shape)
+    cell = np.asarray(atoms.cell[:])
+    e0, f0 = ev.compute(pos, cell)
+    h = 1e-5
+    for a in (0, 3, 12, 30):
+        for k in range(3):
+            p1, p2 = pos.copy(), pos.copy()
+            p1[a, k] += h
+            p2[a, k] -= h
+            fd = -(ev.compute(p1, cell)[0] - ev.compute(p2, cell)[0]) / (2 * h)
+            assert abs(fd - f0[a, k]) <= 1e-5 * max(1.0, abs(f0[a, k]))
+    # an atom moved by a whole box vector: same energy and forces (minimum image)
+    moved = pos.copy()
+    moved[12] += cell[0] - 2 * cell[2]
+    e1, f1 = ev.compute(moved, cell)
+    assert abs(e1 - e0) <= 1e-9 * abs(e0)
+    np.testing.assert_allclose(f1, f0, atol=1e-8)
+    # intra-grain terms only: no net force on any grain
+    for g in np.unique(gidx):
+        np.testing.assert_allclose(f0[gidx == g].sum(0), 0.0, atol=1e-8)
+
+
+def test_dataset_labels_round_trip(tmp_path):
+    from ase.io import write
+
+    from cgaa.data.dataset import load_frames
+
+    atoms, gidx = _box(7)
+    frames = []
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        a = atoms.copy()
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        a.arrays["grain"] = gidx
+        a.info["REF_energy"] = -10.0 - i
+        a.arrays["REF_forces"] = rng.normal(size=a.positions.shape)
+        frames.append(a)
+    path = tmp_path / "frames.xyz"
+    write(path, frames, format="extxyz")
+    plain = load_frames(path)
+    resid = load_frames(path, prior="teacher_bonded")
+    ev = PriorEvaluator(_topology(atoms, gidx), "teacher_bonded")
+    for p, r in zip(plain, resid):
+        e, f = ev.compute(p.positions, p.cell)
+        assert r.info["prior"] == "teacher_bonded"
+        assert abs(r.energy + e - p.energy) <= 1e-9 * abs(p.energy)
+        np.testing.assert_allclose(r.forces + f, p.forces, atol=1e-9)
+    # labels that are already residuals are refused, not subtracted twice
+    again = [a.copy() for a in frames]
+    for a in again:
+        a.info["prior"] = "teacher_bonded"
+    with pytest.raises(ValueError, match="already holds residual labels"):
+        subtract_prior(again, "teacher_bonded", source="x.xyz")
+
+
+def _light_model(gm, numbers, prior):
+    from cgaa.inputs import vocabulary
+
+    el, keys, names = vocabulary([gm], [numbers])
+    torch.manual_seed(0)
+    cfg = ModelConfig(el, keys, names, cutoff=5.0, num_layers=1, lmax=1, intra_layers=0, channels=4,
+                      num_basis=4, radial_hidden=8, prior=prior)
+    return CGAAModel(cfg).double().eval()
+
+
+def _prior_model(atoms, gidx, prior):
+    from cgaa.grains import grains_from_index, perceive_bonds
+    from cgaa.inputs import make_inputs
+
+    gm = grains_from_index(gidx, atoms.numbers, perceive_bonds(atoms.numbers, atoms.positions, atoms.cell[:]))
+    model = _light_model(gm, atoms.numbers, prior)
+    return model, make_inputs(atoms.positions, atoms.numbers, gm, model.config, atoms.cell[:], dtype=torch.float64)
+
+
+def test_openmm_adds_the_prior(tmp_path):
+    """create_system with a prior model = TorchForce + prior forces; add_cgaa_force on a
+    subset adds the prior of those molecules only; no prior, no extra forces."""
+    pytest.importorskip("openmmtorch")
+    from cgaa.openmm import add_cgaa_force, create_system
+
+    atoms, gidx = _box(8)
+    top = _topology(atoms, gidx)
+    pos_nm = units.angstrom_to_nm(atoms.positions)
+    model, kw = _prior_model(atoms, gidx, "teacher_bonded")
+    out = model(**kw)
+    e_prior, f_prior = PriorEvaluator(top, "teacher_bonded").compute(atoms.positions, atoms.cell[:])
+    system = create_system(top, model)
+    names = [f.getName() for f in system.getForces()]
+    assert PRIOR_FORCE_PREFIX + "HarmonicBondForce" in names
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pos_nm * unit.nanometer)
+    st = ctx.getState(getEnergy=True, getForces=True)
+    e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    e_want = units.ev_to_kjmol(float(out["energy"].detach()) + e_prior)
+    f_want = units.forces_ev_ang_to_kjmol_nm(out["forces"].detach().numpy() + f_prior)
+    assert abs(e - e_want) <= 1e-8 * abs(e_want)
+    np.testing.assert_allclose(f, f_want, rtol=1e-7, atol=1e-6)
+
+    plain, _ = _prior_model(atoms, gidx, "none")
+    plain_system = create_system(top, plain)  # keep a reference: forces belong to their System
+    assert not any(f.getName().startswith(PRIOR_FORCE_PREFIX) for f in plain_system.getForces())
+
+    # a subset: the first two grains' atoms (whole molecules) get the prior, nothing else
+    sub = [i for i in range(len(atoms)) if gidx[i] in (0, 1, 2)]
+    sys2 = openmm.System()
+    for a in top.atoms():
+        sys2.addParticle(a.element.mass)
+    sys2.setDefaultPeriodicBoxVectors(*top.getPeriodicBoxVectors())
+    sub_atoms = atoms[sub]
+    sub_model, _ = _prior_model(sub_atoms, np.unique(gidx[sub], return_inverse=True)[1], "teacher_bonded")
+    add_cgaa_force(sys2, top, sub_model, atoms=sub)
+    bonds = [f for f in sys2.getForces() if f.getName() == PRIOR_FORCE_PREFIX + "HarmonicBondForce"][0]
+    touched = {i for b in range(bonds.getNumBonds()) for i in bonds.getBondParameters(b)[:2]}
+    assert touched and touched <= set(sub)
+    with pytest.raises(ValueError, match="only partly"):
+        prior_forces(top, "teacher_bonded", atoms=sub[:-1])
+
+
+def test_simulate_bond_guard_follows_the_prior(tmp_path):
+    """cgaa simulate's default bond guard ("auto") is on for a model without a prior and
+    off for one with a bonded prior, whose forces are in the System instead."""
+    pytest.importorskip("openmmtorch")
+    from openmm.app import PDBFile
+
+    from cgaa.build import build_box
+    from cgaa.grains import grains_from_topology
+    from cgaa.openmm.system import BOND_GUARD_NAME
+    from cgaa.simulate import run_simulation
+
+    build_box("lipf6-ec-emc-1m", 400, tmp_path / "box.pdb", seed=2)
+    pdb = PDBFile(str(tmp_path / "box.pdb"))
+    numbers = [a.element.atomic_number for a in pdb.topology.atoms()]
+    gm = grains_from_topology(pdb.topology)
+    seen = {}
+    for prior in ("none", "teacher_bonded"):
+        def hook(system, topology, prior=prior):
+            seen[prior] = [f.getName() for f in system.getForces()]
+
+        run_simulation((pdb.topology, pdb.positions), _light_model(gm, numbers, prior), tmp_path / prior,
+                       steps=0, minimize=False, platform="Reference", progress=False, customize_system=hook)
+    assert BOND_GUARD_NAME in seen["none"]
+    assert not any(n.startswith(PRIOR_FORCE_PREFIX) for n in seen["none"])
+    assert BOND_GUARD_NAME not in seen["teacher_bonded"]
+    assert PRIOR_FORCE_PREFIX + "HarmonicAngleForce" in seen["teacher_bonded"]
