@@ -13,6 +13,12 @@ Data flow of :meth:`CGAAModel.forward` (units: Å, eV, eV/Å):
 3. ``num_layers`` inter-grain interaction layers over grain pairs within ``cutoff``
    (polynomial envelope, so energy and forces are smooth); O(N) cell-list search.
 4. per-grain energy E_G = scale·MLP(scalars) + E_ref[type]; E = Σ_G E_G.
+   Optional (``pair_cutoff`` > 0): a learned short-range contact term between atoms of
+   *different* grains, E_ij = scale·Σ_k φ_k(r_ij)·⟨A_k x_i, A_k x_j⟩ (Gaussian basis φ with
+   a smooth envelope; x the atoms' chemistry-aware scalar features from step 2), half to
+   each atom's grain. Grain-centre messages cannot resolve which atoms of two molecules
+   touch; this term can, at the cost of one atom-pair list (it is a pair potential with
+   learned, environment-dependent coefficients: no tensor products).
 5. forces, both modes returning total, inter-grain and intra-grain parts with
    F_i = (m_i/M_G)·F_G^inter + F_i^intra and Σ_{i∈G} F_i^intra = 0:
    * ``conservative``: F = −∂E/∂r by autograd, decomposed by projection;
@@ -67,6 +73,11 @@ class ModelConfig:
     avg_intra_neighbors: normalisation of the intra-grain pair sums.
     avg_grain_size: normalisation of the pooling sum (typical atoms per grain).
     all_atom: informational: True for the all-atom baseline (every atom a grain).
+    pair_cutoff: cutoff (Å) of the learned atom-pair contact term between atoms of different
+      grains (0: no such term).
+    pair_num_basis: radial basis functions of the contact term.
+    pair_rank: rank of the learned pair coefficients ⟨A_k x_i, A_k x_j⟩.
+    avg_pair_neighbors: normalisation of the contact sums (typical contacts per atom).
     prior: classical prior the model is a residual over (``"none"`` or a name in
       :data:`cgaa.prior.PRIORS`); users of the model add it back (see :mod:`cgaa.prior`).
     """
@@ -91,6 +102,10 @@ class ModelConfig:
     avg_intra_neighbors: float = 8.0
     avg_grain_size: float = 8.0
     all_atom: bool = False
+    pair_cutoff: float = 0.0
+    pair_num_basis: int = 8
+    pair_rank: int = 4
+    avg_pair_neighbors: float = 30.0
     prior: str = "none"
 
     def __post_init__(self) -> None:
@@ -127,7 +142,10 @@ class ModelConfig:
                      "avg_intra_neighbors", "avg_grain_size"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
-        for name in ("num_layers", "channels", "num_basis", "intra_num_basis", "radial_hidden"):
+        if self.pair_cutoff < 0 or self.avg_pair_neighbors <= 0:
+            problems.append("pair_cutoff must be ≥ 0 and avg_pair_neighbors > 0")
+        for name in ("num_layers", "channels", "num_basis", "intra_num_basis", "radial_hidden",
+                     "pair_num_basis", "pair_rank"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be ≥ 1")
         if self.lmax < 0 or self.intra_layers < 0:
@@ -249,6 +267,16 @@ class CGAAModel(nn.Module):
             for _ in range(c.num_layers)
         ])
         self.readout = MLP([c.channels, c.channels, 1])
+        # optional atom-pair contact term between grains
+        # (modules exist only when enabled: models without the term keep their state-dict keys)
+        self.pair_cutoff = float(c.pair_cutoff)
+        self.pair_k = int(c.pair_num_basis)
+        self.pair_m = int(c.pair_rank)
+        self.pair_norm = float(c.avg_pair_neighbors)
+        if self.pair_cutoff > 0.0:
+            self.pair_basis = GaussianBasis(self.pair_cutoff, self.pair_k)
+            self.pair_envelope = PolynomialEnvelope(self.pair_cutoff)
+            self.pair_coeff = nn.Linear(c.channels, self.pair_k * self.pair_m, bias=True)
         # direct mode: per-atom intra-grain force head (present in both modes for TorchScript)
         self.intra_head = o3.FullyConnectedTensorProduct(irreps_h, atom_irreps, "1x1o")
 
@@ -370,8 +398,30 @@ class CGAAModel(nn.Module):
         for layer in self.layers:
             h = layer(h, sh, basis, env, pairs[1], pairs[0])
         e = self.readout(h[:, : self.channels]).squeeze(-1)
+        if hasattr(self, "pair_coeff"):  # TorchScript compiles this branch only when it exists
+            e = e + self.contact_energies(r, u, x, grain_index, g, cell)
         e = e * self.energy_scale + self.type_energy[grain_type]
         return e, h, x
+
+    def contact_energies(self, r: Tensor, u: Tensor, x: Tensor, grain_index: Tensor, n_grains: int,
+                         cell: Optional[Tensor]) -> Tensor:
+        """Per-grain sums (before ``energy_scale``) of the atom-pair contact term between atoms
+        of different grains within ``pair_cutoff``; each pair's energy is split between the
+        two atoms' grains. Atom positions are rebuilt as r_G + u_i, so the term is periodic
+        and translation-invariant like the rest of the model."""
+        p = r[grain_index] + u
+        pairs, shifts = neighbor_pairs(p, cell, self.pair_cutoff)
+        keep = grain_index[pairs[0]] != grain_index[pairs[1]]
+        pairs = pairs[:, keep]
+        vec = p[pairs[1]] - p[pairs[0]]
+        if cell is not None:
+            vec = vec + shifts[keep] @ cell
+        dist = torch.sqrt((vec * vec).sum(-1) + 1e-12)
+        phi = self.pair_basis(dist) * self.pair_envelope(dist).unsqueeze(-1)
+        a = self.pair_coeff(x[:, : self.channels]).view(-1, self.pair_k, self.pair_m)
+        coeff = (a[pairs[0]] * a[pairs[1]]).sum(-1)
+        e_pair = 0.5 * (phi * coeff).sum(-1) / self.pair_norm
+        return torch.zeros(n_grains, dtype=u.dtype, device=u.device).index_add(0, grain_index[pairs[0]], e_pair)
 
     def forward(self, pos: Tensor, species: Tensor, grain_index: Tensor, grain_type: Tensor,
                 cell: Optional[Tensor] = None, compute_forces: bool = True,
