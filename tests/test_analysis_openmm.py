@@ -118,6 +118,9 @@ def test_run_dir_end_to_end(openmm_run, capsys):
     for s in sp.values():
         assert s["D"]["unit"] == "m^2/s"
         assert 1e-11 < s["D"]["value"] < 1e-7  # a liquid-like D
+        # but 6 ps is far too short to call it one
+        assert s["fit_window"]["diffusive"] is False and "run too short" in s["fit_window"]["reason"]
+        assert s["D"]["note"].startswith("NOT a measurement")
         assert s["fit_window"]["unit"] == "ps" and s["fit_window"]["end"] > s["fit_window"]["start"]
         assert s["D_infinite"]["value"] > s["D"]["value"]
     cond = rep["conductivity"]
@@ -136,6 +139,7 @@ def test_run_dir_end_to_end(openmm_run, capsys):
     total = sum(v["value"] for v in shell["mean_molecules"].values())
     assert total > 1
     assert "D[    Li]" in out
+    assert out.count("NOT diffusive, not a measurement: run too short") == 3
 
 
 def test_traj_top_form_and_replicas(openmm_run, tmp_path):
@@ -146,11 +150,22 @@ def test_traj_top_form_and_replicas(openmm_run, tmp_path):
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["inputs"]["n_replicas"] == 2
-    assert rep["species"]["Li"]["fit_window"] == {"start": 0.5, "end": 2.0, "unit": "ps", "automatic": False,
-                                                  "diffusive": True,
-                                                  "mean_loglog_slope": rep["species"]["Li"]["fit_window"]["mean_loglog_slope"]}
+    win = rep["species"]["Li"]["fit_window"]
+    # a 6 ps run is below the 100 ps minimum: even a user window is not a measurement
+    assert win == {"start": 0.5, "end": 2.0, "unit": "ps", "automatic": False, "diffusive": False,
+                   "mean_loglog_slope": win["mean_loglog_slope"], "reason": win["reason"]}
+    assert win["reason"].startswith("run too short: 5.98 ps < 100 ps")
     assert rep["species"]["Li"]["D"]["method"] == "replicas(2)"
     assert not (out / "msd.png").exists()
+    # --min-run 0: the user vouches for the window
+    out2 = tmp_path / "b"
+    assert main(["analyze", "--traj", traj, "--top", str(openmm_run / "topology.pdb"), "--out", str(out2),
+                 "--temperature", "400", "--no-plots", "--no-structure", "--fit-window", "0.5", "2",
+                 "--min-run", "0"]) == 0
+    rep2 = json.loads((out2 / "report.json").read_text())
+    assert rep2["inputs"]["min_run_ps"] == {"value": 0.0, "unit": "ps"}
+    assert rep2["species"]["Li"]["fit_window"]["diffusive"] is True
+    assert "reason" not in rep2["species"]["Li"]["fit_window"]
 
 
 def test_wrapped_dcd_is_refused_then_unwrapped(openmm_run, tmp_path, capsys):
@@ -192,6 +207,11 @@ def test_bad_inputs_give_clear_errors(openmm_run, tmp_path, capsys):
 
     assert main(base + ["--traj", traj, "--top", top, "--fit-window", "1", "5000"]) == 2
     assert "too short for the requested fit window" in capsys.readouterr().err
+
+    assert main(base + ["--traj", traj, "--top", top, "--min-run", "-1"]) == 2
+    assert "--min-run must be >= 0" in capsys.readouterr().err
+    assert main(base + ["--traj", traj, "--top", top, "--min-fit-start", "-1"]) == 2
+    assert "--min-fit-start must be >= 0" in capsys.readouterr().err
 
     assert main(["analyze", str(tmp_path / "missing_dir")]) == 2
     assert "run directory not found" in capsys.readouterr().err

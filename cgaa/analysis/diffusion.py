@@ -6,6 +6,13 @@ fit (free intercept) over a *diffusive window*, where the local log-log slope
 d ln MSD / d ln t is close to 1: after the ballistic (slope 2) and caged (slope < 1)
 regimes, before the noisy tail (few independent time origins at long lags).
 
+On its way from 2 down to < 1 the slope passes through 1 (inside the cage a molecule
+first moves almost freely). A short run sees only that crossover, and a straight line
+through it gives a D tens of times too large. Two rules keep it from being called
+diffusion: the automatic window never starts before ``min_fit_start_ps``
+(:data:`DEFAULT_MIN_FIT_START_PS`), and a run shorter than ``min_run_ps``
+(:data:`DEFAULT_MIN_RUN_PS`) is always flagged ``diffusive=False`` with the reason.
+
 Units: positions nm, times ps, MSD nm²; D is returned in m²/s (1 nm²/ps = 1e-6 m²/s).
 
 References: Maginn, Messerly, Carlson, Roe & Elliott, "Best practices for computing
@@ -29,6 +36,26 @@ from cgaa.units import M2_PER_S_PER_NM2_PER_PS, M_PER_NM, S_PER_PS  # noqa: E402
 #: Yeh–Hummer constant ξ for a cubic lattice (Ewald-like sum), dimensionless.
 YEH_HUMMER_XI: float = 2.837297
 
+#: Earliest lag time (ps) at which an automatic fit window may start. In molecular
+#: liquids the ballistic regime (slope 2) ends within ~0.1–1 ps and molecules then rattle
+#: in the cage of their neighbours (and Li⁺ in its solvation shell) for a few ps; the
+#: local slope crosses 1 in between. 5 ps is past both in carbonate electrolytes
+#: (EC/EMC/DMC + LiPF6 at room temperature), so a slope ≈ 1 found later is the long-time
+#: regime, not the crossover. Lower it (``min_fit_start_ps``, ``--min-fit-start``) only
+#: for systems that are known to diffuse sooner (simple or coarse-grained fluids).
+DEFAULT_MIN_FIT_START_PS: float = 5.0
+
+#: Shortest run (ps, (frames − 1) × time between frames, shortest replica) whose D is
+#: reported as diffusive; shorter runs give ``diffusive=False`` with the reason, for an
+#: automatic and a user-given window alike. 100 ps is (i) the shortest run in which the
+#: default automatic window can exist at all: start ≥ 5 ps, spanning a factor 2 (to
+#: ≥ 10 ps), ending within the first half of each of the 5 error blocks (blocks ≥ 20 ps,
+#: 5 × 20 ps = 100 ps); and (ii) about the time ions in carbonate electrolytes need
+#: before their MSD becomes linear (the Li⁺ solvation shell lives for tens to hundreds of
+#: ps), so a shorter run cannot measure D whatever the window. Nanoseconds are needed for
+#: publishable numbers. 0 disables the rule (``min_run_ps``, ``--min-run``).
+DEFAULT_MIN_RUN_PS: float = 100.0
+
 
 @dataclass
 class FitWindow:
@@ -38,7 +65,10 @@ class FitWindow:
         start_ps, end_ps: window bounds in ps (inclusive).
         auto: chosen automatically (True) or given by the user.
         mean_loglog_slope: average d ln MSD / d ln t over the window (1 when diffusive).
-        diffusive: False when no window with slope ≈ 1 was found (fallback window used).
+        diffusive: False when no window with slope ≈ 1 was found after the minimum start
+            time (fallback window used), or when the run is shorter than the minimum run
+            length: D is then an estimate, not a measurement.
+        reason: why ``diffusive`` is False ("" when it is True).
     """
 
     start_ps: float
@@ -46,6 +76,7 @@ class FitWindow:
     auto: bool
     mean_loglog_slope: float = float("nan")
     diffusive: bool = True
+    reason: str = ""
 
 
 @dataclass
@@ -101,19 +132,25 @@ def loglog_slope(lag_ps: np.ndarray, msd_nm2: np.ndarray, points_per_decade: int
 
 
 def select_fit_window(lag_ps: np.ndarray, msd_nm2: np.ndarray, max_lag_ps: float,
-                      slope_tol: float = 0.1, min_span: float = 2.0) -> FitWindow:
+                      slope_tol: float = 0.1, min_span: float = 2.0,
+                      min_start_ps: float = DEFAULT_MIN_FIT_START_PS) -> FitWindow:
     """Choose the diffusive window automatically.
 
     On a log-spaced grid of lags ≤ ``max_lag_ps`` the local log-log slope is computed;
-    the longest (in ln t) contiguous run of segments with |slope − 1| ≤ ``slope_tol``
-    after which the slope stays ≈ 1 on average (so a ballistic-to-caged crossing of
-    slope 1 is not mistaken for diffusion) is the window. If no run spans a factor ``min_span`` in time, the window falls back to
-    [max_lag/5, max_lag] and is flagged ``diffusive=False`` (D is then only an estimate:
-    run longer).
+    the longest (in ln t) contiguous run of segments starting at or after
+    ``min_start_ps`` with |slope − 1| ≤ ``slope_tol`` after which the slope stays ≈ 1 on
+    average is the window. The minimum start (default :data:`DEFAULT_MIN_FIT_START_PS`,
+    5 ps) keeps the passage of the slope through 1 between the ballistic (slope 2) and
+    caged (slope < 1) regimes out of the window; the tail condition does the same when
+    the run is long enough to see the cage. If no run spans a factor ``min_span`` in
+    time, the window falls back to [max(max_lag/5, min_start_ps), max_lag] (the
+    min_start_ps bound dropped if it leaves fewer than 2 lags) and is flagged
+    ``diffusive=False`` with the reason (D is then only an estimate: run longer).
     """
+    min_start_ps = max(0.0, float(min_start_ps))
     sel = lag_ps <= max_lag_ps + 1e-12
     t_lo, t_hi, s = loglog_slope(lag_ps[sel], msd_nm2[sel])
-    ok = np.abs(s - 1.0) <= slope_tol
+    ok = (np.abs(s - 1.0) <= slope_tol) & (t_lo >= min_start_ps - 1e-9)
     w = np.log(t_hi / t_lo) if len(s) else np.zeros(0)
     runs = []
     i = 0
@@ -143,10 +180,66 @@ def select_fit_window(lag_ps: np.ndarray, msd_nm2: np.ndarray, max_lag_ps: float
         mean_slope = float(np.sum(s[i:j + 1] * w[i:j + 1]) / np.sum(w[i:j + 1]))
         return FitWindow(float(t_lo[i]), float(t_hi[j]), True, mean_slope, True)
     start = max(lag_ps[1], max_lag_ps / 5.0)
-    m = (lag_ps >= start) & (lag_ps <= max_lag_ps)
+    if min_start_ps > start and np.sum((lag_ps >= min_start_ps - 1e-9) & (lag_ps <= max_lag_ps + 1e-9)) >= 2:
+        start = min_start_ps
+    m = (lag_ps >= start - 1e-9) & (lag_ps <= max_lag_ps + 1e-9)
     lm = np.log(np.clip(msd_nm2[m], 1e-300, None))
     mean_slope = float(np.polyfit(np.log(lag_ps[m]), lm, 1)[0]) if m.sum() >= 2 else float("nan")
-    return FitWindow(float(start), float(max_lag_ps), True, mean_slope, False)
+    if min_start_ps * min_span > max_lag_ps:
+        reason = (f"no diffusive regime: the automatic window starts at ≥ {min_start_ps:g} ps (min_fit_start_ps) "
+                  f"and spans a factor {min_span:g}, but the longest usable lag is {max_lag_ps:g} ps")
+    else:
+        after = f" from {min_start_ps:g} ps" if min_start_ps > 0 else ""
+        reason = (f"no diffusive regime: log-log MSD slope not within 1±{slope_tol:g} over a factor "
+                  f"{min_span:g} in time{after} up to {max_lag_ps:g} ps")
+    return FitWindow(float(start), float(max_lag_ps), True, mean_slope, False, reason)
+
+
+def run_length_reason(run_ps: float, min_run_ps: float = DEFAULT_MIN_RUN_PS) -> Optional[str]:
+    """Why a run of ``run_ps`` (ps) is too short to measure D, or None if it is long enough.
+
+    See :data:`DEFAULT_MIN_RUN_PS` for the default (100 ps); ``min_run_ps`` ≤ 0 disables it.
+    """
+    if min_run_ps > 0 and run_ps < min_run_ps - 1e-9:
+        return (f"run too short: {run_ps:g} ps < {min_run_ps:g} ps minimum (min_run_ps), the MSD of a "
+                f"molecular liquid is not linear yet")
+    return None
+
+
+def choose_fit_window(lag_ps: np.ndarray, msd_nm2: np.ndarray, run_ps: float, max_lag_ps: float,
+                      slope_tol: float = 0.1, min_fit_start_ps: float = DEFAULT_MIN_FIT_START_PS,
+                      min_run_ps: float = DEFAULT_MIN_RUN_PS) -> Tuple[FitWindow, List[str]]:
+    """The automatic window of :func:`diffusion_coefficient`, with its warnings.
+
+    :func:`select_fit_window` (window not before ``min_fit_start_ps``, within
+    ``max_lag_ps``), then the run-length rule (:func:`run_length_reason`): a run shorter
+    than ``min_run_ps`` is flagged ``diffusive=False`` even if a window was found.
+
+    Args:
+        lag_ps, msd_nm2: MSD curve (uniformly spaced lags from 0, ps; nm²).
+        run_ps: length of the (shortest) trajectory, ps.
+        max_lag_ps: latest lag the window may reach, ps.
+
+    Returns:
+        (window, warnings).
+    """
+    msgs: List[str] = []
+    window = select_fit_window(lag_ps, msd_nm2, max_lag_ps, slope_tol, min_start_ps=min_fit_start_ps)
+    no_regime = not window.diffusive
+    _flag_short_run(window, run_ps, min_run_ps, msgs)
+    if no_regime and not msgs:  # one warning per result: for a too short run that says it all
+        msgs.append(f"{window.reason}; fit over [{window.start_ps:g}, {window.end_ps:g}] ps (slope "
+                    f"{window.mean_loglog_slope:.2f}): D is approximate, run longer")
+    return window, msgs
+
+
+def _flag_short_run(window: FitWindow, run_ps: float, min_run_ps: float, msgs: List[str]) -> None:
+    short = run_length_reason(run_ps, min_run_ps)
+    if short is None:
+        return
+    window.diffusive = False
+    window.reason = f"{short}; {window.reason}" if window.reason else short
+    msgs.append(f"{short}: D is NOT a measurement, run longer")
 
 
 def fit_msd(lag_ps: np.ndarray, msd_nm2: np.ndarray, window: FitWindow) -> Tuple[float, float]:
@@ -191,6 +284,8 @@ def diffusion_coefficient(
     max_lag_fraction: float = 0.5,
     dim: int = 3,
     window: Optional[FitWindow] = None,
+    min_fit_start_ps: float = DEFAULT_MIN_FIT_START_PS,
+    min_run_ps: float = DEFAULT_MIN_RUN_PS,
 ) -> DiffusionResult:
     """Self-diffusion coefficient from unwrapped, drift-free positions.
 
@@ -206,7 +301,15 @@ def diffusion_coefficient(
         max_lag_fraction: the automatic window ends at most at this fraction of the block
             length (of the trajectory if n_blocks == 1): long lags have few time origins.
         dim: dimensionality (MSD = 2·dim·D·t).
-        window: an already chosen FitWindow (overrides window_ps / automatic choice).
+        window: an already chosen FitWindow (overrides window_ps / automatic choice); its
+            ``diffusive`` flag and ``reason`` are kept as given (e.g. the window of another
+            result), no run-length rule is applied.
+        min_fit_start_ps: the automatic window starts at or after this lag, ps (default
+            :data:`DEFAULT_MIN_FIT_START_PS` = 5 ps: past the ballistic-to-caged crossover
+            of molecular liquids, where the log-log slope also passes through 1).
+        min_run_ps: runs shorter than this (ps, shortest replica) are flagged
+            ``diffusive=False`` with the reason, automatic or ``window_ps`` window alike
+            (default :data:`DEFAULT_MIN_RUN_PS` = 100 ps; 0 disables).
 
     Returns:
         DiffusionResult with D in m²/s.
@@ -222,17 +325,17 @@ def diffusion_coefficient(
     msd = average_msds(full)
     lag = np.arange(len(msd)) * dt_ps
     n_blocks = max(1, int(n_blocks))
-    if window is None and window_ps is not None:
+    run_ps = (n_frames - 1) * dt_ps
+    user_window = window is None and window_ps is not None
+    if user_window:
         check_window(window_ps, n_frames, dt_ps)
         window = FitWindow(float(window_ps[0]), float(window_ps[1]), False)
     if window is None:
         block_len = n_frames // n_blocks if n_blocks > 1 else n_frames
         max_lag_ps = max(2, int(max_lag_fraction * block_len)) * dt_ps
-        window = select_fit_window(lag, msd, max_lag_ps, slope_tol)
-        if not window.diffusive:
-            msg.append(f"no diffusive regime (log-log slope within 1±{slope_tol}) up to {max_lag_ps:g} ps; "
-                       f"fit over [{window.start_ps:g}, {window.end_ps:g}] ps (slope "
-                       f"{window.mean_loglog_slope:.2f}): D is approximate, run longer")
+        window, auto_msgs = choose_fit_window(lag, msd, run_ps, max_lag_ps, slope_tol,
+                                              min_fit_start_ps=min_fit_start_ps, min_run_ps=min_run_ps)
+        msg.extend(auto_msgs)
     else:
         check_window((window.start_ps, window.end_ps), n_frames, dt_ps)
         m = (lag >= window.start_ps) & (lag <= window.end_ps) & (lag > 0)
@@ -240,6 +343,8 @@ def diffusion_coefficient(
             window.mean_loglog_slope = float(np.polyfit(np.log(lag[m]), np.log(msd[m]), 1)[0])
         if window.end_ps > 0.5 * (n_frames - 1) * dt_ps:
             msg.append(f"fit window ends at {window.end_ps:g} ps, beyond half the trajectory: few time origins")
+        if user_window:
+            _flag_short_run(window, run_ps, min_run_ps, msg)
     slope, intercept = fit_msd(lag, msd, window)
     D = slope / (2 * dim) * M2_PER_S_PER_NM2_PER_PS
 

@@ -15,7 +15,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from cgaa.analysis import conductivity as cond
-from cgaa.analysis.diffusion import (DiffusionResult, box_length_for_correction, diffusion_coefficient,
+from cgaa.analysis.diffusion import (DEFAULT_MIN_FIT_START_PS, DEFAULT_MIN_RUN_PS, DiffusionResult, FitWindow,
+                                     box_length_for_correction, diffusion_coefficient, run_length_reason,
                                      yeh_hummer_correction)
 from cgaa.analysis.io import find_run_files, load_trajectory, read_state_temperature
 from cgaa.analysis.msd import WrappedTrajectoryError, detect_wrapping, molecule_centers, system_com, unwrap
@@ -127,6 +128,8 @@ def analyze(
     n_blocks: int = 5,
     slope_tol: float = 0.1,
     max_lag_fraction: float = 0.5,
+    min_fit_start_ps: float = DEFAULT_MIN_FIT_START_PS,
+    min_run_ps: float = DEFAULT_MIN_RUN_PS,
     selections: Optional[Mapping[str, str]] = None,
     charges: Optional[Mapping[str, float]] = None,
     msd_of: str = "auto",
@@ -153,6 +156,12 @@ def analyze(
         n_blocks: blocks for the error estimate (see diffusion_coefficient).
         slope_tol: |log-log slope − 1| tolerance for the automatic window.
         max_lag_fraction: automatic windows end before this fraction of a block.
+        min_fit_start_ps: automatic windows start at or after this lag, ps (default 5 ps:
+            past the ballistic-to-caged crossover, where the log-log slope also passes
+            through 1; see :data:`cgaa.analysis.diffusion.DEFAULT_MIN_FIT_START_PS`).
+        min_run_ps: a run (shortest replica) shorter than this, ps, is flagged not
+            diffusive, with the reason, for every species and the conductivities (default
+            100 ps, :data:`cgaa.analysis.diffusion.DEFAULT_MIN_RUN_PS`; 0 disables).
         selections: {species name: mdtraj selection} to override species detection.
         charges: {species or residue name: formal charge, e} overrides.
         msd_of: "auto" (molecule centres for molecules, atoms for monatomic ions),
@@ -215,6 +224,7 @@ def analyze(
         "mean_volume_nm3": vol, "box_length_nm": L_nm, "cubic_box": cubic,
         "com_drift_removed": True, "unwrapped_by_cgaa": unwrapped_here,
         "n_blocks": int(n_blocks), "slope_tol": slope_tol, "max_lag_fraction": max_lag_fraction,
+        "min_fit_start_ps": float(min_fit_start_ps), "min_run_ps": float(min_run_ps),
         "msd_of": msd_of, "fit_window_ps": list(fit_window_ps) if fit_window_ps else None,
     }
     result = AnalysisResult(inputs=inputs, species=species, warnings=msgs)
@@ -224,7 +234,7 @@ def analyze(
             warnings.simplefilter("always")
             result.diffusion[s.name] = diffusion_coefficient(
                 pos[s.name], dt, window_ps=fit_window_ps, n_blocks=n_blocks, slope_tol=slope_tol,
-                max_lag_fraction=max_lag_fraction)
+                max_lag_fraction=max_lag_fraction, min_fit_start_ps=min_fit_start_ps, min_run_ps=min_run_ps)
         msgs.extend(f"{s.name}: {w.message}" for w in caught)
         if viscosity_Pa_s is not None:
             result.yeh_hummer_m2_s[s.name] = yeh_hummer_correction(temperature_K, viscosity_Pa_s, L_nm)
@@ -237,17 +247,27 @@ def analyze(
             [result.diffusion[s.name].D_err_m2_s for s in ions])
         cations = [s for s in ions if s.charge > 0]
         ref = result.diffusion[cations[0].name if cations else ions[0].name]
-        win = None
+        # the collective MSD is fitted over a given window whose diffusive flag follows the
+        # same rules as D: the reference ion's flag, or the run-length rule for --cond-window
         if conductivity_window_ps is None:
-            from cgaa.analysis.diffusion import FitWindow
-            win = FitWindow(ref.window.start_ps, ref.window.end_ps, False)
+            win = FitWindow(ref.window.start_ps, ref.window.end_ps, False,
+                            diffusive=ref.window.diffusive, reason=ref.window.reason)
+        else:
+            short = run_length_reason((min(n_frames) - 1) * dt, min_run_ps)
+            win = FitWindow(float(conductivity_window_ps[0]), float(conductivity_window_ps[1]), False,
+                            diffusive=short is None, reason=short or "")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             per_rep = [[pos[s.name][r] for s in ions] for r in range(len(trajs))]
             result.einstein_helfand = cond.einstein_helfand_conductivity(
                 per_rep, [s.charge for s in ions], dt, vol, temperature_K, window=win,
-                window_ps=conductivity_window_ps, n_blocks=n_blocks, max_lag_fraction=max_lag_fraction)
+                n_blocks=n_blocks, max_lag_fraction=max_lag_fraction)
         msgs.extend(f"Einstein–Helfand: {w.message}" for w in caught)
+        not_diffusive = [s.name for s in ions if not result.diffusion[s.name].window.diffusive]
+        if not_diffusive or not win.diffusive:
+            why = f"D of {', '.join(not_diffusive)} not diffusive" if not_diffusive else win.reason
+            msgs.append("conductivities (Nernst–Einstein, Einstein–Helfand, Haven ratio) are NOT "
+                        f"measurements: {why}")
         ne, eh = result.nernst_einstein, result.einstein_helfand
         result.haven = cond.haven_ratio(ne[0], eh.sigma_S_m, ne[1], eh.sigma_err_S_m)
         net = sum(s.charge * s.n_molecules for s in species)

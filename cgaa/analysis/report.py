@@ -3,7 +3,8 @@
 Files written by :func:`write_report` into ``out_dir``:
 
 - ``report.json``: every quantity as {"value", "unit"[, "uncertainty"]}.
-- ``diffusion.csv``: one row per species (D in m²/s and 1e-10 m²/s, error, window).
+- ``diffusion.csv``: one row per species (D in m²/s and 1e-10 m²/s, error, window,
+  whether it is diffusive and, if not, why).
 - ``msd.csv``: lag time (ps) and the MSD (nm²) of each species.
 - ``conductivity.csv``: σ_NE, σ_EH (S/m and mS/cm), Haven ratio.
 - ``rdf.csv``: r (nm), g(r) and n(r) of each pair.
@@ -42,6 +43,16 @@ def quantity(value, unit: str, uncertainty=None, **extra) -> dict:
     return q
 
 
+def _reason(window) -> str:
+    """Why a fit window is not diffusive (a generic text for windows made without a reason)."""
+    return getattr(window, "reason", "") or "MSD not in the diffusive regime"
+
+
+def not_diffusive_note(d) -> str:
+    """One line for a DiffusionResult whose window is not diffusive ("" if it is)."""
+    return "" if d.window.diffusive else f"NOT diffusive, not a measurement: {_reason(d.window)}"
+
+
 def result_to_dict(res) -> dict:
     """The report.json content of an AnalysisResult."""
     from cgaa import __version__
@@ -49,7 +60,8 @@ def result_to_dict(res) -> dict:
     out: dict = {"cgaa_version": __version__, "inputs": dict(res.inputs)}
     inp = out["inputs"]
     for key, unit in (("dt_ps", "ps"), ("temperature_K", "K"), ("viscosity_Pa_s", "Pa s"),
-                      ("mean_volume_nm3", "nm^3"), ("box_length_nm", "nm")):
+                      ("mean_volume_nm3", "nm^3"), ("box_length_nm", "nm"), ("min_fit_start_ps", "ps"),
+                      ("min_run_ps", "ps")):
         if key in inp:
             inp[key] = quantity(inp[key], unit)
     inp["time_span_ps"] = quantity(max(inp["time_span_ps"]), "ps")
@@ -62,11 +74,14 @@ def result_to_dict(res) -> dict:
             "msd_of": "atom" if (s.monatomic or inp.get("msd_of") == "atoms") else "centre of mass",
         }
         if d is not None:
-            entry["D"] = quantity(d.D_m2_s, "m^2/s", d.D_err_m2_s, method=d.error_method)
-            entry["D_1e-10_m2_s"] = quantity(d.D_m2_s / 1e-10, "1e-10 m^2/s", d.D_err_m2_s / 1e-10)
+            note = {} if d.window.diffusive else {"note": f"NOT a measurement: {_reason(d.window)}"}
+            entry["D"] = quantity(d.D_m2_s, "m^2/s", d.D_err_m2_s, method=d.error_method, **note)
+            entry["D_1e-10_m2_s"] = quantity(d.D_m2_s / 1e-10, "1e-10 m^2/s", d.D_err_m2_s / 1e-10, **note)
             entry["fit_window"] = {"start": d.window.start_ps, "end": d.window.end_ps, "unit": "ps",
                                    "automatic": d.window.auto, "diffusive": d.window.diffusive,
                                    "mean_loglog_slope": _num(d.window.mean_loglog_slope)}
+            if not d.window.diffusive:
+                entry["fit_window"]["reason"] = _reason(d.window)
             entry["D_blocks"] = {"values": [_num(v) for v in d.D_blocks_m2_s], "unit": "m^2/s"}
             if len(d.D_replicas_m2_s) > 1:
                 entry["D_replicas"] = {"values": [_num(v) for v in d.D_replicas_m2_s], "unit": "m^2/s"}
@@ -88,7 +103,9 @@ def result_to_dict(res) -> dict:
         c["einstein_helfand_mS_cm"] = quantity(siemens_per_m_to_mS_per_cm(eh.sigma_S_m), "mS/cm",
                                                siemens_per_m_to_mS_per_cm(eh.sigma_err_S_m))
         c["einstein_helfand_fit_window"] = {"start": eh.fit.window.start_ps, "end": eh.fit.window.end_ps,
-                                            "unit": "ps"}
+                                            "unit": "ps", "diffusive": eh.fit.window.diffusive}
+        if not eh.fit.window.diffusive:
+            c["einstein_helfand_fit_window"]["reason"] = _reason(eh.fit.window)
     if res.haven is not None:
         c["haven_ratio"] = quantity(res.haven[0], "1", res.haven[1])
     out["conductivity"] = c
@@ -137,11 +154,11 @@ def write_csvs(res, out_dir: Union[str, Path]) -> List[Path]:
         yh = res.yeh_hummer_m2_s.get(s.name, float("nan"))
         rows.append([s.name, s.kind, s.charge, s.n_molecules, d.D_m2_s, d.D_err_m2_s, d.D_m2_s / 1e-10,
                      d.D_err_m2_s / 1e-10, d.window.start_ps, d.window.end_ps, d.window.diffusive,
-                     d.error_method, yh, d.D_m2_s + yh])
+                     d.error_method, yh, d.D_m2_s + yh, "" if d.window.diffusive else _reason(d.window)])
     p = out / "diffusion.csv"
     _write_csv(p, ["species", "kind", "charge_e", "n_molecules", "D_m2_s", "D_err_m2_s", "D_1e-10_m2_s",
                    "D_err_1e-10_m2_s", "fit_start_ps", "fit_end_ps", "diffusive", "error_method",
-                   "yeh_hummer_m2_s", "D_infinite_m2_s"], rows)
+                   "yeh_hummer_m2_s", "D_infinite_m2_s", "not_diffusive_reason"], rows)
     paths.append(p)
     if res.diffusion:
         n = min(len(d.lag_ps) for d in res.diffusion.values())
@@ -198,7 +215,8 @@ def plot_msd(res, ax=None):
     for k, (name, d) in enumerate(res.diffusion.items()):
         col = colors[k % len(colors)]
         m = d.lag_ps > 0
-        ax.loglog(d.lag_ps[m], d.msd_nm2[m], color=col, label=f"{name}: D = {d.D_m2_s / 1e-10:.3g} e-10 m²/s")
+        flag = "" if d.window.diffusive else " (NOT diffusive)"
+        ax.loglog(d.lag_ps[m], d.msd_nm2[m], color=col, label=f"{name}: D = {d.D_m2_s / 1e-10:.3g} e-10 m²/s{flag}")
         w = (d.lag_ps >= d.window.start_ps) & (d.lag_ps <= d.window.end_ps) & m
         ax.loglog(d.lag_ps[w], d.slope_nm2_ps * d.lag_ps[w] + d.intercept_nm2, "--", color="k", lw=1)
         ax.axvspan(d.window.start_ps, d.window.end_ps, color=col, alpha=0.08)

@@ -20,6 +20,11 @@ origins, system centre-of-mass drift removed, automatic or --fit-window, block/r
 errors, optional Yeh-Hummer correction with --viscosity), Nernst-Einstein and
 Einstein-Helfand conductivity (S/m), Haven ratio, RDFs and coordination numbers
 (Li-O carbonyl/ether, Li-F, Li-P) and the Li first-shell composition.
+
+The automatic fit window starts no earlier than --min-fit-start (5 ps), past the
+ballistic-to-caged crossover where the log-log MSD slope also passes through 1; a run
+shorter than --min-run (100 ps) is reported as NOT diffusive (not a measurement),
+whatever the window.
 """
 
 
@@ -62,6 +67,14 @@ def register(subparsers) -> None:
                    help="fit window of the collective (Einstein-Helfand) MSD (default: the cation's)")
     p.add_argument("--blocks", type=int, default=5, help="blocks for the error estimate (default 5; 1: none)")
     p.add_argument("--slope-tol", type=float, default=0.1, help="|log-log slope - 1| tolerance (default 0.1)")
+    # None: the library defaults (cgaa.analysis.diffusion.DEFAULT_MIN_FIT_START_PS / DEFAULT_MIN_RUN_PS),
+    # not imported here to keep `cgaa --help` fast; tests check the numbers in the help text
+    p.add_argument("--min-fit-start", type=float, metavar="PS",
+                   help="earliest start of the automatic fit window in ps (default 5: past the "
+                        "ballistic-to-caged crossover of molecular liquids, where the slope also passes 1)")
+    p.add_argument("--min-run", type=float, metavar="PS",
+                   help="runs shorter than this (ps) are reported as NOT diffusive, not a measurement "
+                        "(default 100; 0 disables)")
     p.add_argument("--select", action="append", metavar="NAME=SELECTION",
                    help="define a species by an mdtraj selection (repeatable), e.g. Li='resname LI'")
     p.add_argument("--charge", action="append", metavar="NAME=Z",
@@ -89,6 +102,15 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--traj needs --top (the topology PDB)")
     if args.stride < 1:
         raise CLIError(f"--stride must be >= 1, got {args.stride}")
+    limits = {}
+    if args.min_fit_start is not None:
+        if args.min_fit_start < 0:
+            raise CLIError(f"--min-fit-start must be >= 0 ps, got {args.min_fit_start:g}")
+        limits["min_fit_start_ps"] = args.min_fit_start
+    if args.min_run is not None:
+        if args.min_run < 0:
+            raise CLIError(f"--min-run must be >= 0 ps, got {args.min_run:g}")
+        limits["min_run_ps"] = args.min_run
 
     from cgaa.analysis import analyze, write_report
     from cgaa.analysis.io import find_run_files, read_state_temperature
@@ -119,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         charges=_pairs(args.charge, "--charge", float) or None,
         msd_of=args.msd_of, unwrap_input=args.unwrap, stride=args.stride, center=args.center,
         rdf_r_max_nm=args.rdf_rmax, rdf_bin_nm=args.rdf_bin, shell_cutoff_nm=args.shell_cutoff,
-        structure=not args.no_structure)
+        structure=not args.no_structure, **limits)
     if t_source:
         res.inputs["temperature_source"] = t_source
     files = write_report(res, out, plots=not args.no_plots)
@@ -131,10 +153,12 @@ def _print_summary(res, out: Path, files) -> None:
     frames = "+".join(str(n) for n in res.inputs["n_frames"])
     print(f"cgaa analyze: {frames} frames x {res.inputs['dt_ps']:g} ps, "
           f"T = {res.inputs['temperature_K']:g} K")
+    from cgaa.analysis.report import not_diffusive_note
+
     for name, d in res.diffusion.items():
-        flag = "" if d.window.diffusive else "  (not diffusive: approximate)"
+        note = not_diffusive_note(d)
         print(f"  D[{name:>6}] = {d.D_m2_s:.3e} +/- {d.D_err_m2_s:.1e} m^2/s   "
-              f"fit {d.window.start_ps:g}-{d.window.end_ps:g} ps{flag}")
+              f"fit {d.window.start_ps:g}-{d.window.end_ps:g} ps" + (f"\n           {note}" if note else ""))
     if res.nernst_einstein is not None:
         print(f"  sigma_NE = {res.nernst_einstein[0]:.4g} S/m   sigma_EH = {res.einstein_helfand.sigma_S_m:.4g} S/m"
               f"   Haven = {res.haven[0]:.3g}")
