@@ -410,7 +410,7 @@ class CGAAModel(nn.Module):
         two atoms' grains. Atom positions are rebuilt as r_G + u_i, so the term is periodic
         and translation-invariant like the rest of the model."""
         p = r[grain_index] + u
-        pairs, shifts = neighbor_pairs(p, cell, self.pair_cutoff)
+        pairs, shifts = neighbor_pairs(p, cell, self.pair_cutoff, False)  # each pair once
         keep = grain_index[pairs[0]] != grain_index[pairs[1]]
         pairs = pairs[:, keep]
         vec = p[pairs[1]] - p[pairs[0]]
@@ -420,8 +420,9 @@ class CGAAModel(nn.Module):
         phi = self.pair_basis(dist) * self.pair_envelope(dist).unsqueeze(-1)
         a = self.pair_coeff(x[:, : self.channels]).view(-1, self.pair_k, self.pair_m)
         coeff = (a[pairs[0]] * a[pairs[1]]).sum(-1)
-        e_pair = 0.5 * (phi * coeff).sum(-1) / self.pair_norm
-        return torch.zeros(n_grains, dtype=u.dtype, device=u.device).index_add(0, grain_index[pairs[0]], e_pair)
+        half = 0.5 * (phi * coeff).sum(-1) / self.pair_norm
+        out = torch.zeros(n_grains, dtype=u.dtype, device=u.device)
+        return out.index_add(0, grain_index[pairs[0]], half).index_add(0, grain_index[pairs[1]], half)
 
     def forward(self, pos: Tensor, species: Tensor, grain_index: Tensor, grain_type: Tensor,
                 cell: Optional[Tensor] = None, compute_forces: bool = True,

@@ -1,4 +1,4 @@
-"""The O(N) cell-list neighbour search equals an explicit brute-force search over images."""
+"""The O(N) neighbour search (vesin) equals an explicit brute-force search over images."""
 from __future__ import annotations
 
 import itertools
@@ -73,3 +73,14 @@ def test_non_periodic_equals_brute_force():
     assert search(pos, None, 5.0) == brute_force(pos, None, 5.0)
     small = rng.uniform(0, 4, size=(20, 3))
     assert search(small, None, 5.0) == brute_force(small, None, 5.0)
+
+
+def test_half_list_has_each_pair_once():
+    cell, cutoff = BOXES["triclinic-cells"]
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(-0.5, 1.5, size=(120, 3)) @ cell
+    pairs, shifts = neighbor_pairs(torch.tensor(pos), torch.tensor(cell), cutoff, full=False)
+    half = {(int(i), int(j), tuple(int(round(x)) for x in s)) for (i, j), s in zip(pairs.T.tolist(), shifts.tolist())}
+    mirrored = {(j, i, tuple(-x for x in s)) for i, j, s in half}
+    assert not half & mirrored
+    assert half | mirrored == brute_force(pos, cell, cutoff)
