@@ -141,3 +141,26 @@ def test_refit_reference_energies_removes_an_offset(dataset):
     pred = np.array([float(model(**model_inputs(frame_tensors(f, model.config, torch.float64)),
                                  compute_forces=False)["energy"].detach()) for f in frames])
     assert abs(np.mean(pred - energies)) < 1e-8 * np.abs(energies).max()
+
+
+def test_model_card_states_prior_and_targets():
+    """The model card names the prior, says what its R² refers to, and adapts its MD advice."""
+    from cgaa.train.modelcard import model_card
+
+    base = {"force_mode": "conservative", "grain_types": [{"name": "EC", "key": "k"}], "element_symbols": ["H"],
+            "cgaa_version": "0", "torch_version": "2.9", "created": "now", "training": {"epochs": 1, "best_epoch": 0}}
+    metrics = {"n_frames": 2, "forces_rmse_eV_per_A": 0.25, "energy_rmse_meV_per_atom": 1.0,
+               "energy_mae_meV_per_atom": 0.5, "per_grain_type": {}, "per_element": {}}
+    for key in ("forces", "forces_inter", "grain_net_forces", "forces_intra"):
+        metrics[key + "_rmse_eV_per_A"] = metrics[key + "_mae_eV_per_A"] = 0.1
+    metrics["forces_rmse_eV_per_A"] = 0.25
+    cfg = {"cutoff": 8.0, "num_layers": 2, "channels": 4, "lmax": 1, "num_basis": 4, "radial_hidden": 8,
+           "intra_layers": 1, "intra_cutoff": 4.0, "intra_num_basis": 8, "embed_radius": 5.0,
+           "force_mode": "conservative"}
+    plain = model_card(dict(base, config=dict(cfg, prior="none")), metrics, None, "make x", "m")
+    prior = model_card(dict(base, config=dict(cfg, prior="teacher_bonded", pair_cutoff=5.0)), metrics, None,
+                       "make x", "m", notes="Measured: stable.")
+    assert "bond guard on" in plain and "teacher_bonded" not in plain
+    assert "| prior | teacher_bonded |" in prior and "| pair_cutoff | 5.0 |" in prior
+    assert "residual labels" in prior and "bond guard stays off" in prior and "Measured: stable." in prior
+    assert "**not met**" in plain  # 0.25 eV/Å misses the 0.2 eV/Å target

@@ -22,9 +22,12 @@ def _target_line(name: str, value: float, target: float, unit: str) -> str:
     return f"| {name} | {value:.3f} {unit} | ≤ {target} {unit} | **not met** (by {value - target:.3f} {unit}, {value / target:.1f}×) |"
 
 
-def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str, name: str) -> str:
-    """The card's Markdown text."""
+def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str, name: str,
+               notes: Optional[str] = None) -> str:
+    """The card's Markdown text (``notes``: extra Markdown for the *Use in MD* section,
+    e.g. measured MD behaviour)."""
     c = meta["config"]
+    prior = c.get("prior", "none")
     t = meta.get("training", {})
     data = (t.get("data") or {})
     lines = [
@@ -56,8 +59,10 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
         "|---|---|",
     ]
     for k in ("cutoff", "num_layers", "channels", "lmax", "num_basis", "radial_hidden", "intra_layers",
-              "intra_cutoff", "intra_num_basis", "embed_radius", "force_mode"):
-        lines.append(f"| {k} | {c[k]} |")
+              "intra_cutoff", "intra_num_basis", "embed_radius", "force_mode", "pair_cutoff", "pair_num_basis",
+              "pair_rank", "prior"):
+        if k in c:
+            lines.append(f"| {k} | {c[k]} |")
     lines += [f"| epochs run (best) | {t.get('epochs')} ({t.get('best_epoch')}) |", "",
               "## Test metrics against the teacher", "",
               f"{metrics['n_frames']} held-out frames.", "",
@@ -65,7 +70,12 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
               _target_line("force RMSE (total)", metrics["forces_rmse_eV_per_A"], TARGETS["forces_rmse_eV_per_A"], "eV/Å"),
               _target_line("energy RMSE", metrics["energy_rmse_meV_per_atom"], TARGETS["energy_rmse_meV_per_atom"],
                            "meV/atom"),
-              "", "| quantity | RMSE | MAE | reference RMS | R² |", "|---|---|---|---|---|",
+              ""]
+    if prior != "none":
+        lines += [f"Errors are those of model + prior (`{prior}`, see `cgaa.prior`) against the teacher; the "
+                  "reference RMS and R² below are of the residual labels (teacher − prior) that the network "
+                  "learns. The prior acts inside grains only, so net grain forces are the network's alone.", ""]
+    lines += ["| quantity | RMSE | MAE | reference RMS | R² |", "|---|---|---|---|---|",
               f"| energy (meV/atom) | {metrics['energy_rmse_meV_per_atom']:.3f} | {metrics['energy_mae_meV_per_atom']:.3f} | | |"]
     for key, label in (("forces", "force, total (eV/Å)"), ("forces_inter", "force, inter-grain part per atom (eV/Å)"),
                        ("grain_net_forces", "net force per grain (eV/Å)"), ("forces_intra", "force, intra-grain part (eV/Å)")):
@@ -85,24 +95,34 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
     if history:
         lines += [f"Training took {sum(float(h['seconds']) for h in history) / 60:.0f} min for {len(history)} epochs "
                   "on the machine that ran the recipe.", ""]
-    lines += ["## Use in MD", "",
-              "Run it with `cgaa simulate`'s defaults — bonds to H constrained and the flat-bottom bond guard on "
-              "(docs/simulate.md): a model trained on thermal frames is not reliable for strongly stretched bonds, "
-              "and unguarded MD can pull a bond into that region.", ""]
+    lines += ["## Use in MD", ""]
+    if prior == "none":
+        lines += ["Run it with `cgaa simulate`'s defaults — bonds to H constrained and the flat-bottom bond guard on "
+                  "(docs/simulate.md): a model trained on thermal frames is not reliable for strongly stretched "
+                  "bonds, and unguarded MD can pull a bond into that region.", ""]
+    else:
+        lines += [f"The classical prior `{prior}` is added automatically wherever the model runs "
+                  "(`cgaa.openmm.create_system`, `MLPotential('cgaa')`, `cgaa simulate`); it holds bonds and angles "
+                  "together however far MD strays from the training data, so `cgaa simulate`'s bond guard stays "
+                  "off by default. Its default H-bond constraints allow 1 fs steps.", ""]
+    if notes:
+        lines += [notes.strip(), ""]
     lines += [f"![parity]({name}.parity.png)", "", f"![learning curve]({name}.learning_curve.png)", "",
               f"Metadata: cgaa {meta['cgaa_version']}, torch {meta['torch_version']}, created {meta['created']}.", ""]
     return "\n".join(lines)
 
 
 def write_model_card(model: Union[str, Path], metrics_json: Union[str, Path], history_csv: Optional[Union[str, Path]],
-                     out: Union[str, Path], command: str) -> Path:
-    """Write the card for ``model`` (deployed .pt) with metrics from ``cgaa evaluate``."""
+                     out: Union[str, Path], command: str, notes: Optional[Union[str, Path]] = None) -> Path:
+    """Write the card for ``model`` (deployed .pt) with metrics from ``cgaa evaluate``
+    (``notes``: a Markdown file added to the *Use in MD* section)."""
     from cgaa.deploy import read_metadata
 
     meta = read_metadata(model)
     metrics = json.loads(Path(metrics_json).read_text())
     history = list(csv.DictReader(open(history_csv))) if history_csv and Path(history_csv).is_file() else None
-    return write_text_atomic(out, model_card(meta, metrics, history, command, Path(model).stem))
+    text = Path(notes).read_text() if notes else None
+    return write_text_atomic(out, model_card(meta, metrics, history, command, Path(model).stem, text))
 
 
 def main(argv=None) -> int:
@@ -112,8 +132,9 @@ def main(argv=None) -> int:
     p.add_argument("history")
     p.add_argument("out")
     p.add_argument("--command", required=True)
+    p.add_argument("--notes", help="Markdown file added to the card's 'Use in MD' section")
     a = p.parse_args(argv)
-    print(f"wrote {write_model_card(a.model, a.metrics, a.history, a.out, a.command)}")
+    print(f"wrote {write_model_card(a.model, a.metrics, a.history, a.out, a.command, a.notes)}")
     return 0
 
 

@@ -17,4 +17,5 @@ cgaa=${CGAA:-.venv/bin/cgaa}
 cp "$work/eval/parity.png" "$here/lipf6-ec-emc-1m.parity.png"
 cp "$work/run/learning_curve.png" "$here/lipf6-ec-emc-1m.learning_curve.png"
 "${PYTHON:-.venv/bin/python}" -m cgaa.train.modelcard "$here/lipf6-ec-emc-1m.pt" "$work/eval/metrics.json" \
-    "$work/run/metrics.csv" "$here/lipf6-ec-emc-1m.md" --command "make default-model"
+    "$work/run/metrics.csv" "$here/lipf6-ec-emc-1m.md" --command "make default-model" \
+    --notes "$here/lipf6-ec-emc-1m.notes.md"
