@@ -212,3 +212,12 @@ def test_bond_stretch_scan_tiny(tiny_box_and_model):
     assert len(s["model_eV"]) == len(s["teacher_eV"]) == 3 and s["model_eV"][0] == s["teacher_eV"][0] == 0.0
     assert all(_finite(x) for x in s["model_eV"] + s["teacher_eV"])
     assert s["teacher_eV"][2] > s["teacher_eV"][1]  # the classical C-H bond is stiff
+
+
+def test_observables_fit_window_option():
+    from cgaa.commands.bench import _window
+
+    assert _window(None) is None and _window("5,20") == (5.0, 20.0)
+    for bad in ("5", "a,b", "20,5", "-1,3"):
+        with pytest.raises(ValueError, match="--fit-window"):
+            _window(bad)

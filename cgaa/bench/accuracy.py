@@ -194,7 +194,8 @@ def run_accuracy(
             raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})")
         m = copy.deepcopy(model_base)
         if kind == "allatom":
-            m.update(all_atom=True, cutoff=float(allatom_cutoff))
+            # an ordinary all-atom MLIP: every atom a grain, no extra contact term (it would double its edges)
+            m.update(all_atom=True, cutoff=float(allatom_cutoff), pair_cutoff=0.0)
         d = {"data": {"train": [str(train_file)], "test": [str(test_file)], "val_fraction": 0.1,
                       "split_seed": int(seed)},
              "model": m, "training": training, "output": {"dir": str(out / kind / "run")}}

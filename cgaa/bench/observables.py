@@ -100,8 +100,11 @@ def _finished(run_dir: Path, steps: int) -> bool:
 
 
 def analyse_replica(run_dir: PathLike, equil_ps: float, report_ps: float, temperature_K: float,
-                    blocks: int = 3) -> Dict[str, Any]:
-    """Diffusivities, Li–O(carbonyl) RDF and density of one run directory (after ``equil_ps``)."""
+                    blocks: int = 3, fit_window_ps: Optional[Tuple[float, float]] = None) -> Dict[str, Any]:
+    """Diffusivities, Li–O(carbonyl) RDF and density of one run directory (after ``equil_ps``).
+
+    fit_window_ps: fixed MSD fit window (ps of lag) for every species, so replicas and engines
+    are compared over the same lags (default: the analysis picks a window per species)."""
     import mdtraj as md
 
     from cgaa.analysis import analyze
@@ -114,7 +117,8 @@ def analyse_replica(run_dir: PathLike, equil_ps: float, report_ps: float, temper
     if traj.n_frames - skip < 4:
         raise ValueError(f"{run_dir}: only {traj.n_frames - skip} frames after {equil_ps} ps of equilibration; "
                          "run longer or report more often")
-    res = analyze([traj[skip:]], None, dt_ps=report_ps, temperature_K=temperature_K, n_blocks=blocks)
+    res = analyze([traj[skip:]], None, dt_ps=report_ps, temperature_K=temperature_K, n_blocks=blocks,
+                  fit_window_ps=fit_window_ps)
     out: Dict[str, Any] = {"frames": traj.n_frames - skip, "D_m2_s": {}, "D_err_m2_s": {}, "diffusive": {},
                            "warnings": list(res.warnings)}
     for name, d in res.diffusion.items():
@@ -204,6 +208,7 @@ def run_observables(
     resume: bool = False,
     platform: str = "CPU",
     minimize_iterations: int = 500,
+    fit_window_ps: Optional[Tuple[float, float]] = None,
     command: Optional[str] = None,
     progress: bool = True,
 ) -> Tuple[Dict[str, Any], Dict[str, Path]]:
@@ -213,6 +218,7 @@ def run_observables(
         teacher runs reuse its System set-up). box: PDB (default: built from ``recipe``
         with ``n_atoms``). report_ps: frame spacing (ps). resume: keep finished replica
         runs found in ``out_dir``. minimize_iterations: energy minimisation of each replica (0: none).
+        fit_window_ps: common MSD fit window (lags in ps) for both engines (default: automatic).
         Writes observables.json/.md/.png; returns (report, files).
     """
     import torch
@@ -254,7 +260,8 @@ def run_observables(
         "replicas": replicas, "integrator": "LangevinMiddle, friction 1/ps", "barostat": "MonteCarlo every 25 steps"
         if ensemble == "npt" else None, "platform": platform, "threads": threads,
         "teacher_cutoff_nm": teacher_cutoff_nm,
-        "minimisation": f"each replica, at most {minimize_iterations} iterations"},
+        "minimisation": f"each replica, at most {minimize_iterations} iterations",
+        "fit_window_ps": None if fit_window_ps is None else [float(x) for x in fit_window_ps]},
         "engines": {}})
     props_env = None
     if platform == "CPU":
@@ -295,7 +302,7 @@ def run_observables(
                     write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "ok", "note": "teacher forces swapped "
                                "in via customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
                 wall = time.perf_counter() - t0
-                a = analyse_replica(run_dir, equil_ps, report_ps, temperature_K)
+                a = analyse_replica(run_dir, equil_ps, report_ps, temperature_K, fit_window_ps=fit_window_ps)
                 a.update(run_dir=str(run_dir), seed=seed + k, wall_s=wall, status="ok")
                 reps.append(a)
             good = [r for r in reps if r.get("status") == "ok"]
@@ -326,7 +333,9 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
              f"{p['temperature_K']} K, {p['timestep_fs']} fs, {p['replicas']} replicas x "
              f"({p['equilibration_ps']} ps discarded + {p['production_ps']} ps analysed), frames every "
              f"{p['frame_interval_ps']} ps, {p['platform']} platform, {p['threads']} threads. Values: replica "
-             "mean ± standard error.", ""]
+             "mean ± standard error. D: MSD fit over "
+             + (f"lags {p['fit_window_ps'][0]:g}–{p['fit_window_ps'][1]:g} ps for every species and engine."
+                if p.get("fit_window_ps") else "a window chosen per species by cgaa.analysis."), ""]
     engs = [e for e in rep["engines"] if rep["engines"][e]["summary"]]
     failed = [(e, r) for e in rep["engines"] for r in rep["engines"][e]["replicas"] if r.get("status") == "failed"]
 

@@ -173,7 +173,9 @@ def _build_model(spec: Dict[str, Any], topology, numbers: np.ndarray):
         hyper = dict(spec["hyper"])
     hyper.update(spec.get("override") or {})
     if all_atom:
+        # an ordinary all-atom MLIP: every atom a grain, no extra contact term (it would double its edges)
         hyper["all_atom"] = True
+        hyper["pair_cutoff"] = 0.0
     el, keys, names = vocabulary([gm], [numbers])
     cfg = ModelConfig.from_dict({**hyper, "elements": el, "grain_types": keys, "grain_type_names": names})
     torch.manual_seed(int(spec.get("seed", 0)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Optional, Tuple
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -133,6 +134,9 @@ def register(subparsers) -> None:
     o.add_argument("--seed", type=int, default=0, help="base seed (replica k uses seed + k)")
     o.add_argument("--out", default="bench/observables", help="output directory")
     o.add_argument("--resume", action="store_true", help="reuse finished replica runs in --out")
+    o.add_argument("--fit-window", metavar="START,END",
+                   help="common MSD fit window in ps of lag for every species and both engines "
+                        "(default: chosen per species by cgaa.analysis)")
     o.set_defaults(func=run_observables_cmd)
     p.set_defaults(func=_no_mode, bench_parser=p)
 
@@ -174,6 +178,19 @@ def run_accuracy_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window(text: Optional[str]) -> Optional[Tuple[float, float]]:
+    """'5,20' → (5.0, 20.0); ValueError naming --fit-window otherwise."""
+    if not text:
+        return None
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--fit-window must be START,END in ps (e.g. 5,20), not {text!r}") from None
+    if not 0 <= a < b:
+        raise ValueError(f"--fit-window: need 0 <= START < END, got {text!r}")
+    return a, b
+
+
 def run_observables_cmd(args: argparse.Namespace) -> int:
     """``cgaa bench observables``."""
     from cgaa.bench.observables import ENGINES, run_observables
@@ -185,6 +202,6 @@ def run_observables_cmd(args: argparse.Namespace) -> int:
                                  ensemble=args.ensemble, temperature_K=args.temperature,
                                  engines=_names(args.engines, ENGINES, "engine"),
                                  teacher_cutoff_nm=args.teacher_cutoff, threads=args.threads, seed=args.seed,
-                                 resume=args.resume, command=command_line())
+                                 resume=args.resume, fit_window_ps=_window(args.fit_window), command=command_line())
     print(f"cgaa bench observables: wrote {', '.join(str(p) for p in files.values())}")
     return 0
