@@ -156,7 +156,7 @@ def test_observables_tiny(tmp_path, tiny_box_and_model):
     box, model = tiny_box_and_model
     rep, files = run_observables(tmp_path / "obs", model=model, box=box, replicas=2, time_ps=0.012,
                                  equil_ps=0.004, report_ps=0.002, ensemble="npt", teacher_cutoff_nm=0.7,
-                                 threads=1, minimize_iterations=0, command="pytest", progress=False)
+                                 threads=1, minimize_iterations=0, jobs=2, command="pytest", progress=False)
     assert set(rep["engines"]) == {"teacher", "cgaa"}
     for eng, e in rep["engines"].items():
         assert len(e["replicas"]) == 2
@@ -173,6 +173,12 @@ def test_observables_tiny(tmp_path, tiny_box_and_model):
     # the teacher replica really ran the classical force field
     eng = json.loads((tmp_path / "obs" / "teacher" / "rep0" / "engine.json").read_text())
     assert eng["engine"] == "teacher"
+    # --resume reuses the four finished runs (made by 2 worker processes) and re-analyses them identically
+    again, _ = run_observables(tmp_path / "obs", model=model, box=box, replicas=2, time_ps=0.012, equil_ps=0.004,
+                               report_ps=0.002, ensemble="npt", teacher_cutoff_nm=0.7, threads=1,
+                               minimize_iterations=0, resume=True, command="pytest", progress=False)
+    for eng in ("teacher", "cgaa"):
+        assert again["engines"][eng]["summary"]["D_m2_s"] == rep["engines"][eng]["summary"]["D_m2_s"]
 
 
 def test_observables_report_handles_an_unstable_engine():

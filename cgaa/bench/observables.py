@@ -81,6 +81,40 @@ def _run(*args, **kwargs):
     return run_simulation(*args, **kwargs)
 
 
+def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
+    """Run replica ``kw['k']`` of engine ``kw['engine']`` (also in a worker process);
+    returns (error message or None, wall seconds). An unstable model is a result, not a
+    crash of the benchmark: its failure is recorded in the run's engine.json."""
+    from cgaa.bench.report import write_json
+    from cgaa.simulate import SimulationError
+
+    if kw.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(kw["threads"]))
+    eng, k = kw["engine"], int(kw["k"])
+    run_dir = Path(kw["out"]) / eng / f"rep{k}"
+    report, steps = int(kw["report"]), int(kw["steps"])
+    t0 = time.perf_counter()
+    if kw["progress"]:
+        print(f"cgaa bench observables: {eng} replica {k}: {steps} steps", flush=True)
+    try:
+        _run(kw["box"], kw["model"], run_dir, ensemble=kw["ensemble"], temperature=kw["temperature"],
+             timestep_fs=kw["timestep_fs"], steps=steps, report_interval=report,
+             checkpoint_interval=max(report, (steps // report) * report or report),
+             platform=kw["platform"], seed=int(kw["seed"]) + k, overwrite=True, progress=kw["progress"],
+             minimize=kw["minimize_iterations"] > 0, minimize_iterations=max(1, kw["minimize_iterations"]),
+             customize_system=teacher_customizer(kw["teacher_cutoff_nm"]) if eng == "teacher" else None)
+    except SimulationError as err:
+        msg = str(err).split(" -- ")[0]
+        write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "failed", "error": msg})
+        print(f"cgaa bench observables: {eng} replica {k} failed: {msg}", flush=True)
+        return msg, time.perf_counter() - t0
+    write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "ok", "note": "teacher forces swapped "
+               "in via customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
+    return None, time.perf_counter() - t0
+
+
 def _failure(run_dir: Path) -> Optional[str]:
     """The error of a replica that failed before (engine.json), or None."""
     try:
@@ -209,6 +243,7 @@ def run_observables(
     platform: str = "CPU",
     minimize_iterations: int = 500,
     fit_window_ps: Optional[Tuple[float, float]] = None,
+    jobs: int = 1,
     command: Optional[str] = None,
     progress: bool = True,
 ) -> Tuple[Dict[str, Any], Dict[str, Path]]:
@@ -219,14 +254,13 @@ def run_observables(
         with ``n_atoms``). report_ps: frame spacing (ps). resume: keep finished replica
         runs found in ``out_dir``. minimize_iterations: energy minimisation of each replica (0: none).
         fit_window_ps: common MSD fit window (lags in ps) for both engines (default: automatic).
+        jobs: replica runs at a time, in separate processes (each with ``threads`` threads).
         Writes observables.json/.md/.png; returns (report, files).
     """
     import torch
 
     from cgaa.bench.report import available_cores, header
-    from cgaa.bench.report import write_json
     from cgaa.build import build_box
-    from cgaa.simulate import SimulationError
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -258,7 +292,7 @@ def run_observables(
         "ensemble": ensemble, "temperature_K": temperature_K, "pressure_bar": 1.0, "timestep_fs": timestep_fs,
         "equilibration_ps": equil_ps, "production_ps": time_ps, "frame_interval_ps": report_ps,
         "replicas": replicas, "integrator": "LangevinMiddle, friction 1/ps", "barostat": "MonteCarlo every 25 steps"
-        if ensemble == "npt" else None, "platform": platform, "threads": threads,
+        if ensemble == "npt" else None, "platform": platform, "threads": threads, "jobs": jobs,
         "teacher_cutoff_nm": teacher_cutoff_nm,
         "minimisation": f"each replica, at most {minimize_iterations} iterations",
         "fit_window_ps": None if fit_window_ps is None else [float(x) for x in fit_window_ps]},
@@ -270,38 +304,38 @@ def run_observables(
         props_env = os.environ.get("OPENMM_CPU_THREADS")
         os.environ["OPENMM_CPU_THREADS"] = str(threads)
     try:
+        todo, known_failed = [], {}
+        for eng in engines:
+            for k in range(replicas):
+                run_dir = out / eng / f"rep{k}"
+                failed = _failure(run_dir) if resume else None
+                if failed:
+                    known_failed[(eng, k)] = failed
+                elif not (resume and _finished(run_dir, steps)):
+                    todo.append((eng, k))
+        run_kw = dict(box=str(box), model=str(model), ensemble=ensemble, temperature=temperature_K,
+                      timestep_fs=timestep_fs, steps=steps, report=report, platform=platform, seed=seed,
+                      minimize_iterations=minimize_iterations, teacher_cutoff_nm=teacher_cutoff_nm,
+                      threads=threads, progress=progress and jobs <= 1, out=str(out))
+        if jobs > 1 and len(todo) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            if progress:
+                print(f"cgaa bench observables: {len(todo)} replica runs, {jobs} at a time", flush=True)
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+                results = dict(zip(todo, ex.map(_run_replica, [dict(run_kw, engine=e, k=k) for e, k in todo])))
+        else:
+            results = {(e, k): _run_replica(dict(run_kw, engine=e, k=k)) for e, k in todo}
         for eng in engines:
             reps: List[Dict[str, Any]] = []
             for k in range(replicas):
                 run_dir = out / eng / f"rep{k}"
-                t0 = time.perf_counter()
-                failed = _failure(run_dir) if resume else None
-                if failed:
-                    reps.append({"run_dir": str(run_dir), "seed": seed + k, "status": "failed", "error": failed})
+                error, wall = results.get((eng, k), (known_failed.get((eng, k)), None))
+                if error:
+                    reps.append({"run_dir": str(run_dir), "seed": seed + k, "status": "failed", "error": error,
+                                 "wall_s": wall})
                     continue
-                if not (resume and _finished(run_dir, steps)):
-                    if progress:
-                        print(f"cgaa bench observables: {eng} replica {k}: {steps} steps", flush=True)
-                    try:
-                        _run(str(box), model, run_dir, ensemble=ensemble, temperature=temperature_K,
-                             timestep_fs=timestep_fs, steps=steps, report_interval=report,
-                             checkpoint_interval=max(report, (steps // report) * report or report),
-                             platform=platform, seed=seed + k, overwrite=True, progress=progress,
-                             minimize=minimize_iterations > 0,
-                             minimize_iterations=max(1, minimize_iterations),
-                             customize_system=teacher_customizer(teacher_cutoff_nm) if eng == "teacher" else None)
-                    except SimulationError as err:
-                        # an unstable model is a result, not a crash of the benchmark
-                        msg = str(err).split(" -- ")[0]
-                        write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "failed", "error": msg})
-                        reps.append({"run_dir": str(run_dir), "seed": seed + k, "status": "failed", "error": msg,
-                                     "wall_s": time.perf_counter() - t0})
-                        if progress:
-                            print(f"cgaa bench observables: {eng} replica {k} failed: {msg}", flush=True)
-                        continue
-                    write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "ok", "note": "teacher forces swapped "
-                               "in via customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
-                wall = time.perf_counter() - t0
                 a = analyse_replica(run_dir, equil_ps, report_ps, temperature_K, fit_window_ps=fit_window_ps)
                 a.update(run_dir=str(run_dir), seed=seed + k, wall_s=wall, status="ok")
                 reps.append(a)

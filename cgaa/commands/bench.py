@@ -137,6 +137,8 @@ def register(subparsers) -> None:
     o.add_argument("--fit-window", metavar="START,END",
                    help="common MSD fit window in ps of lag for every species and both engines "
                         "(default: chosen per species by cgaa.analysis)")
+    o.add_argument("--jobs", type=int, default=1,
+                   help="replica runs at a time, each in its own process with --threads threads")
     o.set_defaults(func=run_observables_cmd)
     p.set_defaults(func=_no_mode, bench_parser=p)
 
@@ -202,6 +204,7 @@ def run_observables_cmd(args: argparse.Namespace) -> int:
                                  ensemble=args.ensemble, temperature_K=args.temperature,
                                  engines=_names(args.engines, ENGINES, "engine"),
                                  teacher_cutoff_nm=args.teacher_cutoff, threads=args.threads, seed=args.seed,
-                                 resume=args.resume, fit_window_ps=_window(args.fit_window), command=command_line())
+                                 resume=args.resume, fit_window_ps=_window(args.fit_window), jobs=args.jobs,
+                                 command=command_line())
     print(f"cgaa bench observables: wrote {', '.join(str(p) for p in files.values())}")
     return 0
