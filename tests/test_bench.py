@@ -227,3 +227,23 @@ def test_observables_fit_window_option():
     for bad in ("5", "a,b", "20,5", "-1,3"):
         with pytest.raises(ValueError, match="--fit-window"):
             _window(bad)
+
+
+def test_density_scan_tiny(tiny_box_and_model):
+    """Scaling molecule centres with the box: zero at the box's own density, molecules rigid
+    (the teacher's bonded energy does not change), and the teacher resists compression."""
+    from openmm.app import PDBFile
+    from openmm.unit import angstrom
+
+    from cgaa.bench.observables import density_scan
+    from cgaa.teacher import box_density
+
+    box, model = tiny_box_and_model
+    pdb = PDBFile(str(box))
+    cell = np.array([list(v.value_in_unit(angstrom)) for v in pdb.topology.getPeriodicBoxVectors()])
+    rho0 = box_density(pdb.topology, cell)
+    s = density_scan(model, pdb.topology, pdb.getPositions(asNumpy=True).value_in_unit(angstrom), cell,
+                     densities_g_cm3=(0.8 * rho0, rho0, 1.4 * rho0), teacher_cutoff_nm=0.7)
+    assert s["model_eV_per_molecule"][1] == s["teacher_eV_per_molecule"][1] == 0.0
+    assert all(_finite(x) for x in s["model_eV_per_molecule"] + s["teacher_eV_per_molecule"])
+    assert s["teacher_eV_per_molecule"][2] > 0.0  # 40 % compression of a packed liquid costs energy

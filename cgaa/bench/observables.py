@@ -513,3 +513,49 @@ def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A
         et.append(teacher.compute(p, cell)[0])
     return {"atom": a.index, "partner": partner.index, "residue": resname, "distances_A": list(distances_A),
             "model_eV": [e - em[0] for e in em], "teacher_eV": [e - et[0] for e in et]}
+
+
+def density_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A: np.ndarray,
+                 densities_g_cm3: Sequence[float] = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3),
+                 teacher_cutoff_nm: float = 0.8) -> Dict[str, Any]:
+    """Energy of the CGAA model (+ its prior) and of the teacher (eV per molecule, relative
+    to the configuration's own density) when the box and the molecules' centres of mass are
+    scaled to other densities, molecules kept rigid: how each potential's cohesion depends
+    on volume, which decides the NPT density. ``positions_A`` (N×3, Å), ``cell_A`` (3×3, Å)."""
+    from cgaa.deploy import load_model
+    from cgaa.grains import grains_from_topology
+    from cgaa.inputs import make_inputs
+    from cgaa.prior import PriorEvaluator
+    from cgaa.teacher import Teacher, box_density
+
+    dep = load_model(model)
+    gm = grains_from_topology(topology)
+    numbers = np.array([x.element.atomic_number for x in topology.atoms()])
+    masses = np.array([x.element.mass._value for x in topology.atoms()])
+    pos = np.asarray(positions_A, dtype=float)
+    cell = np.asarray(cell_A, dtype=float)
+    gi = gm.grain_index
+    # unwrap each molecule about its first atom, then its centre of mass
+    first = np.array([np.nonzero(gi == g)[0][0] for g in range(gm.n_grains)])
+    d = pos - pos[first][gi]
+    d -= np.round(d @ np.linalg.inv(cell)) @ cell
+    mg = np.bincount(gi, weights=masses)
+    com = pos[first] + np.stack([np.bincount(gi, weights=masses * d[:, k]) for k in range(3)], 1) / mg[:, None]
+    rel = pos[first][gi] + d - com[gi]
+    rho0 = box_density(topology, cell)
+    teacher = Teacher(topology, platform="CPU", cutoff=teacher_cutoff_nm)
+    prior = PriorEvaluator(topology, dep.config.prior) if dep.config.prior != "none" else None
+    em, et = [], []
+    for rho in densities_g_cm3:
+        s = (rho0 / float(rho)) ** (1.0 / 3.0)
+        c = cell * s
+        p = com[gi] * s + rel
+        kw = make_inputs(p, numbers, gm, dep.config, c)
+        out = dep.module(kw["pos"], kw["species"], kw["grain_index"], kw["grain_type"], kw["cell"], False, False)
+        em.append(float(out["energy"].detach()) + (prior.compute(p, c)[0] if prior is not None else 0.0))
+        et.append(teacher.compute(p, c)[0])
+    k0 = int(np.argmin(np.abs(np.asarray(densities_g_cm3, dtype=float) - rho0)))
+    n = gm.n_grains
+    return {"reference_density_g_cm3": rho0, "densities_g_cm3": [float(x) for x in densities_g_cm3],
+            "model_eV_per_molecule": [(e - em[k0]) / n for e in em],
+            "teacher_eV_per_molecule": [(e - et[k0]) / n for e in et]}
