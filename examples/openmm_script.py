@@ -4,8 +4,10 @@
     python examples/openmm_script.py box.pdb                   # the shipped default model
 
 Builds the System with cgaa.openmm.create_system (an openmmtorch.TorchForce wrapping the
-deployed model, periodic, element masses, the PDB's box), adds a barostat, minimises and
-runs 1 ps (or $STEPS steps) of NPT with an unwrapped DCD trajectory. The same System is available through
+deployed model, periodic, element masses, the PDB's box, the model's classical prior, bonds
+to H constrained), minimises and runs 1 ps (or $STEPS steps) of NVT at the box's density with
+an unwrapped DCD trajectory. (No barostat: the shipped model's pressure is not trained, and
+its liquid expands under one; see its model card.) The same System is available through
 openmm-ml:  MLPotential("cgaa", model="model.pt").createSystem(pdb.topology).
 """
 import os
@@ -20,8 +22,8 @@ from cgaa.openmm import create_system
 pdb = PDBFile(sys.argv[1])
 model = sys.argv[2] if len(sys.argv) > 2 else None  # None: the shipped default model
 
-system = create_system(pdb.topology, model)  # refuses unknown species or a box too small for the cutoff
-system.addForce(openmm.MonteCarloBarostat(1 * unit.bar, 298.15 * unit.kelvin, 25))
+# refuses unknown species or a box too small for the cutoff
+system = create_system(pdb.topology, model, constraints="hbonds")
 integrator = openmm.LangevinMiddleIntegrator(298.15 * unit.kelvin, 1 / unit.picosecond, 1 * unit.femtosecond)
 platform = openmm.Platform.getPlatformByName("CUDA" if "--cuda" in sys.argv else "CPU")
 simulation = Simulation(pdb.topology, system, integrator, platform)

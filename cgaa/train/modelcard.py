@@ -51,7 +51,8 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
         "",
         f"Training files: {', '.join(map(str, data.get('train', [])))}; test: {', '.join(map(str, data.get('test', [])))} "
         "(an independent teacher trajectory). Frames: classical MD of a ~1000-atom box at 278, 298, 318 and 338 K, "
-        "plus 10% hot (1.8×T) and 10% distorted (σ = 0.03 Å) frames (see `forcefields/models/make_default_model.sh`).",
+        "plus 10% hot (1.8×T) and 10% distorted (σ = 0.03 Å) frames, and any further files listed (e.g. boxes at "
+        "other densities; see `forcefields/models/make_default_model.sh`).",
         "",
         "## Hyper-parameters",
         "",

@@ -11,6 +11,13 @@ cgaa=${CGAA:-.venv/bin/cgaa}
     --equil-steps 4000 --hot-fraction 0.1 --distorted-fraction 0.1 --seed 1 -o "$work/train.xyz"
 "$cgaa" sample lipf6-ec-emc-1m --atoms 1000 --temperatures 298 --frames 24 --stride 250 \
     --equil-steps 4000 --hot-fraction 0.1 --distorted-fraction 0.1 --seed 2 -o "$work/test.xyz"
+# lower densities: the energy's dependence on volume (NPT), which thermal frames at one density do not show
+mkdir -p "$work/dens"
+for d in 0.90 1.00 1.10; do
+    "$cgaa" build --recipe lipf6-ec-emc-1m --atoms 1000 --density "$d" --seed 3 -o "$work/dens/box-$d.pdb"
+    "$cgaa" sample "$work/dens/box-$d.pdb" --temperatures 298,338 --frames 25 --stride 250 --equil-steps 4000 \
+        --hot-fraction 0.1 --distorted-fraction 0.1 --seed 4 -o "$work/dens/train-$d.xyz"
+done
 "$cgaa" train "$here/lipf6-ec-emc-1m.train.yaml"
 "$cgaa" deploy "$work/run/best.pt" -o "$here/lipf6-ec-emc-1m.pt"
 "$cgaa" evaluate "$here/lipf6-ec-emc-1m.pt" "$work/test.xyz" --out "$work/eval"
