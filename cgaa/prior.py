@@ -34,7 +34,6 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cgaa import units
 
 #: Prior name → OpenMM force classes copied from the teacher force field.
 PRIORS: Dict[str, Tuple[str, ...]] = {
@@ -155,9 +154,8 @@ class PriorEvaluator:
         import openmm
 
         self.name = check_prior(name)
-        self.n_atoms = topology.getNumAtoms()
         system = openmm.System()
-        for _ in range(self.n_atoms):
+        for _ in range(topology.getNumAtoms()):
             system.addParticle(1.0)
         box = topology.getPeriodicBoxVectors()
         if box is not None:
@@ -168,20 +166,9 @@ class PriorEvaluator:
 
     def compute(self, positions: np.ndarray, cell: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
         """Prior energy (eV) and forces (N×3, eV/Å) at ``positions`` (Å) in ``cell`` (3×3 rows, Å)."""
-        import openmm
-        from openmm import unit
+        from cgaa.teacher import context_energy_forces
 
-        pos = np.asarray(positions, dtype=float)
-        if pos.shape != (self.n_atoms, 3):
-            raise ValueError(f"positions have shape {pos.shape}, the prior's topology has {self.n_atoms} atoms")
-        if cell is not None:
-            c = units.angstrom_to_nm(np.asarray(cell, dtype=float))
-            self.context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in c])
-        self.context.setPositions(units.angstrom_to_nm(pos) * unit.nanometer)
-        st = self.context.getState(getEnergy=True, getForces=True)
-        e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-        return float(units.kjmol_to_ev(e)), units.forces_kjmol_nm_to_ev_ang(np.asarray(f))
+        return context_energy_forces(self.context, positions, cell, what="the prior's topology")
 
 
 def topology_for_atoms(atoms, grain_index: Optional[Sequence[int]] = None):

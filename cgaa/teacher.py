@@ -146,20 +146,29 @@ class Teacher:
     def compute(self, positions: np.ndarray, cell: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
         """Potential energy (eV) and forces (N×3, eV/Å) at ``positions`` (Å) in ``cell``
         (3×3 rows = box vectors, Å; default: the topology's box)."""
-        import openmm
-        from openmm import unit
+        return context_energy_forces(self.context, positions, cell, what="the topology")
 
-        pos = np.asarray(positions, dtype=float)
-        if pos.shape != (self.n_atoms, 3):
-            raise ValueError(f"positions have shape {pos.shape}, the topology has {self.n_atoms} atoms")
-        if cell is not None:
-            c = angstrom_to_nm(np.asarray(cell, dtype=float))
-            self.context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in c])
-        self.context.setPositions(angstrom_to_nm(pos) * unit.nanometer)
-        st = self.context.getState(getEnergy=True, getForces=True)
-        e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-        return float(kjmol_to_ev(e)), forces_kjmol_nm_to_ev_ang(np.asarray(f))
+
+def context_energy_forces(context, positions: np.ndarray, cell: Optional[np.ndarray] = None,
+                          what: str = "the system") -> Tuple[float, np.ndarray]:
+    """Energy (eV) and forces (N×3, eV/Å) of an OpenMM ``context`` at ``positions`` (Å) in
+    ``cell`` (3×3 rows = box vectors, Å; None: keep the context's box). ValueError naming
+    ``what`` when the number of positions is wrong."""
+    import openmm
+    from openmm import unit
+
+    pos = np.asarray(positions, dtype=float)
+    n = context.getSystem().getNumParticles()
+    if pos.shape != (n, 3):
+        raise ValueError(f"positions have shape {pos.shape}, {what} has {n} atoms")
+    if cell is not None:
+        c = angstrom_to_nm(np.asarray(cell, dtype=float))
+        context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in c])
+    context.setPositions(angstrom_to_nm(pos) * unit.nanometer)
+    st = context.getState(getEnergy=True, getForces=True)
+    e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    return float(kjmol_to_ev(e)), forces_kjmol_nm_to_ev_ang(np.asarray(f))
 
 
 def topology_from_residues(resnames: Sequence[str], grain: Sequence[int], cell: Optional[np.ndarray] = None):
@@ -209,5 +218,5 @@ def box_density(topology, cell_A: np.ndarray) -> float:
     return mass / AVOGADRO / (vol_A3 * 1e-24)
 
 
-__all__ = ["TEACHER_NAME", "TEACHER_XML", "Teacher", "box_density", "create_system", "get_platform",
+__all__ = ["TEACHER_NAME", "TEACHER_XML", "Teacher", "box_density", "context_energy_forces", "create_system", "get_platform",
            "load_forcefield", "topology_from_residues"]
