@@ -472,6 +472,27 @@ def write_observables_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[st
     return write_outputs(rep, out_dir, "observables", observables_markdown, observables_plot)
 
 
+def _model_energy(model: PathLike, topology) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``energy(positions_A, cell_A) -> eV`` of a deployed model on ``topology``, its
+    classical prior (:mod:`cgaa.prior`) included."""
+    from cgaa.deploy import load_model
+    from cgaa.grains import grains_from_topology
+    from cgaa.inputs import make_inputs
+    from cgaa.prior import PriorEvaluator
+
+    dep = load_model(model)
+    gm = grains_from_topology(topology)
+    numbers = np.array([x.element.atomic_number for x in topology.atoms()])
+    prior = PriorEvaluator(topology, dep.config.prior) if dep.config.prior != "none" else None
+
+    def energy(pos: np.ndarray, cell: np.ndarray) -> float:
+        kw = make_inputs(pos, numbers, gm, dep.config, cell)
+        out = dep.module(kw["pos"], kw["species"], kw["grain_index"], kw["grain_type"], kw["cell"], False, False)
+        return float(out["energy"].detach()) + (prior.compute(pos, cell)[0] if prior is not None else 0.0)
+
+    return energy
+
+
 def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A: np.ndarray,
                       resname: str = "EC", element: str = "H",
                       distances_A: Sequence[float] = (0.9, 1.0, 1.09, 1.2, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0),
@@ -481,10 +502,6 @@ def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A
     (the rest of the box fixed): a diagnosis of MD instabilities such as dissociating
     hydrogens. ``positions_A`` (N×3, Å) and ``cell_A`` (3×3, Å) give the configuration.
     The model's energy includes its classical prior, if it has one (:mod:`cgaa.prior`)."""
-    from cgaa.deploy import load_model
-    from cgaa.prior import PriorEvaluator
-    from cgaa.grains import grains_from_topology
-    from cgaa.inputs import make_inputs
     from cgaa.teacher import Teacher
 
     atoms = list(topology.atoms())
@@ -498,18 +515,13 @@ def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A
     d = pos[a.index] - pos[partner.index]
     d -= np.round(d @ np.linalg.inv(cell)) @ cell
     u = d / np.linalg.norm(d)
-    dep = load_model(model)
-    gm = grains_from_topology(topology)
-    numbers = np.array([x.element.atomic_number for x in atoms])
+    model_energy = _model_energy(model, topology)
     teacher = Teacher(topology, platform="CPU", cutoff=teacher_cutoff_nm)
-    prior = PriorEvaluator(topology, dep.config.prior) if dep.config.prior != "none" else None
     em, et = [], []
     for r in distances_A:
         p = pos.copy()
         p[a.index] = pos[partner.index] + float(r) * u
-        kw = make_inputs(p, numbers, gm, dep.config, cell)
-        out = dep.module(kw["pos"], kw["species"], kw["grain_index"], kw["grain_type"], kw["cell"], False, False)
-        em.append(float(out["energy"].detach()) + (prior.compute(p, cell)[0] if prior is not None else 0.0))
+        em.append(model_energy(p, cell))
         et.append(teacher.compute(p, cell)[0])
     return {"atom": a.index, "partner": partner.index, "residue": resname, "distances_A": list(distances_A),
             "model_eV": [e - em[0] for e in em], "teacher_eV": [e - et[0] for e in et]}
@@ -519,40 +531,31 @@ def density_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A: np.
                  densities_g_cm3: Sequence[float] = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3),
                  teacher_cutoff_nm: float = 0.8) -> Dict[str, Any]:
     """Energy of the CGAA model (+ its prior) and of the teacher (eV per molecule, relative
-    to the configuration's own density) when the box and the molecules' centres of mass are
+    to the listed density closest to the configuration's own) when the box and the molecules' centres of mass are
     scaled to other densities, molecules kept rigid: how each potential's cohesion depends
     on volume, which decides the NPT density. ``positions_A`` (N×3, Å), ``cell_A`` (3×3, Å)."""
-    from cgaa.deploy import load_model
+    from cgaa.analysis.msd import molecule_centers
     from cgaa.grains import grains_from_topology
-    from cgaa.inputs import make_inputs
-    from cgaa.prior import PriorEvaluator
     from cgaa.teacher import Teacher, box_density
 
-    dep = load_model(model)
     gm = grains_from_topology(topology)
-    numbers = np.array([x.element.atomic_number for x in topology.atoms()])
     masses = np.array([x.element.mass._value for x in topology.atoms()])
     pos = np.asarray(positions_A, dtype=float)
     cell = np.asarray(cell_A, dtype=float)
     gi = gm.grain_index
-    # unwrap each molecule about its first atom, then its centre of mass
-    first = np.array([np.nonzero(gi == g)[0][0] for g in range(gm.n_grains)])
-    d = pos - pos[first][gi]
-    d -= np.round(d @ np.linalg.inv(cell)) @ cell
-    mg = np.bincount(gi, weights=masses)
-    com = pos[first] + np.stack([np.bincount(gi, weights=masses * d[:, k]) for k in range(3)], 1) / mg[:, None]
-    rel = pos[first][gi] + d - com[gi]
+    com = molecule_centers(pos[None], [np.nonzero(gi == g)[0] for g in range(gm.n_grains)], masses,
+                           cell[None])[0]
+    rel = pos - com[gi]  # atoms relative to their molecule's centre, by minimum image
+    rel -= np.round(rel @ np.linalg.inv(cell)) @ cell
     rho0 = box_density(topology, cell)
+    model_energy = _model_energy(model, topology)
     teacher = Teacher(topology, platform="CPU", cutoff=teacher_cutoff_nm)
-    prior = PriorEvaluator(topology, dep.config.prior) if dep.config.prior != "none" else None
     em, et = [], []
     for rho in densities_g_cm3:
         s = (rho0 / float(rho)) ** (1.0 / 3.0)
         c = cell * s
         p = com[gi] * s + rel
-        kw = make_inputs(p, numbers, gm, dep.config, c)
-        out = dep.module(kw["pos"], kw["species"], kw["grain_index"], kw["grain_type"], kw["cell"], False, False)
-        em.append(float(out["energy"].detach()) + (prior.compute(p, c)[0] if prior is not None else 0.0))
+        em.append(model_energy(p, c))
         et.append(teacher.compute(p, c)[0])
     k0 = int(np.argmin(np.abs(np.asarray(densities_g_cm3, dtype=float) - rho0)))
     n = gm.n_grains
