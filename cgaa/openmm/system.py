@@ -18,7 +18,6 @@ Units at this boundary: nm, kJ/mol, kJ/mol/nm; the model works in Å, eV, eV/Å 
 from __future__ import annotations
 
 import functools
-
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -346,10 +345,8 @@ def add_bond_guard(system, topology, margin_nm: float = BOND_GUARD_MARGIN_NM, k:
     guard.setUsesPeriodicBoundaryConditions(topology.getPeriodicBoxVectors() is not None)
     for i, j, r0 in bonds:
         guard.addBond(i, j, [r0])
-    n = len(bonds)
-    if n:
-        system.addForce(guard)
-    return n
+    system.addForce(guard)
+    return len(bonds)
 
 
 def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional[bool] = None,
