@@ -94,6 +94,36 @@ def test_speed_skips_too_small_box(tmp_path):
         run_speed([400], tmp_path, engines=("nequip",), progress=False)
 
 
+def test_allatom_max_atoms_compares_the_requested_size(tmp_path):
+    from cgaa.bench.speed import allatom_above_limit, run_speed
+
+    # the limit is compared with the --sizes value: a box requested with 10000 atoms (packed
+    # with 10006) is run under --allatom-max-atoms 10000
+    assert not allatom_above_limit(10000, 10000)
+    assert allatom_above_limit(10001, 10000) and allatom_above_limit(30000, 10000)
+    assert not allatom_above_limit(10 ** 6, 0)
+    # through run_speed on a box packed with more atoms than requested; an over-large cutoff
+    # makes the baseline skip for the box size instead, so nothing is measured
+    rep = run_speed([400], tmp_path, engines=("allatom",), tasks=("eval",), model="untrained",
+                    allatom_cutoff=99.0, allatom_max_atoms=400, threads=1, command="pytest", progress=False)
+    (e,) = rep["results"]
+    assert e["n_atoms"] > 400, "the packed box was expected to exceed the requested size"
+    assert e["status"] == "skipped" and "too small" in e["reason"], e
+    rep = run_speed([400], tmp_path, engines=("allatom",), tasks=("eval",), model="untrained",
+                    allatom_cutoff=99.0, allatom_max_atoms=399, threads=1, command="pytest", progress=False)
+    (e,) = rep["results"]
+    assert e["status"] == "skipped" and "--allatom-max-atoms 399" in e["reason"], e
+
+
+def test_cli_help_explains_allatom_max_atoms(capsys):
+    from cgaa.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "speed", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--allatom-max-atoms" in text and "requested size is compared" in text
+
+
 def test_accuracy_tiny(tmp_path):
     from toy_teacher import write_dataset
 

@@ -490,6 +490,13 @@ def _sevenn_available() -> Tuple[bool, str]:
         return False, f"sevenn cannot be found: {err}"
 
 
+def allatom_above_limit(target_atoms: int, allatom_max_atoms: int) -> bool:
+    """Whether the all-atom baseline is skipped for a box requested with ``target_atoms``
+    atoms (the ``sizes`` value; the packed box may hold a few more): true when
+    ``allatom_max_atoms`` is set (> 0) and ``target_atoms`` exceeds it."""
+    return bool(allatom_max_atoms) and int(target_atoms) > int(allatom_max_atoms)
+
+
 def run_speed(
     sizes: Sequence[int],
     out_dir: PathLike,
@@ -523,7 +530,9 @@ def run_speed(
         ``"untrained"`` forces the untrained model of the shipped architecture.
     cutoff: override of the CGAA inter-grain cutoff (untrained model only; Å).
     allatom_cutoff: atom cutoff of the all-atom baseline (Å).
-    allatom_max_atoms: do not run the all-atom baseline above this many atoms (0: no limit).
+    allatom_max_atoms: do not run the all-atom baseline on boxes requested with more than
+        this many atoms (compared with the ``sizes`` value, not the packed box's atom count,
+        which can exceed it by a few atoms; 0: no limit).
     teacher_cutoff_nm: real-space/LJ cutoff of the teacher (nm; its default 1.0).
     threads: torch / OpenMM CPU threads (default: the cores available).
     warmup, repeats, budget_s: warm-up calls (TorchScript's profiling executor needs ~3
@@ -595,7 +604,7 @@ def run_speed(
                     why = sev_reason
                 elif (eng, task) in failed_at:
                     why = f"not run: the smaller box already failed ({failed_at[(eng, task)]})"
-                elif eng == "allatom" and allatom_max_atoms and n_real > allatom_max_atoms:
+                elif eng == "allatom" and allatom_above_limit(n, allatom_max_atoms):
                     why = f"not run: above --allatom-max-atoms {allatom_max_atoms} (time budget)"
                 elif eng == "cgaa" and not cg_cutoff < 0.5 * hmin:
                     why = f"box too small: cutoff {cg_cutoff} A is not below half the box height ({0.5 * hmin:.2f} A)"

@@ -72,7 +72,9 @@ def register(subparsers) -> None:
     s.add_argument("--cutoff", type=float, help="CGAA inter-grain cutoff in Å (untrained model only)")
     s.add_argument("--allatom-cutoff", type=float, default=5.0, help="all-atom baseline cutoff in Å")
     s.add_argument("--allatom-max-atoms", type=int, default=0,
-                   help="skip the all-atom baseline above this many atoms (0: no limit)")
+                   help="skip the all-atom baseline for --sizes values above this (the requested "
+                        "size is compared, not the packed box's atom count, which can be a few "
+                        "atoms more; 0: no limit)")
     s.add_argument("--teacher-cutoff", type=float, default=1.0, help="teacher real-space cutoff in nm")
     s.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
     s.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls / MD steps")
