@@ -132,9 +132,21 @@ class SimulationResult:
 
 
 # ---------------------------------------------------------------------------- settings
+def _check_bond_guard(value: Any) -> Any:
+    """``"auto"`` or a bool (numpy bools become bools); ValueError naming the allowed values
+    otherwise (a string such as ``"off"`` would otherwise switch the guard on)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"bond_guard must be 'auto', True or False, not {value!r}")
+
+
 def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Merge user settings (None = unset) with the saved ones (restart) and the defaults;
     ValueError naming any bad value, or a dynamics setting a restart tries to change."""
+    if given.get("bond_guard") is not None:
+        _check_bond_guard(given["bond_guard"])
     s: Dict[str, Any] = {}
     for k, default in DEFAULTS.items():
         v = given.get(k)
@@ -154,6 +166,7 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
     s["constraints"] = str(s["constraints"]).lower()
     if s["constraints"] not in ("hbonds", "none"):
         raise ValueError(f"constraints must be 'hbonds' or 'none', not {s['constraints']!r}")
+    s["bond_guard"] = _check_bond_guard(s["bond_guard"])
     if s["platform"] not in PLATFORMS:
         raise ValueError(f"platform must be one of {PLATFORMS}, not {s['platform']!r}")
     if s["precision"] not in PRECISIONS:
@@ -610,7 +623,7 @@ def run_simulation(
     max_temperature: Optional[float] = None,
     n_atoms: Optional[int] = None,
     constraints: Optional[str] = None,
-    bond_guard: Optional[bool] = None,
+    bond_guard: Optional[Union[bool, str]] = None,
     overwrite: bool = False,
     progress: bool = True,
     callback: Optional[Callable[[Dict[str, float]], None]] = None,
@@ -649,7 +662,8 @@ def run_simulation(
     bond_guard: a flat-bottom restraint, zero within ±0.1 Å of each bond's teacher length
         (``cgaa.openmm.add_bond_guard``), keeps bonds out of the untrained region. Default
         ``"auto"``: on for a model without a bonded prior, off for one with (its harmonic
-        prior terms already hold bonds together, see :mod:`cgaa.prior`).
+        prior terms already hold bonds together, see :mod:`cgaa.prior`); True / False force
+        it on / off (anything else is a ValueError).
     customize_system: called as ``customize_system(system, topology)`` after the CGAA
         System is built and before the barostat and Context are: add restraints or
         classical terms here (pass the same function again on restart).

@@ -217,6 +217,27 @@ def test_refuses_before_starting(tmp_path, system_parts, electrolyte_box):
         run_simulation(None, None, tmp_path / "e", restart=True, progress=False)
 
 
+def test_bond_guard_setting_is_validated(tmp_path, system_parts):
+    from cgaa.simulate import resolve_settings
+
+    assert resolve_settings({})["bond_guard"] == "auto"
+    for v in (True, False, "auto", np.bool_(True)):
+        got = resolve_settings({"bond_guard": v})["bond_guard"]
+        assert got == v and type(got) in (bool, str)
+    # "off" used to be accepted and, being a non-empty string, switched the guard on
+    for bad in ("off", "on", "yes", "Auto", 1, 0, 0.0):
+        with pytest.raises(ValueError, match=r"bond_guard must be 'auto', True or False"):
+            resolve_settings({"bond_guard": bad})
+    with pytest.raises(ValueError, match=r"bond_guard must be 'auto', True or False, not 'off'"):
+        resolve_settings({"bond_guard": "off"}, {"bond_guard": "auto"})
+    with pytest.raises(ValueError, match=r"bond_guard must be"):
+        resolve_settings({}, {"bond_guard": "none"})
+    model, top, pos = system_parts
+    with pytest.raises(ValueError, match=r"bond_guard must be"):
+        run_simulation((top, pos), model, tmp_path / "g", bond_guard="off", progress=False)
+    assert not (tmp_path / "g").exists()
+
+
 def test_ctrl_c_saves_checkpoint_then_restart_finishes(tmp_path, system_parts):
     out = tmp_path / "int"
 
