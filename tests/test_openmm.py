@@ -228,6 +228,68 @@ def test_add_cgaa_force_to_subset(electrolyte_box):
     assert np.all(f[rest] == 0)
 
 
+def _constraints(system):
+    return [(i, j, d.value_in_unit(unit.nanometer))
+            for i, j, d in (system.getConstraintParameters(k) for k in range(system.getNumConstraints()))]
+
+
+def _guard_bonds(system):
+    from cgaa.openmm.system import BOND_GUARD_NAME
+
+    (g,) = [f for f in system.getForces() if f.getName() == BOND_GUARD_NAME]
+    return [tuple(g.getBondParameters(b)[:2]) + tuple(g.getBondParameters(b)[2]) for b in range(g.getNumBonds())]
+
+
+def test_prior_bonds_give_the_constraint_lengths(monkeypatch):
+    """With a teacher_bonded prior, create_system takes the H-bond constraint and bond-guard
+    lengths from the prior's bond force instead of parametrising the topology a second
+    time, and they equal those of the teacher route (teacher_bond_lengths) exactly; where
+    that route refuses the topology (residue names it does not know) nothing changes."""
+    import cgaa.openmm.system as oms
+
+    atoms, gidx = small_box()
+    model, _, _ = scaled_model(atoms, prior="teacher_bonded")
+    plain, _, _ = scaled_model(atoms)
+    top0, pos = topology_from_atoms(atoms, gidx)
+    top, _ = topology_from_atoms(atoms, gidx, names=[r.name.upper() for r in top0.residues()])
+    assert {r.name for r in top.residues()} == {"LI", "PF6", "EC"}  # the teacher's template names
+
+    def teacher_route(topology):
+        ref = openmm.System()
+        for a in topology.atoms():
+            ref.addParticle(a.element.mass)
+        n = oms.add_hbond_constraints(ref, topology)
+        oms.add_bond_guard(ref, topology)
+        assert n == 24  # 6 EC x 4 C-H
+        return ref
+
+    want = teacher_route(top)
+    want_fallback = teacher_route(top0)  # "Li" is no template name: XH_BOND_NM lengths, no guard
+    assert oms.teacher_bond_lengths(top0) is None and not want_fallback.getNumForces()
+    lengths = oms.teacher_bond_lengths(top)
+    assert lengths and len(_guard_bonds(want)) == len(lengths)  # the guard tells the routes apart
+
+    calls = []
+    real = oms.teacher_bond_lengths
+    monkeypatch.setattr(oms, "teacher_bond_lengths", lambda t: calls.append(t) or real(t))
+    system = create_system(top, model, constraints="hbonds", bond_guard=True)
+    assert not calls, "the topology was parametrised a second time"
+    assert _constraints(system) == _constraints(want)  # exactly: same r0 doubles
+    assert _guard_bonds(system) == _guard_bonds(want)
+    assert oms.prior_bond_lengths(system, top) == lengths
+
+    # the teacher refuses top0's residue names: the old route (XH lengths, no guard) stays
+    system = create_system(top0, model, constraints="hbonds", bond_guard=True)
+    assert calls and oms.prior_bond_lengths(system, top0) is None
+    assert _constraints(system) == _constraints(want_fallback)
+    assert not any(f.getName() == oms.BOND_GUARD_NAME for f in system.getForces())
+    # no prior: the teacher route
+    calls.clear()
+    system = create_system(top, plain, constraints="hbonds", bond_guard=True)
+    assert calls and oms.prior_bond_lengths(system, top) is None
+    assert _constraints(system) == _constraints(want) and _guard_bonds(system) == _guard_bonds(want)
+
+
 # ---------------------------------------------------------------------------- refusals
 def test_refuses_uncovered_topology_and_small_box(electrolyte_box):
     from cgaa.model import CGAAModel, ModelConfig

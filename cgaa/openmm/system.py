@@ -261,10 +261,15 @@ def add_cgaa_force(system, topology, model: ModelLike = None, atoms: Optional[Se
 
 #: Fallback X–H bond lengths (nm) for residues the teacher force field does not know.
 XH_BOND_NM = {"C": 0.109, "N": 0.101, "O": 0.0945, "S": 0.134, "B": 0.119, "P": 0.142}
+#: Cutoff (nm) of the teacher System :func:`teacher_bond_lengths` builds: only its bond
+#: parameters are read, and a short cutoff lets small boxes through.
+TEACHER_BONDS_CUTOFF_NM = 0.3
+
+BondLengths = Tuple[Tuple[int, int, float], ...]
 
 
 @functools.lru_cache(maxsize=4)
-def teacher_bond_lengths(topology) -> Optional[Tuple[Tuple[int, int, float], ...]]:
+def teacher_bond_lengths(topology) -> Optional[BondLengths]:
     """(i, j, r0 in nm) for every bond of ``topology`` per the teacher force field, or None
     when the teacher does not know its residues. One teacher System serves both the H-bond
     constraints and the bond guard of a simulation."""
@@ -273,8 +278,7 @@ def teacher_bond_lengths(topology) -> Optional[Tuple[Tuple[int, int, float], ...
     from cgaa.teacher import create_system as teacher_system
 
     try:
-        # only bond parameters are read: a short cutoff lets small boxes through
-        ref = teacher_system(topology, cutoff=0.3)
+        ref = teacher_system(topology, cutoff=TEACHER_BONDS_CUTOFF_NM)
     except ValueError:
         return None
     out = []
@@ -286,17 +290,67 @@ def teacher_bond_lengths(topology) -> Optional[Tuple[Tuple[int, int, float], ...
     return tuple(out)
 
 
-def add_hbond_constraints(system, topology) -> int:
+def _teacher_takes(topology) -> bool:
+    """Whether :func:`teacher_bond_lengths` gets past ``cgaa.teacher.create_system``'s own
+    checks for ``topology``: a periodic box whose diagonal exceeds twice
+    :data:`TEACHER_BONDS_CUTOFF_NM`, and residue names all among the teacher's templates.
+    (Its force-field parametrisation, which matches templates by bond graph, is what the
+    teacher_bonded prior already did.)"""
+    from openmm import unit
+
+    from cgaa.teacher import load_forcefield
+
+    box = topology.getPeriodicBoxVectors()
+    if box is None:
+        return False
+    height = min(box[0][0], box[1][1], box[2][2]).value_in_unit(unit.nanometer)
+    if TEACHER_BONDS_CUTOFF_NM >= 0.5 * height:
+        return False
+    known = set(load_forcefield()._templates)
+    return {r.name for r in topology.residues()} <= known
+
+
+def prior_bond_lengths(system, topology) -> Optional[BondLengths]:
+    """:func:`teacher_bond_lengths` read off the teacher_bonded prior already in ``system``
+    (its ``HarmonicBondForce``, added for every atom of ``topology`` by
+    :func:`create_system`, holds the teacher's r0 of every bond, in the same order), so the
+    topology is not parametrised a second time. None where that would not give the same
+    answer: no such prior force in ``system`` (or one over some molecules only), or a
+    topology ``teacher_bond_lengths`` refuses (no box, a box too small for its cutoff, residue names the teacher does not
+    know: those get :data:`XH_BOND_NM` constraint lengths and no bond guard).
+    """
+    import openmm
+
+    from cgaa.prior import PRIOR_FORCE_PREFIX
+
+    name = PRIOR_FORCE_PREFIX + "HarmonicBondForce"
+    found = [f for f in system.getForces() if isinstance(f, openmm.HarmonicBondForce) and f.getName() == name]
+    # one bond force over all of the topology's bonds (not a prior of some molecules only,
+    # as add_cgaa_force(atoms=...) adds), and a topology the teacher route would take
+    if len(found) != 1 or found[0].getNumBonds() != topology.getNumBonds() or not _teacher_takes(topology):
+        return None
+    f = found[0]
+    out = []
+    for b in range(f.getNumBonds()):
+        i, j, r0, _ = f.getBondParameters(b)
+        out.append((i, j, r0.value_in_unit(openmm.unit.nanometer)))
+    return tuple(out)
+
+
+def add_hbond_constraints(system, topology, bonds: Optional[BondLengths] = None) -> int:
     """Constrain every bond to a hydrogen (OpenMM ``HBonds``); returns the number added.
 
     Lengths are the teacher force field's equilibrium bond lengths (``cgaa.teacher``); for
     residues it does not know, typical X–H lengths (:data:`XH_BOND_NM`). Constraining
     X–H bonds keeps the fastest, stiffest motions out of the ML model's hands: a learned
     potential is least reliable for large bond stretches it never saw in training.
+    bonds: the teacher's (i, j, r0 nm) when already known (default:
+    :func:`teacher_bond_lengths`).
     """
     atoms = list(topology.atoms())
     is_h = [a.element is not None and a.element.symbol == "H" for a in atoms]
-    bonds = teacher_bond_lengths(topology)
+    if bonds is None:
+        bonds = teacher_bond_lengths(topology)
     if bonds is not None:
         n = 0
         for i, j, r0 in bonds:
@@ -323,7 +377,8 @@ BOND_GUARD_K = 2.0e5
 BOND_GUARD_NAME = "CGAABondGuard"
 
 
-def add_bond_guard(system, topology, margin_nm: float = BOND_GUARD_MARGIN_NM, k: float = BOND_GUARD_K) -> int:
+def add_bond_guard(system, topology, margin_nm: float = BOND_GUARD_MARGIN_NM, k: float = BOND_GUARD_K,
+                   bonds: Optional[BondLengths] = None) -> int:
     """Flat-bottom restraint on every bond: zero while |r − r0| ≤ margin, k/2·(|r − r0| − margin)² beyond.
 
     r0 are the teacher force field's equilibrium lengths (nm). Inside the margin (0.1 Å by
@@ -331,10 +386,12 @@ def add_bond_guard(system, topology, margin_nm: float = BOND_GUARD_MARGIN_NM, k:
     nothing to the ML potential; beyond it, it stops a bond from being pulled into the
     region the model never saw in training, where a learned energy can turn downhill.
     Returns the number of guarded bonds (0 when the teacher does not know the residues).
+    bonds: the teacher's (i, j, r0 nm) when already known (default: :func:`teacher_bond_lengths`).
     """
     import openmm
 
-    bonds = teacher_bond_lengths(topology)
+    if bonds is None:
+        bonds = teacher_bond_lengths(topology)
     if not bonds:
         return 0
     guard = openmm.CustomBondForce("0.5*kguard*step(dr - margin)*(dr - margin)^2; dr = abs(r - r0)")
@@ -366,7 +423,9 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     bond_guard: add the flat-bottom bond restraint of :func:`add_bond_guard`.
 
     A model trained over a classical prior (``model.config.prior``, see :mod:`cgaa.prior`)
-    gets the prior's forces added next to its TorchForce, in the same ``force_group``.
+    gets the prior's forces added next to its TorchForce, in the same ``force_group``; the
+    constraint and bond-guard lengths are then read off its bond force
+    (:func:`prior_bond_lengths`) instead of parametrising the topology again.
     Masses are the elements' (Da). Raises ValueError naming the atom or grain the model does
     not know, or the cutoff and box height when the box is too small.
     """
@@ -387,13 +446,16 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     add_prior(system, topology, deployed.config.prior, force_group=force_group)
     if molecule_bonds:
         add_molecule_bonds(system, topology)
-    if bond_guard:
-        add_bond_guard(system, topology)
     ckey = (constraints or "none").lower()
-    if ckey == "hbonds":
-        add_hbond_constraints(system, topology)
-    elif ckey != "none":
+    if ckey not in ("none", "hbonds"):
         raise ValueError(f"constraints must be None, 'none' or 'hbonds', got {constraints!r}")
+    # the teacher's bond lengths, from the prior's bond force when there is one (no second
+    # parametrisation of the topology); None: teacher_bond_lengths
+    bonds = prior_bond_lengths(system, topology) if (bond_guard or ckey == "hbonds") else None
+    if bond_guard:
+        add_bond_guard(system, topology, bonds=bonds)
+    if ckey == "hbonds":
+        add_hbond_constraints(system, topology, bonds=bonds)
     if remove_cm_motion:
         system.addForce(openmm.CMMotionRemover())
     return system
