@@ -9,8 +9,8 @@
 * ``module:callable``: any importable factory returning an ASE calculator, e.g.
   ``mypkg.dft:make_calc`` — the way to plug in a user's DFT setup.
 
-:func:`label_frames` computes energy (eV) and forces (eV/Å) for every frame and stores
-them as ``REF_energy``/``REF_forces`` (recording the labeller in ``info['teacher']``);
+:func:`label_frames` computes energy (eV) and forces (eV/Å) (and, on request, the stress,
+eV/Å³) for every frame and stores them as ``REF_energy``/``REF_forces`` (``REF_stress``) (recording the labeller in ``info['teacher']``);
 :func:`label_file` does it file to file, writing only when every frame succeeded.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _teacher_calculator_class():
         """ASE calculator wrapping the cgaa teacher (OpenMM) for frames carrying ``grain``
         and ``resname`` arrays (as written by ``cgaa sample``). eV and eV/Å."""
 
-        implemented_properties = ["energy", "forces"]
+        implemented_properties = ["energy", "forces", "stress"]
 
         def __init__(self, platform: Optional[str] = "Reference", cutoff: float = 1.0, **kw: Any):
             super().__init__(**kw)
@@ -53,6 +53,11 @@ def _teacher_calculator_class():
                 self._key = key
             e, f = self._teacher.compute(at.positions, np.asarray(at.cell))
             self.results = {"energy": e, "free_energy": e, "forces": f}
+            if "stress" in properties:
+                from ase.stress import full_3x3_to_voigt_6_stress
+
+                self.results["stress"] = full_3x3_to_voigt_6_stress(
+                    self._teacher.stress(at.positions, np.asarray(at.cell)))
 
     return TeacherCalculator
 
@@ -122,14 +127,16 @@ def get_calculator(spec: str, **kwargs: Any):
 
 
 def label_frames(frames: Sequence, calculator, *, name: str = "calculator",
-                 progress: bool = False, keep_previous: bool = True) -> List:
+                 progress: bool = False, keep_previous: bool = True, stress: bool = False) -> List:
     """Compute energy (eV) and forces (eV/Å) of every frame with ``calculator``.
 
     Stores them as ``REF_energy``/``REF_forces`` and sets ``info['teacher'] = name``; with
-    ``keep_previous`` the old labels are kept as ``prev_energy``/``prev_forces``.
+    ``keep_previous`` the old labels are kept as ``prev_energy``/``prev_forces``. With
+    ``stress`` also the stress tensor (3×3, eV/Å³, ASE sign) as ``REF_stress`` (periodic
+    frames only; the calculator must implement stress).
     Returns new Atoms objects (inputs are not modified). Errors name the frame.
     """
-    from cgaa.data.extxyz import ENERGY, FORCES, normalize_frame
+    from cgaa.data.extxyz import ENERGY, FORCES, STRESS, normalize_frame
 
     out = []
     it = frames
@@ -143,16 +150,22 @@ def label_frames(frames: Sequence, calculator, *, name: str = "calculator",
             new.info["prev_energy"] = at.info[ENERGY]
         if keep_previous and FORCES in at.arrays:
             new.arrays["prev_forces"] = np.array(at.arrays[FORCES])
+        if stress and not new.pbc.all():
+            raise RuntimeError(f"frame {i}: stress needs a periodic cell (pbc on all axes), got pbc={list(new.pbc)}")
+        new.info.pop(STRESS, None)
         try:
             new.calc = calculator
             e = new.get_potential_energy()
             f = new.get_forces()
+            s = new.get_stress(voigt=False) if stress else None
         except Exception as err:
             raise RuntimeError(f"frame {i}: calculator '{name}' failed: {type(err).__name__}: {err}") from None
         finally:
             new.calc = None
         new.info[ENERGY] = float(e)
         new.arrays[FORCES] = np.asarray(f, dtype=float)
+        if s is not None:
+            new.info[STRESS] = np.asarray(s, dtype=float)
         new.info["teacher"] = name
         normalize_frame(new, where=f"frame {i} labelled by '{name}'")
         out.append(new)
@@ -162,10 +175,11 @@ def label_frames(frames: Sequence, calculator, *, name: str = "calculator",
 def label_file(input_path: Union[str, Path], output_path: Union[str, Path], calculator: Union[str, Any],
                *, calculator_kwargs: Optional[Dict[str, Any]] = None, name: Optional[str] = None,
                energy_key: Optional[str] = None, forces_key: Optional[str] = None,
-               progress: bool = True, keep_previous: bool = True) -> int:
+               progress: bool = True, keep_previous: bool = True, stress: bool = False) -> int:
     """Relabel every frame of ``input_path`` (extxyz, any usual key convention; labels may
     be absent) and write ``output_path`` atomically. calculator: spec string for
-    :func:`get_calculator` or an ASE calculator object. Returns the number of frames."""
+    :func:`get_calculator` or an ASE calculator object. stress: also label ``REF_stress``.
+    Returns the number of frames."""
     from cgaa.data.extxyz import read_frames, write_frames
 
     if isinstance(calculator, str):
@@ -176,6 +190,7 @@ def label_file(input_path: Union[str, Path], output_path: Union[str, Path], calc
         calc = calculator
     frames = read_frames(input_path, energy_key=energy_key, forces_key=forces_key,
                          require_energy=False, require_forces=False)
-    labelled = label_frames(frames, calc, name=label, progress=progress, keep_previous=keep_previous)
+    labelled = label_frames(frames, calc, name=label, progress=progress, keep_previous=keep_previous,
+                            stress=stress)
     write_frames(output_path, labelled)
     return len(labelled)

@@ -187,6 +187,26 @@ def intra_pairs(grain_index: Tensor, n_grains: int) -> Tensor:
     return torch.stack([i[valid], j[valid]])
 
 
+def grain_centers(pos: Tensor, m: Tensor, grain_index: Tensor, n_grains: int,
+                  cell: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    """Grain centres R (G,3, Å), centre-relative vectors u = r − R_G (N,3, Å) and grain masses (G,).
+
+    Centres are mass-weighted (atom masses ``m``) after unwrapping each grain's atoms by
+    minimum image relative to its first atom, so wrapped and unwrapped positions give the
+    same u (exact for grains narrower than half the box height)."""
+    n = pos.shape[0]
+    mg = torch.zeros(n_grains, dtype=pos.dtype, device=pos.device).index_add(0, grain_index, m)
+    ref = torch.full((n_grains,), n, dtype=torch.long, device=pos.device).scatter_reduce(
+        0, grain_index, torch.arange(n, device=pos.device), reduce="amin")
+    d = pos - pos[ref][grain_index]
+    if cell is not None:
+        inv = torch.linalg.inv(cell)
+        d = d - torch.round(d.detach() @ inv.detach()) @ cell
+    c = torch.zeros((n_grains, 3), dtype=pos.dtype, device=pos.device).index_add(
+        0, grain_index, m.unsqueeze(1) * d) / mg.unsqueeze(1)
+    return pos[ref] + c, d - c[grain_index], mg
+
+
 class InteractionBlock(nn.Module):
     """Convolution + self-connection → gate, with a residual connection."""
 
@@ -210,7 +230,11 @@ class CGAAModel(nn.Module):
     grain and an optional box (3×3 Å, rows are box vectors). Returns a dict with
     ``energy`` (eV, 0-d), ``grain_energies`` (eV, per grain) and, with
     ``compute_forces``, ``forces``, ``forces_inter``, ``forces_intra`` (eV/Å, per atom)
-    and ``grain_forces`` (eV/Å, net force per grain).
+    and ``grain_forces`` (eV/Å, net force per grain). With ``compute_virial`` (and a box)
+    also ``virial_mol`` = −∂E/∂ε (3×3, eV) for a homogeneous strain ε of the grain centres
+    and the box with every grain's internal geometry u held fixed — the *molecular* virial,
+    which with the grains' kinetic energy gives the pressure a barostat acts on — and the
+    ordinary atomic ``virial`` = virial_mol + Σ_i F_i ⊗ u_i (eV; stress = −virial/V).
     """
 
     def __init__(self, config: ModelConfig):
@@ -324,28 +348,20 @@ class CGAAModel(nn.Module):
 
     # ------------------------------------------------------------------ geometry
     def grain_geometry(self, pos: Tensor, species: Tensor, grain_index: Tensor, n_grains: int,
-                       cell: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Grain centres R (G,3), centre-relative vectors u (N,3), atom masses (N,), grain masses (G,)."""
-        n = pos.shape[0]
+                       cell: Optional[Tensor], pairs: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Grain centres R (G,3), centre-relative vectors u (N,3), atom masses (N,), grain masses (G,).
+
+        pairs: the intra-grain atom pairs (:func:`intra_pairs`), if already built."""
         m = self.masses[species]
-        mg = torch.zeros(n_grains, dtype=pos.dtype, device=pos.device).index_add(0, grain_index, m)
-        ref = torch.full((n_grains,), n, dtype=torch.long, device=pos.device).scatter_reduce(
-            0, grain_index, torch.arange(n, device=pos.device), reduce="amin")
-        d = pos - pos[ref][grain_index]
-        if cell is not None:
-            inv = torch.linalg.inv(cell)
-            d = d - torch.round(d.detach() @ inv.detach()) @ cell
-        c = torch.zeros((n_grains, 3), dtype=pos.dtype, device=pos.device).index_add(
-            0, grain_index, m.unsqueeze(1) * d) / mg.unsqueeze(1)
-        r = pos[ref] + c
-        u = d - c[grain_index]
+        r, u, mg = grain_centers(pos, m, grain_index, n_grains, cell)
         if cell is not None:
             # Unwrapping by rounding is exact for a grain narrower than half the box height;
             # a grain that is wider (or was unwrapped to the wrong image) shows a large extent.
             h = float(box_heights(cell).min())
-            pairs = intra_pairs(grain_index, n_grains)
+            if pairs is None:
+                pairs = intra_pairs(grain_index, n_grains)
             if pairs.shape[1] > 0:
-                dd = d.detach()
+                dd = u.detach()
                 sep = torch.linalg.norm(dd[pairs[1]] - dd[pairs[0]], dim=1)
                 k = int(torch.argmax(sep))
                 if float(sep[k]) >= 0.5 * h:
@@ -358,9 +374,11 @@ class CGAAModel(nn.Module):
 
     # ------------------------------------------------------------------ network
     def energy_from_geometry(self, r: Tensor, u: Tensor, species: Tensor, grain_index: Tensor,
-                             grain_type: Tensor, cell: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+                             grain_type: Tensor, cell: Optional[Tensor],
+                             pairs: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
         """Per-grain energies (eV) from grain centres ``r`` and centre-relative vectors ``u``.
 
+        pairs: the intra-grain atom pairs (:func:`intra_pairs`), if already built.
         Returns (grain energies (G,), final grain features, final atom features).
         """
         n = u.shape[0]
@@ -368,7 +386,8 @@ class CGAAModel(nn.Module):
         x = self.element_embedding(species)
         # intra-grain atom-level convolutions
         if self.n_intra > 0:
-            pairs = intra_pairs(grain_index, g)
+            if pairs is None:
+                pairs = intra_pairs(grain_index, g)
             vec = u[pairs[1]] - u[pairs[0]]
             keep = (vec.detach() * vec.detach()).sum(-1) < self.intra_cutoff * self.intra_cutoff
             pairs = pairs[:, keep]
@@ -426,7 +445,7 @@ class CGAAModel(nn.Module):
 
     def forward(self, pos: Tensor, species: Tensor, grain_index: Tensor, grain_type: Tensor,
                 cell: Optional[Tensor] = None, compute_forces: bool = True,
-                create_graph: bool = False) -> Dict[str, Tensor]:
+                create_graph: bool = False, compute_virial: bool = False) -> Dict[str, Tensor]:
         self._check_inputs(pos, species, grain_index, grain_type, cell)
         dtype = self.masses.dtype
         in_dtype = pos.dtype
@@ -437,21 +456,33 @@ class CGAAModel(nn.Module):
         if cell is not None:
             box = cell.to(dtype)
         g = grain_type.shape[0]
-        r, u, m, mg = self.grain_geometry(x, species, grain_index, g, box)
+        pairs = intra_pairs(grain_index, g)
+        r, u, m, mg = self.grain_geometry(x, species, grain_index, g, box, pairs)
         if self.direct and compute_forces:
             r = r.detach().requires_grad_(True)
             u = u.detach()
-        e_g, h, feats = self.energy_from_geometry(r, u, species, grain_index, grain_type, box)
+        # molecular virial: a homogeneous strain of the grain centres and the box, u held fixed
+        strain: Optional[Tensor] = None
+        if compute_virial and compute_forces and box is not None:
+            eps = torch.zeros((3, 3), dtype=dtype, device=x.device).requires_grad_(True)
+            r = r + r @ eps.t()
+            box = box + box @ eps.t()
+            strain = eps
+        e_g, h, feats = self.energy_from_geometry(r, u, species, grain_index, grain_type, box, pairs)
         energy = e_g.sum()
         out: Dict[str, Tensor] = {"energy": energy.to(in_dtype), "grain_energies": e_g.to(in_dtype)}
         if not compute_forces:
             return out
         w = (m / mg[grain_index]).unsqueeze(1)
+        wrt = [r] if self.direct else [x]
+        if strain is not None:
+            wrt.append(strain)
+        grads = torch.autograd.grad([energy], wrt, create_graph=create_graph, allow_unused=True)
+        g0 = grads[0]
+        if g0 is None:
+            g0 = torch.zeros_like(wrt[0])
         if self.direct:
-            gr = torch.autograd.grad([energy], [r], create_graph=create_graph)[0]
-            if gr is None:
-                gr = torch.zeros_like(r)
-            f_grain = -gr
+            f_grain = -g0
             v = self.intra_head(h[grain_index], feats)
             counts = torch.bincount(grain_index, minlength=g).to(v.dtype).unsqueeze(1)
             mean = torch.zeros((g, 3), dtype=v.dtype, device=v.device).index_add(0, grain_index, v) / counts
@@ -459,10 +490,7 @@ class CGAAModel(nn.Module):
             f_inter = w * f_grain[grain_index]
             forces = f_inter + f_intra
         else:
-            gx = torch.autograd.grad([energy], [x], create_graph=create_graph)[0]
-            if gx is None:
-                gx = torch.zeros_like(x)
-            forces = -gx
+            forces = -g0
             f_grain = torch.zeros((g, 3), dtype=forces.dtype, device=forces.device).index_add(
                 0, grain_index, forces)
             f_inter = w * f_grain[grain_index]
@@ -471,6 +499,13 @@ class CGAAModel(nn.Module):
         out["forces_inter"] = f_inter.to(in_dtype)
         out["forces_intra"] = f_intra.to(in_dtype)
         out["grain_forces"] = f_grain.to(in_dtype)
+        if strain is not None:
+            gs = grads[1]
+            if gs is None:
+                gs = torch.zeros_like(strain)
+            w_mol = -gs
+            out["virial_mol"] = w_mol.to(in_dtype)
+            out["virial"] = (w_mol + forces.t() @ u).to(in_dtype)
         return out
 
 

@@ -170,6 +170,13 @@ class PriorEvaluator:
 
         return context_energy_forces(self.context, positions, cell, what="the prior's topology")
 
+    def stress(self, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+        """Prior stress (3×3, eV/Å³, ASE sign) at ``positions`` (Å) in ``cell`` (3×3 rows, Å),
+        by :func:`cgaa.teacher.context_stress`."""
+        from cgaa.teacher import context_stress
+
+        return context_stress(self.context, positions, cell, what="the prior's topology")
+
 
 def topology_for_atoms(atoms, grain_index: Optional[Sequence[int]] = None):
     """OpenMM Topology of ASE ``Atoms`` for a prior: from the per-atom ``resname``/``grain``
@@ -187,12 +194,15 @@ def topology_for_atoms(atoms, grain_index: Optional[Sequence[int]] = None):
 
 def subtract_prior(atoms_list: Iterable, name: str, *, source: str = "frames",
                    reference: Optional[object] = None, grain_index: Optional[Sequence[int]] = None) -> int:
-    """Replace ``REF_energy``/``REF_forces`` of ASE frames of ONE system by their residual over
-    prior ``name`` (in place); ``info['prior']`` records it. Returns the number of frames.
+    """Replace ``REF_energy``/``REF_forces`` (and ``REF_stress`` where present) of ASE frames of
+    ONE system by their residual over prior ``name`` (in place); ``info['prior']`` records it.
+    Returns the number of frames.
 
     reference: the frame whose bonds define the topology (default: the first), e.g. the most
     relaxed one. ValueError naming ``source`` if the prior cannot be built for the system.
     """
+    from cgaa.data.extxyz import STRESS
+
     name = check_prior(name)
     frames = list(atoms_list)
     if name == "none" or not frames:
@@ -209,6 +219,8 @@ def subtract_prior(atoms_list: Iterable, name: str, *, source: str = "frames",
         e, f = evaluator.compute(at.positions, cell)
         at.info["REF_energy"] = float(at.info["REF_energy"]) - e
         at.arrays["REF_forces"] = np.asarray(at.arrays["REF_forces"], dtype=float) - f
+        if STRESS in at.info and cell is not None:
+            at.info[STRESS] = np.asarray(at.info[STRESS], dtype=float) - evaluator.stress(at.positions, cell)
         at.info["prior"] = name
     return len(frames)
 

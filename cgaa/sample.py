@@ -109,6 +109,21 @@ def distort(pos_A: np.ndarray, cell_A: np.ndarray, grain: np.ndarray, rng: np.ra
     return pos, new_cell
 
 
+def label_stress(topology, frames: Sequence, cutoff: float = 1.0, progress: bool = False) -> None:
+    """Store the teacher's stress (3×3, eV/Å³) of each ASE frame of ``topology`` as
+    ``info['REF_stress']`` (Reference platform, double precision: finite differences need it)."""
+    from cgaa.data.extxyz import STRESS
+    from cgaa.teacher import Teacher
+
+    teacher = Teacher(topology, platform="Reference", cutoff=cutoff)
+    it = frames
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(frames, desc="cgaa sample: stress", unit="frame", leave=False)
+    for at in it:
+        at.info[STRESS] = teacher.stress(at.positions, np.asarray(at.cell[:]))
+
+
 def sample_teacher(source: Union[str, Path], output: Union[str, Path], *,
                    temperatures: Optional[Sequence[float]] = None, n_frames: int = 10,
                    stride: int = 500, equilibration_steps: int = 5000, timestep_fs: float = 1.0,
@@ -117,7 +132,7 @@ def sample_teacher(source: Union[str, Path], output: Union[str, Path], *,
                    hot_steps: int = 200, distort_sigma: float = 0.03, distort_strain: float = 0.02,
                    cutoff: float = 1.0, platform: Optional[str] = None, seed: int = 0,
                    n_atoms: int = 3000, minimize: bool = True, progress: bool = True,
-                   workdir: Optional[Union[str, Path]] = None) -> SampleResult:
+                   workdir: Optional[Union[str, Path]] = None, stress: bool = True) -> SampleResult:
     """Run classical MD with the teacher and write labelled frames as extxyz.
 
     source: a PDB from ``cgaa build`` or a recipe name/YAML (then a box of ``n_atoms`` is
@@ -128,7 +143,10 @@ def sample_teacher(source: Union[str, Path], output: Union[str, Path], *,
     frames contain bond vibrations) or 'hbonds'. hot_fraction/distorted_fraction: extra
     frames, as a fraction of the equilibrium frames, made as described in the module
     docstring. cutoff in nm; platform: OpenMM platform name (default fastest); seed: RNG
-    seed (velocities, Langevin noise, distortions, packing).
+    seed (velocities, Langevin noise, distortions, packing). stress: also label every frame's
+    stress tensor (``REF_stress``, eV/Å³; 12 extra teacher energies per frame on the
+    Reference platform, see :func:`cgaa.teacher.context_stress`), which training needs to
+    learn the pressure.
     """
     import openmm
     from openmm import unit
@@ -233,6 +251,8 @@ def sample_teacher(source: Union[str, Path], output: Union[str, Path], *,
         densities[T] = float(np.mean(dens))
     if bar is not None:
         bar.close()
+    if stress:
+        label_stress(top, frames, cutoff=cutoff, progress=progress)
     write_frames(output, frames)
     kinds: Dict[str, int] = {}
     for fr in frames:

@@ -19,6 +19,11 @@ from cgaa.units import angstrom_to_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev
 TEACHER_XML = "teacher/opls_electrolyte.xml"
 #: Name recorded as ``teacher`` in extxyz frames labelled by this force field.
 TEACHER_NAME = "opls_electrolyte"
+#: Default strain step of :func:`context_stress`. The teacher's Lennard-Jones term is cut off
+#: without shifting, so its energy jumps when a pair crosses the cutoff; a barostat's volume
+#: moves see those jumps, and a strain of 1e-3 averages over hundreds of crossings (1e-5
+#: resolves single ones: noise). Truncation error at 1e-3 is ~1e-6 relative.
+STRESS_STRAIN = 1e-3
 
 
 def load_forcefield(xml: Optional[Union[str, Path]] = None):
@@ -148,6 +153,12 @@ class Teacher:
         (3×3 rows = box vectors, Å; default: the topology's box)."""
         return context_energy_forces(self.context, positions, cell, what="the topology")
 
+    def stress(self, positions: np.ndarray, cell: np.ndarray, strain: float = STRESS_STRAIN) -> np.ndarray:
+        """Stress (3×3, eV/Å³, ASE sign: σ = (1/V) ∂E/∂ε) at ``positions`` (Å) in ``cell``
+        (3×3 rows, Å) by central differences of the energy under homogeneous strain
+        (see :func:`context_stress`)."""
+        return context_stress(self.context, positions, cell, strain, what="the topology")
+
 
 def context_energy_forces(context, positions: np.ndarray, cell: Optional[np.ndarray] = None,
                           what: str = "the system") -> Tuple[float, np.ndarray]:
@@ -169,6 +180,48 @@ def context_energy_forces(context, positions: np.ndarray, cell: Optional[np.ndar
     e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
     f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
     return float(kjmol_to_ev(e)), forces_kjmol_nm_to_ev_ang(np.asarray(f))
+
+
+
+
+def _reduced(pos: np.ndarray, cell: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Rotate positions and box together so that the box is lower triangular with a positive
+    diagonal (OpenMM's form: a along x, b in the xy plane); energies do not change."""
+    q, r = np.linalg.qr(cell.T)  # cell = rᵀ qᵀ, so cell @ q = rᵀ is lower triangular
+    q = q * np.sign(np.diag(r))
+    box = cell @ q
+    box[np.triu_indices(3, 1)] = 0.0  # exact zeros (round-off)
+    return pos @ q, box
+
+
+def context_stress(context, positions: np.ndarray, cell: np.ndarray, strain: float = STRESS_STRAIN,
+                   what: str = "the system") -> np.ndarray:
+    """Stress tensor (3×3, eV/Å³) of an OpenMM ``context`` at ``positions`` (Å) in ``cell``
+    (3×3 rows = box vectors, Å), ASE's convention σ_ab = (1/V) ∂E/∂ε_ab (negative
+    diagonal = compressed, pressure = −tr σ / 3), from central differences of the energy
+    under symmetric homogeneous strains ε of atoms and box (12 energy evaluations). Exact
+    for any energy, including ones OpenMM has no virial for (PME, custom forces). The
+    context's positions and box are left at the strained ones: set them again before use.
+    """
+    pos = np.asarray(positions, dtype=float)
+    c = np.asarray(cell, dtype=float)
+    if c.shape != (3, 3) or not abs(np.linalg.det(c)) > 0:
+        raise ValueError(f"stress needs a periodic box (3x3, non-singular), got cell {c.tolist()}")
+    if not 0 < strain < 0.05:
+        raise ValueError(f"strain step must be in (0, 0.05), got {strain}")
+    sigma = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            e = []
+            for sgn in (1.0, -1.0):
+                eps = np.zeros((3, 3))
+                eps[a, b] += 0.5 * sgn * strain
+                eps[b, a] += 0.5 * sgn * strain
+                p, box = _reduced(pos @ (np.eye(3) + eps).T, c @ (np.eye(3) + eps).T)
+                e.append(context_energy_forces(context, p, box, what)[0])
+            d = (e[0] - e[1]) / (2.0 * strain)  # ∂E/∂ε_ab (= ∂E/∂ε_ba) for a symmetric strain
+            sigma[a, b] = sigma[b, a] = d
+    return sigma / abs(float(np.linalg.det(c)))
 
 
 def topology_from_residues(resnames: Sequence[str], grain: Sequence[int], cell: Optional[np.ndarray] = None):
@@ -218,5 +271,6 @@ def box_density(topology, cell_A: np.ndarray) -> float:
     return mass / AVOGADRO / (vol_A3 * 1e-24)
 
 
-__all__ = ["TEACHER_NAME", "TEACHER_XML", "Teacher", "box_density", "context_energy_forces", "create_system", "get_platform",
+__all__ = ["STRESS_STRAIN", "TEACHER_NAME", "TEACHER_XML", "Teacher", "box_density", "context_energy_forces",
+           "context_stress", "create_system", "get_platform",
            "load_forcefield", "topology_from_residues"]

@@ -39,6 +39,8 @@ AVOGADRO: float = 6.02214076e23
 ELEMENTARY_CHARGE_C: float = 1.602176634e-19
 #: Boltzmann constant, J/K.
 KB_J_PER_K: float = 1.380649e-23
+#: bar per (eV/Å³): 1 eV/Å³ = 1.602176634e-19 J / 1e-30 m³ = 1.602e11 Pa; 1 bar = 1e5 Pa.
+BAR_PER_EV_PER_A3: float = ELEMENTARY_CHARGE_C * 1e30 / 1e5
 
 
 def nm_to_angstrom(x):
@@ -54,6 +56,16 @@ def angstrom_to_nm(x):
 def ev_to_kjmol(x):
     """Energy eV → kJ/mol."""
     return x * KJMOL_PER_EV
+
+
+def ev_per_a3_to_bar(x):
+    """Pressure or stress eV/Å³ → bar."""
+    return x * BAR_PER_EV_PER_A3
+
+
+def bar_to_ev_per_a3(x):
+    """Pressure or stress bar → eV/Å³."""
+    return x / BAR_PER_EV_PER_A3
 
 
 def kjmol_to_ev(x):

@@ -25,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{m['n_frames']} frames: energy RMSE {m['energy_rmse_meV_per_atom']:.2f} meV/atom "
           f"(MAE {m['energy_mae_meV_per_atom']:.2f}); force RMSE {m['forces_rmse_eV_per_A']:.3f} eV/Å "
           f"(inter-grain net {m['grain_net_forces_rmse_eV_per_A']:.3f}, intra {m['forces_intra_rmse_eV_per_A']:.3f})")
+    if "pressure_rmse_bar" in m:
+        print(f"{m['n_frames_with_stress']} frames with stress: pressure RMSE {m['pressure_rmse_bar']:.0f} bar "
+              f"(mean error {m['pressure_mean_error_bar']:+.0f} bar), molecular virial RMSE "
+              f"{m['virial_mol_rmse_meV_per_atom']:.2f} meV/atom")
     for name, v in m["per_grain_type"].items():
         print(f"  {name:>6}: force RMSE {v['forces_rmse_eV_per_A']:.3f} eV/Å")
     print(f"wrote {args.out}/metrics.json and {args.out}/parity.png")

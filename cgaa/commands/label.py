@@ -25,7 +25,7 @@ def _kv(items):
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "label", help="relabel extxyz frames with an ASE calculator (DFT, universal MLIP, teacher)",
-        description="Compute REF_energy (eV) and REF_forces (eV/A) for every frame of an extxyz file "
+        description="Compute REF_energy (eV) and REF_forces (eV/A) (with --stress also REF_stress, eV/A^3) for every frame of an extxyz file "
                     "with an ASE calculator and write a new extxyz (same keys as cgaa sample). "
                     "Calculators: emt, lj, sevenn (optional package), teacher, or module:callable "
                     "returning an ASE calculator.")
@@ -36,6 +36,11 @@ def register(subparsers) -> None:
     p.add_argument("--name", help="label recorded as info['teacher'] (default: the calculator spec)")
     p.add_argument("--energy-key", help="read the input energy from exactly this key")
     p.add_argument("--forces-key", help="read the input forces from exactly this key")
+    p.add_argument("--stress", action="store_true",
+                   help="also label the stress tensor (REF_stress, eV/A^3; periodic frames; the teacher computes it "
+                        "from 12 strained energies per frame), needed to train the pressure (loss.virial)")
+    p.add_argument("--no-keep-previous", action="store_true",
+                   help="drop the input's old labels instead of keeping them as prev_energy/prev_forces")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         n = label_file(args.input, args.output, args.calculator, calculator_kwargs=_kv(args.calc_arg),
                        name=args.name, energy_key=args.energy_key, forces_key=args.forces_key,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, stress=args.stress,
+                       keep_previous=not args.no_keep_previous)
     except RuntimeError as err:  # a calculator failed on a frame (message names it)
         raise CLIError(str(err)) from None
     print(f"labelled {n} frames with '{args.name or args.calculator}' -> {args.output}")

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--atoms", type=int, default=3000, help="atoms of the box built from a recipe (default 3000)")
     p.add_argument("--platform", default=None, help="OpenMM platform: Reference, CPU, CUDA, OpenCL (default fastest)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-stress", action="store_true",
+                   help="skip the stress labels (REF_stress; 12 extra teacher energies per frame, needed to "
+                        "train the pressure with loss.virial)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -59,4 +62,5 @@ def _run(args: argparse.Namespace, temps):
         pressure_bar=args.pressure, constraints=None if args.constraints == "none" else args.constraints,
         hot_fraction=args.hot_fraction, distorted_fraction=args.distorted_fraction,
         hot_factor=args.hot_factor, distort_sigma=args.distort_sigma, cutoff=args.cutoff,
-        platform=args.platform, seed=args.seed, n_atoms=args.atoms, progress=not args.no_progress)
+        platform=args.platform, seed=args.seed, n_atoms=args.atoms, progress=not args.no_progress,
+        stress=not args.no_stress)

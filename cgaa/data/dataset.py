@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from cgaa.data.extxyz import FrameError, read_frames
+from cgaa.data.extxyz import STRESS, FrameError, read_frames
 from cgaa.grains import GrainMap, atomic_grains, grains_from_atoms
 from cgaa.inputs import grain_type_indices, species_indices
 from cgaa.model import ModelConfig
@@ -32,6 +32,8 @@ class Frame:
     grain_map: GrainMap
     source: str
     info: Dict = field(default_factory=dict)
+    #: reference stress (3×3, eV/Å³, ASE sign), or None when the frame has none
+    stress: Optional[np.ndarray] = None
 
     @property
     def n_atoms(self) -> int:
@@ -88,6 +90,7 @@ def load_frames(paths: Union[str, Path, Sequence[Union[str, Path]]], all_atom: b
                 energy=float(at.info["REF_energy"]), forces=np.asarray(at.arrays["REF_forces"], dtype=float),
                 grain_map=maps[_system_signature(at)], source=f"{path} frame {i}",
                 info={k: v for k, v in at.info.items() if isinstance(v, (str, int, float))},
+                stress=None if STRESS not in at.info else np.asarray(at.info[STRESS], dtype=float).reshape(3, 3),
             ))
     if not frames:
         raise FrameError(f"no frames in {', '.join(map(str, paths))}")
@@ -143,7 +146,10 @@ def frame_tensors(frame: Frame, config: ModelConfig, dtype: torch.dtype = torch.
 
     Keys: pos, species, grain_index, grain_type, cell (model inputs); energy (eV),
     forces (eV/Å), forces_inter, forces_intra (reference forces split with the model's
-    masses), grain_forces (net reference force per grain), n_atoms.
+    masses), grain_forces (net reference force per grain), n_atoms; for frames with a
+    stress also virial (−V·σ, 3×3 eV), virial_mol (the molecular virial the model's
+    ``virial_mol`` predicts: virial − Σ_i F_i ⊗ u_i, u_i = r_i − R_G with the model's masses)
+    and volume (Å³).
     """
     gi = frame.grain_map.grain_index
     m = _masses(frame.numbers, config)
@@ -157,7 +163,7 @@ def frame_tensors(frame: Frame, config: ModelConfig, dtype: torch.dtype = torch.
     def t(x, dt=dtype):
         return torch.as_tensor(np.asarray(x), dtype=dt, device=device)
 
-    return {
+    out = {
         "pos": t(frame.positions),
         "species": t(species_indices(frame.numbers, config.elements), torch.long),
         "grain_index": t(gi, torch.long),
@@ -170,6 +176,17 @@ def frame_tensors(frame: Frame, config: ModelConfig, dtype: torch.dtype = torch.
         "grain_forces": t(fg),
         "n_atoms": t(frame.n_atoms, torch.float64),
     }
+    if frame.stress is not None and frame.cell is not None:
+        from cgaa.model import grain_centers
+
+        _, u, _ = grain_centers(torch.as_tensor(frame.positions), torch.as_tensor(m), torch.as_tensor(gi),
+                                g, torch.as_tensor(frame.cell))
+        vol = abs(float(np.linalg.det(frame.cell)))
+        w = -vol * np.asarray(frame.stress, dtype=float)
+        out["virial"] = t(w)
+        out["virial_mol"] = t(w - f.T @ u.numpy())
+        out["volume"] = t(vol, torch.float64)
+    return out
 
 
 MODEL_INPUTS = ("pos", "species", "grain_index", "grain_type", "cell")

@@ -4,13 +4,16 @@ Conventions (Å, eV, eV/Å):
 
 * per frame (``atoms.info``): ``REF_energy`` (eV), ``teacher``, ``temperature`` (K),
   ``recipe``, ``config_type`` ('equilibrium' | 'hot' | 'distorted' | ...);
+* optional per frame: ``REF_stress`` (3×3, eV/Å³, ASE sign: σ = (1/V) ∂E/∂ε, pressure =
+  −tr σ/3), needed to train the pressure (``loss.virial``);
 * per atom (``atoms.arrays``): ``REF_forces`` (eV/Å), ``grain`` (int, 0-based grain =
   residue index), ``resname`` (residue name);
 * cell in Å, ``pbc = True``.
 
 :func:`read_frames` accepts the usual key conventions (``REF_energy``, ``energy``,
 ``total_energy``...; forces likewise, including values that ASE moved into a
-SinglePointCalculator) and returns frames that use the cgaa keys.
+SinglePointCalculator; stress as ``REF_stress``/``stress`` in Voigt or 3×3 form, or a virial
+``REF_virial``/``virial`` = −V·σ in eV) and returns frames that use the cgaa keys.
 """
 from __future__ import annotations
 
@@ -28,6 +31,12 @@ FORCES_KEYS = ("REF_forces", "forces", "force", "total_forces", "Forces", "dft_f
 #: Canonical names written by cgaa.
 ENERGY = "REF_energy"
 FORCES = "REF_forces"
+#: Keys tried, in order, for the reference stress (eV/Å³, Voigt or 3×3).
+STRESS_KEYS = ("REF_stress", "stress")
+#: Keys tried after the stress keys for a reference virial W = −V·σ (eV, 3×3).
+VIRIAL_KEYS = ("REF_virial", "virial")
+#: Canonical name of the stress written by cgaa (3×3, eV/Å³).
+STRESS = "REF_stress"
 
 
 class FrameError(ValueError):
@@ -59,17 +68,48 @@ def _find_forces(atoms, keys: Sequence[str]) -> Optional[np.ndarray]:
     return None
 
 
+def _as_3x3(value, where: str, key: str) -> np.ndarray:
+    v = np.asarray(value, dtype=float).ravel()
+    if v.size == 6:  # Voigt order xx yy zz yz xz xy (ASE)
+        xx, yy, zz, yz, xz, xy = v
+        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    if v.size == 9:
+        return v.reshape(3, 3)
+    raise FrameError(f"{where}: {key} has {v.size} values; expected 6 (Voigt) or 9 (3x3)")
+
+
+def _find_stress(atoms, where: str) -> Optional[np.ndarray]:
+    """The frame's stress (3×3, eV/Å³) from a stress or virial key, or None."""
+    res = _calc_results(atoms)
+    for keys, is_virial in ((STRESS_KEYS, False), (VIRIAL_KEYS, True)):
+        for k in keys:
+            val = atoms.info.get(k, res.get(k))
+            if val is None:
+                continue
+            s = _as_3x3(val, where, k)
+            if not np.isfinite(s).all():
+                raise FrameError(f"{where}: {k} contains NaN/inf")
+            if not atoms.pbc.all():
+                raise FrameError(f"{where}: has {k} but no periodic cell (stress needs a volume)")
+            if is_virial:
+                s = -s / abs(float(np.linalg.det(atoms.cell[:])))
+            return s
+    return None
+
+
 def normalize_frame(atoms, *, where: str = "frame", energy_key: Optional[str] = None,
                     forces_key: Optional[str] = None, require_energy: bool = True,
                     require_forces: bool = True):
     """Map a frame's energy/forces (whatever their key) to ``REF_energy``/``REF_forces``
-    and validate them. Raises :class:`FrameError` naming ``where`` for missing labels,
+    (and an optional stress or virial to a 3×3 ``REF_stress``, eV/Å³) and validate them.
+    Raises :class:`FrameError` naming ``where`` for missing labels,
     NaN/inf values, or force/grain arrays whose length does not match the atom count."""
     n = len(atoms)
     ekeys = (energy_key,) if energy_key else ENERGY_KEYS
     fkeys = (forces_key,) if forces_key else FORCES_KEYS
     e = _find_energy(atoms, ekeys)
     f = _find_forces(atoms, fkeys)
+    stress = _find_stress(atoms, where)
     if e is None and require_energy:
         raise FrameError(f"{where}: no energy (looked for {', '.join(ekeys)} in the frame info and calculator)")
     if f is None and require_forces:
@@ -79,6 +119,10 @@ def normalize_frame(atoms, *, where: str = "frame", energy_key: Optional[str] = 
     for k in set(FORCES_KEYS) - {FORCES}:
         if k in atoms.arrays:
             del atoms.arrays[k]
+    for k in STRESS_KEYS + VIRIAL_KEYS:
+        atoms.info.pop(k, None)
+    if stress is not None:
+        atoms.info[STRESS] = stress
     atoms.calc = None
     if e is not None:
         if not np.isfinite(e):
@@ -171,5 +215,5 @@ def make_frame(symbols: Sequence[str], positions: np.ndarray, cell: np.ndarray, 
     return at
 
 
-__all__ = ["ENERGY", "ENERGY_KEYS", "FORCES", "FORCES_KEYS", "FrameError", "make_frame",
+__all__ = ["ENERGY", "ENERGY_KEYS", "FORCES", "FORCES_KEYS", "STRESS", "STRESS_KEYS", "VIRIAL_KEYS", "FrameError", "make_frame",
            "normalize_frame", "read_frames", "write_frames"]

@@ -54,11 +54,16 @@ class DataConfig:
 @dataclass
 class LossConfig:
     """Loss weights: energy per atom (eV/atom)², inter-grain force (net force per grain,
-    (eV/Å)²) and intra-grain force ((eV/Å)² per atom component)."""
+    (eV/Å)²), intra-grain force ((eV/Å)² per atom component) and molecular virial per atom
+    ((eV/atom)² per tensor component; needs frames with a stress label, ``REF_stress``).
+
+    The virial term is what teaches the model the pressure: thermal frames at one density
+    say little about how the energy changes with volume, so without it NPT boxes drift."""
 
     energy: float = 1.0
     forces_inter: float = 1.0
     forces_intra: float = 1.0
+    virial: float = 0.0
 
 
 @dataclass

@@ -8,10 +8,10 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 
-from cgaa.data.dataset import Frame, check_covered, frame_tensors, load_frames, model_inputs
+from cgaa.data.dataset import Frame, check_covered, frame_tensors, load_frames
 from cgaa.fileio import atomic_path, write_text_atomic
 from cgaa.model import ModelConfig
-from cgaa.train.loss import ErrorAccumulator
+from cgaa.train.loss import ErrorAccumulator, predict
 
 
 def _element_names(config: ModelConfig):
@@ -29,13 +29,14 @@ def errors(model, config: ModelConfig, frames: Sequence[Frame], keep_values: boo
     acc = ErrorAccumulator(_element_names(config), list(config.grain_type_names), keep_values)
     for f in frames:
         ref = frame_tensors(f, config, dtype, device)
-        out = model(**model_inputs(ref))
+        out = predict(model, ref)
         acc.add(out, ref)
     return acc
 
 
 def parity_plots(acc: ErrorAccumulator, path: Union[str, Path], title: str = "") -> Path:
-    """Four parity panels (energy/atom, forces, grain net forces, intra-grain forces) as PNG."""
+    """Parity panels (energy/atom, forces, grain net forces, intra-grain forces and, for frames
+    with a stress, the molecular virial pressure) as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +47,9 @@ def parity_plots(acc: ErrorAccumulator, path: Union[str, Path], title: str = "")
               ("forces", "force component (eV/Å)", f"RMSE {s['forces_rmse_eV_per_A']:.3f} eV/Å"),
               ("grain_forces", "grain net force (eV/Å)", f"RMSE {s['grain_net_forces_rmse_eV_per_A']:.3f} eV/Å"),
               ("forces_intra", "intra-grain force (eV/Å)", f"RMSE {s['forces_intra_rmse_eV_per_A']:.3f} eV/Å")]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.3))
+    if acc.arrays("pressure")[0] is not None:
+        panels.append(("pressure", "virial pressure tr W_mol/3V (bar)", f"RMSE {s['pressure_rmse_bar']:.0f} bar"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.25 * len(panels), 4.3))
     for ax, (key, label, text) in zip(axes, panels):
         ref, pred = acc.arrays(key)
         if ref is None:

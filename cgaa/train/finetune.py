@@ -21,12 +21,12 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
-from cgaa.data.dataset import Frame, frame_tensors, load_frames, model_inputs, vocabulary_of
+from cgaa.data.dataset import Frame, frame_tensors, load_frames, vocabulary_of
 from cgaa.fileio import write_text_atomic
 from cgaa.inputs import grain_type_indices
 from cgaa.model import CGAAModel, ModelConfig
 from cgaa.train.config import TrainConfig
-from cgaa.train.loss import frame_loss
+from cgaa.train.loss import check_virial_labels, frame_loss, predict
 from cgaa.train.trainer import (TrainResult, _dtype, _set_seed, dist_info, load_checkpoint, load_splits,
                                 model_from_checkpoint, run_training)
 
@@ -99,7 +99,8 @@ def fisher_diagonal(model: CGAAModel, frames: Sequence[Frame], cfg: TrainConfig)
     for f in frames:
         ref = frame_tensors(f, model.config, dtype)
         model.zero_grad()
-        loss, _ = frame_loss(model(**model_inputs(ref), create_graph=True), ref, cfg.training.loss)
+        loss, _ = frame_loss(predict(model, ref, create_graph=True, virial=cfg.training.loss.virial > 0), ref,
+                             cfg.training.loss)
         loss.backward()
         for n, p in model.named_parameters():
             if p.grad is not None:
@@ -142,6 +143,7 @@ def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> T
     all_atom = start.config.all_atom
     prior = start.config.prior  # a fine-tuned model keeps its start model's prior
     train_f, val_f, test_f = load_splits(cfg, all_atom, prior)
+    check_virial_labels(list(train_f) + list(val_f), cfg.training.loss)
     old = load_frames([cfg.resolve(p) for p in ft.old_data], all_atom, prior=prior) if ft.old_data else []
     old_eval = (load_frames([cfg.resolve(p) for p in ft.old_eval_data], all_atom, prior=prior)
                 if ft.old_eval_data else old)

@@ -1,4 +1,4 @@
-"""Loss of a frame and accumulated error metrics (eV, eV/Å)."""
+"""Model outputs of a frame, its loss and accumulated error metrics (eV, eV/Å, bar)."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
@@ -7,6 +7,39 @@ import numpy as np
 import torch
 
 from cgaa.train.config import LossConfig
+from cgaa.units import ev_per_a3_to_bar
+
+
+def predict(model, ref: Dict[str, torch.Tensor], create_graph: bool = False,
+            virial: bool = True) -> Dict[str, torch.Tensor]:
+    """The model's outputs for a frame of :func:`cgaa.data.dataset.frame_tensors`; with
+    ``virial`` also its molecular virial when the frame has a reference one."""
+    from cgaa.data.dataset import model_inputs
+
+    if virial and "virial_mol" in ref and accepts_virial(model):
+        return model(**model_inputs(ref), create_graph=create_graph, compute_virial=True)
+    return model(**model_inputs(ref), create_graph=create_graph)
+
+
+def accepts_virial(model) -> bool:
+    """Whether ``model`` (eager or TorchScript) takes ``compute_virial`` (models deployed
+    before cgaa had virials do not)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return any(a.name == "compute_virial" for a in model.forward.schema.arguments)
+    import inspect
+
+    return "compute_virial" in inspect.signature(model.forward).parameters
+
+
+def check_virial_labels(frames, weights: LossConfig) -> None:
+    """ValueError naming the first frame without a stress label when the loss weights the virial."""
+    if weights.virial <= 0:
+        return
+    for f in frames:
+        if f.stress is None or f.cell is None:
+            raise ValueError(f"{f.source}: no stress label (REF_stress) but loss.virial = {weights.virial}: "
+                             "label the frames with stress (cgaa label ... --stress, or cgaa sample) "
+                             "or set loss.virial: 0")
 
 
 def frame_loss(out: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor],
@@ -15,15 +48,24 @@ def frame_loss(out: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor],
 
     energy: (ΔE / N_atoms)² in (eV/atom)²; forces_inter: mean over grains and components
     of the squared error of the net grain force; forces_intra: mean over atoms and
-    components of the squared error of the intra-grain force.
+    components of the squared error of the intra-grain force; virial (when both ``out``
+    and ``ref`` have ``virial_mol``, else no term: :func:`check_virial_labels` guards the
+    training set): mean over the 9 components of (ΔW_mol / N_atoms)².
     """
     de = (out["energy"].double() - ref["energy"]) / ref["n_atoms"]
     l_e = (de * de).to(out["forces"].dtype)
     l_inter = ((out["grain_forces"] - ref["grain_forces"]) ** 2).mean()
     l_intra = ((out["forces_intra"] - ref["forces_intra"]) ** 2).mean()
     loss = weights.energy * l_e + weights.forces_inter * l_inter + weights.forces_intra * l_intra
-    return loss, {"energy": float(l_e.detach()), "forces_inter": float(l_inter.detach()),
-                  "forces_intra": float(l_intra.detach())}
+    parts = {"energy": float(l_e.detach()), "forces_inter": float(l_inter.detach()),
+             "forces_intra": float(l_intra.detach())}
+    if "virial_mol" in out and "virial_mol" in ref:
+        dw = (out["virial_mol"] - ref["virial_mol"]) / ref["n_atoms"].to(out["virial_mol"].dtype)
+        l_vir = (dw * dw).mean()
+        parts["virial"] = float(l_vir.detach())
+        if weights.virial > 0:
+            loss = loss + weights.virial * l_vir
+    return loss, parts
 
 
 class ErrorAccumulator:
@@ -41,6 +83,8 @@ class ErrorAccumulator:
         self.by_el = np.zeros((len(element_names), 3))   # sum sq, sum abs, count
         self.by_type = np.zeros((len(type_names), 3))
         self.values: Dict[str, List[np.ndarray]] = {}
+        self.vir_err: List[np.ndarray] = []   # ΔW_mol / N (eV/atom), 9 components per frame
+        self.p_err: List[float] = []          # molecular pressure error (bar)
 
     def add(self, out: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor]) -> None:
         n = float(ref["n_atoms"])
@@ -59,6 +103,16 @@ class ErrorAccumulator:
         if self.keep:
             self.values.setdefault("energy_pred", []).append(np.array([pe]))
             self.values.setdefault("energy_ref", []).append(np.array([re]))
+        if "virial_mol" in out and "virial_mol" in ref:
+            dw = (out["virial_mol"].detach() - ref["virial_mol"]).double().cpu().numpy()
+            self.vir_err.append(dw.ravel() / n)
+            # P_mol = (N_grains k T + tr W_mol / 3) / V: the kinetic part is exact, so ΔP = tr ΔW / 3V
+            self.p_err.append(float(ev_per_a3_to_bar(np.trace(dw) / (3.0 * float(ref["volume"])))))
+            if self.keep:
+                vol = float(ref["volume"])
+                for key, w in (("pressure_pred", out["virial_mol"]), ("pressure_ref", ref["virial_mol"])):
+                    tr = float(np.trace(w.detach().double().cpu().numpy()))
+                    self.values.setdefault(key, []).append(np.array([ev_per_a3_to_bar(tr / (3.0 * vol))]))
         d = (out["forces"].detach() - ref["forces"]).double().cpu().numpy()
         sp = ref["species"].cpu().numpy()
         atom_type = ref["grain_type"][ref["grain_index"]].cpu().numpy()
@@ -75,6 +129,14 @@ class ErrorAccumulator:
             "energy_rmse_meV_per_atom": float(np.sqrt((e ** 2).mean()) * 1000) if len(e) else float("nan"),
             "energy_mae_meV_per_atom": float(np.abs(e).mean() * 1000) if len(e) else float("nan"),
         }
+        if self.p_err:
+            v = np.concatenate(self.vir_err)
+            p = np.array(self.p_err)
+            out["n_frames_with_stress"] = int(len(p))
+            out["virial_mol_rmse_meV_per_atom"] = float(np.sqrt((v ** 2).mean()) * 1000)
+            out["pressure_rmse_bar"] = float(np.sqrt((p ** 2).mean()))
+            out["pressure_mae_bar"] = float(np.abs(p).mean())
+            out["pressure_mean_error_bar"] = float(p.mean())
         label = {"forces": "forces", "forces_inter": "forces_inter", "forces_intra": "forces_intra",
                  "grain_forces": "grain_net_forces"}
         for k, name in label.items():

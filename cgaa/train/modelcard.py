@@ -83,6 +83,10 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
         lines.append(f"| {label} | {metrics[key + '_rmse_eV_per_A']:.3f} | {metrics[key + '_mae_eV_per_A']:.3f} | "
                      f"{metrics.get(key + '_reference_rms_eV_per_A', float('nan')):.3f} | "
                      f"{metrics.get(key + '_r2', float('nan')):.2f} |")
+    if metrics.get("pressure_rmse_bar") is not None:
+        lines.append(f"| molecular virial per atom (meV/atom) | {metrics['virial_mol_rmse_meV_per_atom']:.2f} | | | |")
+        lines.append(f"| pressure (bar), mean error {metrics['pressure_mean_error_bar']:+.0f} | "
+                     f"{metrics['pressure_rmse_bar']:.0f} | {metrics['pressure_mae_bar']:.0f} | | |")
     r2 = metrics.get("grain_net_forces_r2")
     if r2 is not None and r2 < 0.8:
         lines += ["", f"**Limitation:** the net force on each grain — the inter-grain force that moves molecules and "

@@ -35,7 +35,7 @@ from cgaa.data.dataset import (Frame, check_covered, data_statistics, fit_refere
 from cgaa.fileio import atomic_path, write_text_atomic
 from cgaa.model import CGAAModel, ModelConfig
 from cgaa.train.config import TrainConfig
-from cgaa.train.loss import frame_loss
+from cgaa.train.loss import check_virial_labels, frame_loss, predict
 
 CHECKPOINT_FORMAT = "cgaa-checkpoint-1"
 
@@ -198,13 +198,15 @@ def _progress(iterable, enabled: bool, **kw):
 
 
 def _evaluate_loss(model, tensors: Sequence[Dict], cfg: TrainConfig) -> Dict[str, float]:
-    tot = {"loss": 0.0, "energy": 0.0, "forces_inter": 0.0, "forces_intra": 0.0, "force_sq": 0.0, "n_f": 0.0}
+    tot = {"loss": 0.0, "energy": 0.0, "forces_inter": 0.0, "forces_intra": 0.0, "force_sq": 0.0, "n_f": 0.0,
+           "virial": 0.0, "n_vir": 0.0}
     for ref in tensors:
-        out = model(**model_inputs(ref))
+        out = predict(model, ref)
         loss, parts = frame_loss(out, ref, cfg.training.loss)
         tot["loss"] += float(loss.detach())
         for k, v in parts.items():
             tot[k] += v
+        tot["n_vir"] += "virial" in parts
         d = (out["forces"].detach() - ref["forces"]).double()
         tot["force_sq"] += float((d * d).sum())
         tot["n_f"] += d.numel()
@@ -212,7 +214,9 @@ def _evaluate_loss(model, tensors: Sequence[Dict], cfg: TrainConfig) -> Dict[str
     return {"loss": tot["loss"] / n,
             "energy_rmse_meV_per_atom": math.sqrt(tot["energy"] / n) * 1000,
             "forces_inter_mse": tot["forces_inter"] / n, "forces_intra_mse": tot["forces_intra"] / n,
-            "forces_rmse_eV_per_A": math.sqrt(tot["force_sq"] / max(tot["n_f"], 1))}
+            "forces_rmse_eV_per_A": math.sqrt(tot["force_sq"] / max(tot["n_f"], 1)),
+            "virial_rmse_meV_per_atom": (math.sqrt(tot["virial"] / tot["n_vir"]) * 1000 if tot["n_vir"]
+                                         else float("nan"))}
 
 
 def write_metrics_csv(path: Path, history: List[Dict]) -> None:
@@ -220,7 +224,10 @@ def write_metrics_csv(path: Path, history: List[Dict]) -> None:
     if not history:
         return
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(history[0].keys()))
+    names: List[str] = []
+    for h in history:  # runs resumed from older versions may lack newer columns
+        names += [k for k in h if k not in names]
+    w = csv.DictWriter(buf, fieldnames=names)
     w.writeheader()
     w.writerows(history)
     write_text_atomic(path, buf.getvalue())
@@ -319,7 +326,7 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
             for k, ref in enumerate(batch):
                 if k % world != rank:
                     continue
-                out = model(**model_inputs(ref), create_graph=True)
+                out = predict(model, ref, create_graph=True, virial=t.loss.virial > 0)
                 loss, _ = frame_loss(out, ref, t.loss)
                 loss = loss / len(batch)
                 if not torch.isfinite(loss):
@@ -371,7 +378,9 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
                         "val_loss": val["loss"], "val_energy_rmse_meV_per_atom": val["energy_rmse_meV_per_atom"],
                         "val_forces_rmse_eV_per_A": val["forces_rmse_eV_per_A"],
                         "val_forces_inter_mse": val["forces_inter_mse"],
-                        "val_forces_intra_mse": val["forces_intra_mse"], "seconds": time.time() - t0})
+                        "val_forces_intra_mse": val["forces_intra_mse"],
+                        "val_virial_rmse_meV_per_atom": val["virial_rmse_meV_per_atom"],
+                        "seconds": time.time() - t0})
         if rank == 0:
             st = state(epoch + 1)
             save_checkpoint(last_path, st)
@@ -434,6 +443,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     _set_seed(cfg.training.seed)
     mconf = new_model_config(cfg, train_f)
     check_covered(list(val_f) + list(test_f), mconf)
+    check_virial_labels(list(train_f) + list(val_f), cfg.training.loss)
     model = CGAAModel(mconf).to(_dtype(cfg.training.dtype))
     initialise_energies(model, train_f)
     if rank == 0 and progress:
