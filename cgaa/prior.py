@@ -23,9 +23,16 @@ Priors known here (:data:`PRIORS`):
   :mod:`cgaa.teacher`), for the species it parametrises. With a DFT teacher this is a
   classical bonded baseline; with the classical teacher it is exactly the teacher's own
   bonded terms.
+* ``teacher_valence`` — all of the teacher's valence terms: ``teacher_bonded`` plus its
+  proper and improper torsions (``PeriodicTorsionForce``) and the PF6⁻ F–P–F double-well
+  angle (``CustomAngleForce``). The network is then left with the non-bonded interactions
+  (intra- and inter-molecular). Why: a model over ``teacher_bonded`` got the torsional
+  energy of conformers it had rarely seen too low, so its MD drifted into them — the
+  teacher's torsion energy of its configurations was 2.6 eV per 1000-atom box above the
+  teacher's own, and the liquid swelled under a barostat (docs/benchmarks.md).
 
-All prior terms act inside a grain (molecule), so they never change a grain's net force:
-inter-grain forces come from the network alone. Units: OpenMM's (nm, kJ/mol) inside the
+All prior terms act inside a grain (molecule), so they never change a grain's net force
+(inter-grain forces come from the network alone) nor the molecular virial. Units: OpenMM's (nm, kJ/mol) inside the
 OpenMM forces; :class:`PriorEvaluator` returns eV and eV/Å through :mod:`cgaa.units`.
 """
 from __future__ import annotations
@@ -39,6 +46,7 @@ import numpy as np
 PRIORS: Dict[str, Tuple[str, ...]] = {
     "none": (),
     "teacher_bonded": ("HarmonicBondForce", "HarmonicAngleForce"),
+    "teacher_valence": ("HarmonicBondForce", "HarmonicAngleForce", "CustomAngleForce", "PeriodicTorsionForce"),
 }
 #: Name given to the OpenMM forces of a prior (``CGAAPrior:<class>``).
 PRIOR_FORCE_PREFIX = "CGAAPrior:"
@@ -122,6 +130,20 @@ def prior_forces(topology, name: str, atoms: Optional[Sequence[int]] = None) -> 
             for b in range(f.getNumAngles()):
                 i, j, k_, th0, k = f.getAngleParameters(b)
                 g.addAngle(index[i], index[j], index[k_], th0, k)
+        elif cls == "CustomAngleForce":
+            g = openmm.CustomAngleForce(f.getEnergyFunction())
+            for p in range(f.getNumPerAngleParameters()):
+                g.addPerAngleParameter(f.getPerAngleParameterName(p))
+            for p in range(f.getNumGlobalParameters()):
+                g.addGlobalParameter(f.getGlobalParameterName(p), f.getGlobalParameterDefaultValue(p))
+            for b in range(f.getNumAngles()):
+                i, j, k_, params = f.getAngleParameters(b)
+                g.addAngle(index[i], index[j], index[k_], params)
+        elif cls == "PeriodicTorsionForce":
+            g = openmm.PeriodicTorsionForce()
+            for b in range(f.getNumTorsions()):
+                i, j, k_, l_, per, phase, k = f.getTorsionParameters(b)
+                g.addTorsion(index[i], index[j], index[k_], index[l_], per, phase, k)
         else:  # pragma: no cover - PRIORS only names the classes above
             raise ValueError(f"prior {name!r}: unsupported force class {cls}")
         g.setName(PRIOR_FORCE_PREFIX + cls)
@@ -138,7 +160,9 @@ def add_prior(system, topology, name: str, atoms: Optional[Sequence[int]] = None
     for f in prior_forces(topology, name, atoms):
         f.setForceGroup(int(force_group))
         system.addForce(f)
-        n += f.getNumBonds() if hasattr(f, "getNumBonds") else f.getNumAngles()
+        for count in ("getNumBonds", "getNumAngles", "getNumTorsions"):
+            if hasattr(f, count):
+                n += getattr(f, count)()
     return n
 
 

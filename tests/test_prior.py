@@ -39,17 +39,21 @@ def test_names_are_checked():
     assert ModelConfig.from_dict({"elements": [1], "grain_types": ["x"]}).prior == "none"
 
 
-def test_prior_is_the_teachers_bonded_energy():
-    """Same bonds and angles, same parameters: the prior's energy equals the teacher
-    System's HarmonicBondForce + HarmonicAngleForce energy (independent evaluation)."""
+@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_valence"])
+def test_prior_is_the_teachers_bonded_energy(prior):
+    """Same terms, same parameters: the prior's energy equals the teacher System's energy of
+    the prior's force classes (bonds + angles; + the PF6 custom angle and torsions for
+    teacher_valence), evaluated independently."""
     from openmm import app
 
+    from cgaa.prior import PRIORS
     from cgaa.teacher import load_forcefield
 
     atoms, gidx = _box()
     top = _topology(atoms, gidx)
     ref = load_forcefield().createSystem(top, nonbondedMethod=app.NoCutoff)
-    keep = ("HarmonicBondForce", "HarmonicAngleForce")
+    keep = PRIORS[prior]
+    assert {type(f).__name__ for f in ref.getForces()} >= set(keep)
     for i, f in enumerate(ref.getForces()):
         f.setForceGroup(1 if type(f).__name__ in keep else 0)
         if type(f).__name__ in keep:
@@ -58,12 +62,11 @@ def test_prior_is_the_teachers_bonded_energy():
     ctx = openmm.Context(ref, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     ctx.setPositions(units.angstrom_to_nm(atoms.positions) * unit.nanometer)
     e_ref = ctx.getState(getEnergy=True, groups={1}).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    e, f = PriorEvaluator(top, "teacher_bonded").compute(atoms.positions, atoms.cell[:])
+    e, f = PriorEvaluator(top, prior).compute(atoms.positions, atoms.cell[:])
     assert e_ref > 0
     assert abs(units.ev_to_kjmol(e) - e_ref) <= 1e-9 * abs(e_ref)
-    forces = prior_forces(top, "teacher_bonded")
-    assert sorted(g.getName() for g in forces) == [PRIOR_FORCE_PREFIX + "HarmonicAngleForce",
-                                                   PRIOR_FORCE_PREFIX + "HarmonicBondForce"]
+    forces = prior_forces(top, prior)
+    assert sorted(g.getName() for g in forces) == sorted(PRIOR_FORCE_PREFIX + k for k in keep)
     n_bonds = sum(1 for _ in top.bonds())
     assert forces[[g.getName() for g in forces].index(PRIOR_FORCE_PREFIX + "HarmonicBondForce")].getNumBonds() == n_bonds
 

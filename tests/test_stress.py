@@ -91,7 +91,8 @@ def test_reference_molecular_virial_is_rigid_grain_strain_derivative(tmp_path):
     assert ref["volume"] == pytest.approx(abs(np.linalg.det(frame.cell)))
 
 
-def test_prior_stress_is_minus_intramolecular_virial():
+@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_valence"])
+def test_prior_stress_is_minus_intramolecular_virial(prior):
     """The prior acts inside molecules: its molecular virial is zero, so its stress is exactly
     σ = −(1/V) Σ_i F_i ⊗ u_i. Checks the strained-energy stress (shear strains included) and its sign."""
     pytest.importorskip("openmm")
@@ -100,7 +101,7 @@ def test_prior_stress_is_minus_intramolecular_virial():
 
     atoms, gidx = molecule_box({"Li": 1, "PF6": 1, "EC": 2, "EMC": 2}, np.diag([17.0] * 3), seed=5, spacing=8.5)
     atoms.positions += np.random.default_rng(0).normal(scale=0.05, size=atoms.positions.shape)
-    ev = PriorEvaluator(topology_from_atoms(atoms, gidx)[0], "teacher_bonded")
+    ev = PriorEvaluator(topology_from_atoms(atoms, gidx)[0], prior)
     _, f = ev.compute(atoms.positions, atoms.cell[:])
     sigma = ev.stress(atoms.positions, atoms.cell[:])
     m = torch.tensor(atoms.get_masses())
