@@ -277,3 +277,43 @@ def test_density_scan_tiny(tiny_box_and_model):
     assert s["model_eV_per_molecule"][1] == s["teacher_eV_per_molecule"][1] == 0.0
     assert all(_finite(x) for x in s["model_eV_per_molecule"] + s["teacher_eV_per_molecule"])
     assert s["teacher_eV_per_molecule"][2] > 0.0  # 40 % compression of a packed liquid costs energy
+
+
+def test_replica_workers_exit_with_their_parent(tmp_path):
+    """Killing `cgaa bench observables --jobs N` must not leave replica runs computing:
+    a worker started with exit_with_parent ends once its parent is gone."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    script = f"""
+import multiprocessing, os, time
+from cgaa.bench.observables import exit_with_parent
+
+def child(parent):
+    exit_with_parent(parent, poll_s=0.2)
+    open({str(pidfile)!r}, "w").write(str(os.getpid()))
+    time.sleep(600)
+
+if __name__ == "__main__":
+    p = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(),))
+    p.start()
+    while not os.path.exists({str(pidfile)!r}):
+        time.sleep(0.05)
+    os._exit(0)   # the parent dies without stopping its child
+"""
+    path = tmp_path / "parent.py"  # a file, so the spawned child can import `child`
+    path.write_text(script)
+    subprocess.run([sys.executable, str(path)], check=True, timeout=300)
+    child = int(pidfile.read_text())
+    for _ in range(600):  # the child notices within a poll interval; allow a busy machine plenty
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        raise AssertionError("the worker outlived its parent")

@@ -81,6 +81,23 @@ def _run(*args, **kwargs):
     return run_simulation(*args, **kwargs)
 
 
+def exit_with_parent(parent_pid: int, poll_s: float = 2.0) -> None:
+    """Make this (worker) process exit when process ``parent_pid`` is gone: a watcher
+    thread polls the parent id. Without it, killing ``cgaa bench observables --jobs N``
+    left its replica runs computing."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="cgaa-exit-with-parent", daemon=True).start()
+
+
 def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
     """Run replica ``kw['k']`` of engine ``kw['engine']`` (also in a worker process);
     returns (error message or None, wall seconds). An unstable model is a result, not a
@@ -319,11 +336,13 @@ def run_observables(
                       threads=threads, progress=progress and jobs <= 1, out=str(out))
         if jobs > 1 and len(todo) > 1:
             import multiprocessing
+            import os
             from concurrent.futures import ProcessPoolExecutor
 
             if progress:
                 print(f"cgaa bench observables: {len(todo)} replica runs, {jobs} at a time", flush=True)
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=exit_with_parent, initargs=(os.getpid(),)) as ex:
                 results = dict(zip(todo, ex.map(_run_replica, [dict(run_kw, engine=e, k=k) for e, k in todo])))
         else:
             results = {(e, k): _run_replica(dict(run_kw, engine=e, k=k)) for e, k in todo}
