@@ -11,7 +11,8 @@
 
 :func:`label_frames` computes energy (eV) and forces (eV/Å) (and, on request, the stress,
 eV/Å³) for every frame and stores them as ``REF_energy``/``REF_forces`` (``REF_stress``) (recording the labeller in ``info['teacher']``);
-:func:`label_file` does it file to file, writing only when every frame succeeded.
+:func:`label_file` does it file to file (or from the trajectory of a ``cgaa simulate`` run,
+:func:`frames_from_run`), writing only when every frame succeeded.
 """
 from __future__ import annotations
 
@@ -172,13 +173,51 @@ def label_frames(frames: Sequence, calculator, *, name: str = "calculator",
     return out
 
 
+def frames_from_run(run_dir: Union[str, Path], *, start_ps: float = 0.0, every_ps: Optional[float] = None,
+                    max_frames: Optional[int] = None) -> List:
+    """Unlabelled ASE frames (Å) of a ``cgaa simulate`` run directory (``traj.dcd`` +
+    ``topology.pdb``), with the per-atom ``grain``/``resname`` arrays that the teacher needs:
+    how configurations a model visits in its own MD go back to the teacher for labels
+    (active learning). Times count from the first saved frame (as in :mod:`cgaa.analysis`)
+    and are stored as ``info['time_ps']``. start_ps: skip earlier frames; every_ps: spacing
+    (default: every saved frame); max_frames: keep at most this many, evenly spaced. FileNotFoundError /
+    ValueError name the run directory."""
+    from cgaa.analysis.io import find_run_files, load_trajectory
+    from cgaa.data.extxyz import make_frame
+    from cgaa.units import nm_to_angstrom
+
+    trajs, top_path = find_run_files(run_dir)
+    traj, dt = load_trajectory(trajs[0], top_path)
+    stride = 1 if every_ps is None else max(1, int(round(every_ps / dt)))
+    idx = [k for k in range(traj.n_frames) if k * dt >= start_ps - 1e-9][::stride]
+    if max_frames is not None and len(idx) > max_frames:
+        idx = [idx[int(i)] for i in np.linspace(0, len(idx) - 1, max_frames)]
+    if not idx:
+        raise ValueError(f"{run_dir}: no frames after {start_ps} ps (the run has {traj.n_frames} frames, "
+                         f"{dt:g} ps apart)")
+    atoms = list(traj.topology.atoms)
+    symbols = [a.element.symbol for a in atoms]
+    grain = [a.residue.index for a in atoms]
+    resname = [a.residue.name for a in atoms]
+    frames = []
+    for k in idx:
+        frames.append(make_frame(symbols, nm_to_angstrom(np.asarray(traj.xyz[k], dtype=float)),
+                                 nm_to_angstrom(np.asarray(traj.unitcell_vectors[k], dtype=float)),
+                                 grain=grain, resname=resname,
+                                 info={"config_type": "md", "source_run": str(run_dir), "time_ps": float(k * dt)}))
+    return frames
+
+
 def label_file(input_path: Union[str, Path], output_path: Union[str, Path], calculator: Union[str, Any],
                *, calculator_kwargs: Optional[Dict[str, Any]] = None, name: Optional[str] = None,
                energy_key: Optional[str] = None, forces_key: Optional[str] = None,
-               progress: bool = True, keep_previous: bool = True, stress: bool = False) -> int:
+               progress: bool = True, keep_previous: bool = True, stress: bool = False,
+               run_frames: Optional[Dict[str, Any]] = None) -> int:
     """Relabel every frame of ``input_path`` (extxyz, any usual key convention; labels may
     be absent) and write ``output_path`` atomically. calculator: spec string for
     :func:`get_calculator` or an ASE calculator object. stress: also label ``REF_stress``.
+    ``input_path`` may also be a ``cgaa simulate`` run directory: its trajectory frames are
+    labelled (:func:`frames_from_run`, options in ``run_frames``).
     Returns the number of frames."""
     from cgaa.data.extxyz import read_frames, write_frames
 
@@ -188,8 +227,11 @@ def label_file(input_path: Union[str, Path], output_path: Union[str, Path], calc
     else:
         label = name or type(calculator).__name__
         calc = calculator
-    frames = read_frames(input_path, energy_key=energy_key, forces_key=forces_key,
-                         require_energy=False, require_forces=False)
+    if Path(input_path).is_dir():
+        frames = frames_from_run(input_path, **(run_frames or {}))
+    else:
+        frames = read_frames(input_path, energy_key=energy_key, forces_key=forces_key,
+                             require_energy=False, require_forces=False)
     labelled = label_frames(frames, calc, name=label, progress=progress, keep_previous=keep_previous,
                             stress=stress)
     write_frames(output_path, labelled)

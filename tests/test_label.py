@@ -90,3 +90,42 @@ def test_errors(tmp_path, capsys):
         get_calculator("no_such_mod:make")
     with pytest.raises(ValueError, match="has no attribute 'nothing'"):
         get_calculator("test_label:nothing")
+
+
+def test_label_frames_of_an_md_run(tmp_path):
+    """`cgaa label RUN_DIR`: the configurations of an MD run (traj.dcd + topology.pdb, as
+    `cgaa simulate` writes) go to the teacher; labels equal the teacher's at those positions."""
+    import openmm
+    from openmm import app, unit
+
+    from cgaa.build import build_box
+    from cgaa.cli import main
+    from cgaa.teacher import Teacher, create_system
+
+    res = build_box("lipf6-ec-emc-1m", 600, tmp_path / "box.pdb", seed=3)
+    pdb = app.PDBFile(str(res.path))
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "topology.pdb", "w") as fh:
+        app.PDBFile.writeFile(pdb.topology, pdb.positions, fh, keepIds=True)
+    system = create_system(pdb.topology, cutoff=0.8)
+    sim = app.Simulation(pdb.topology, system, openmm.VerletIntegrator(0.0005),
+                         openmm.Platform.getPlatformByName("Reference"))
+    sim.context.setPositions(pdb.positions)
+    openmm.LocalEnergyMinimizer.minimize(sim.context, 100.0, 50)
+    sim.reporters.append(app.DCDReporter(str(run / "traj.dcd"), 2, enforcePeriodicBox=False))
+    sim.step(8)  # 4 frames, 1 fs apart (times counted from the first saved frame: 0 ... 3 fs)
+    out = tmp_path / "md.xyz"
+    assert main(["label", str(run), "-o", str(out), "-c", "teacher", "--calc-arg", "cutoff=0.8",
+                 "--start-ps", "0.0015", "--no-progress"]) == 0
+    frames = read_frames(out)
+    assert [f.info["time_ps"] for f in frames] == pytest.approx([0.002, 0.003])
+    assert all(f.info["config_type"] == "md" for f in frames)
+    t = Teacher(pdb.topology, cutoff=0.8)
+    e, f = t.compute(frames[0].positions, frames[0].cell[:])
+    assert frames[0].info["REF_energy"] == pytest.approx(e, rel=1e-9)
+    np.testing.assert_allclose(frames[0].arrays["REF_forces"], f, atol=1e-5)  # extxyz keeps ~8 digits
+    np.testing.assert_array_equal(frames[0].arrays["grain"], [a.residue.index for a in pdb.topology.atoms()])
+    with pytest.raises(ValueError, match="no frames after 1000"):
+        from cgaa.label import frames_from_run
+        frames_from_run(run, start_ps=1000.0)

@@ -29,7 +29,12 @@ def register(subparsers) -> None:
                     "with an ASE calculator and write a new extxyz (same keys as cgaa sample). "
                     "Calculators: emt, lj, sevenn (optional package), teacher, or module:callable "
                     "returning an ASE calculator.")
-    p.add_argument("input", help="input extxyz (labels optional; energy/forces keys mapped)")
+    p.add_argument("input", help="input extxyz (labels optional; energy/forces keys mapped), or a 'cgaa simulate' "
+                                 "run directory (traj.dcd + topology.pdb): label the configurations of an MD run")
+    p.add_argument("--start-ps", type=float, default=0.0, help="run directory: skip frames before this time (ps)")
+    p.add_argument("--every-ps", type=float, default=None, help="run directory: time between labelled frames (ps; "
+                                                                  "default every saved frame)")
+    p.add_argument("--max-frames", type=int, default=None, help="run directory: at most this many frames, evenly spaced")
     p.add_argument("-o", "--output", required=True, help="output extxyz")
     p.add_argument("--calculator", "-c", required=True, help="emt | lj | sevenn | teacher | module:callable")
     p.add_argument("--calc-arg", action="append", metavar="KEY=VALUE", help="keyword argument for the calculator (repeatable)")
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         n = label_file(args.input, args.output, args.calculator, calculator_kwargs=_kv(args.calc_arg),
                        name=args.name, energy_key=args.energy_key, forces_key=args.forces_key,
                        progress=not args.no_progress, stress=args.stress,
-                       keep_previous=not args.no_keep_previous)
+                       keep_previous=not args.no_keep_previous,
+                       run_frames={"start_ps": args.start_ps, "every_ps": args.every_ps, "max_frames": args.max_frames})
     except RuntimeError as err:  # a calculator failed on a frame (message names it)
         raise CLIError(str(err)) from None
     print(f"labelled {n} frames with '{args.name or args.calculator}' -> {args.output}")
