@@ -456,7 +456,10 @@ class CGAAModel(nn.Module):
         if cell is not None:
             box = cell.to(dtype)
         g = grain_type.shape[0]
-        pairs = intra_pairs(grain_index, g)
+        # intra-grain atom pairs, built once for the width check and the intra-grain layers
+        pairs: Optional[Tensor] = None
+        if box is not None or self.n_intra > 0:
+            pairs = intra_pairs(grain_index, g)
         r, u, m, mg = self.grain_geometry(x, species, grain_index, g, box, pairs)
         if self.direct and compute_forces:
             r = r.detach().requires_grad_(True)

@@ -85,16 +85,11 @@ def _opls_mixing(system, cutoff_nm: float) -> None:
     system.addForce(lj)
 
 
-def create_system(topology, *, forcefield=None, cutoff: float = 1.0, constraints: Optional[str] = None,
-                  ewald_tolerance: float = 5e-4, opls_mixing: bool = True):
-    """OpenMM System of the teacher for ``topology`` (periodic box required).
-
-    cutoff: real-space/LJ cutoff in nm (must be < half the shortest box height);
-    constraints: None or 'hbonds'; PME electrostatics. Residues unknown to the force field
-    raise ValueError naming them.
-    """
-    import openmm
-    from openmm import app, unit
+def check_topology(topology, cutoff: float, forcefield=None) -> None:
+    """ValueError unless the teacher can build a System for ``topology`` with ``cutoff`` (nm):
+    a periodic box whose heights exceed twice the cutoff, and residue names all among the
+    force field's templates (the message names what is wrong)."""
+    from openmm import unit
 
     ff = forcefield if forcefield is not None else load_forcefield()
     box = topology.getPeriodicBoxVectors()
@@ -109,6 +104,21 @@ def create_system(topology, *, forcefield=None, cutoff: float = 1.0, constraints
     if missing:
         raise ValueError(f"residue(s) {', '.join(missing)} not in the teacher force field "
                          f"(known: {', '.join(sorted(known))})")
+
+
+def create_system(topology, *, forcefield=None, cutoff: float = 1.0, constraints: Optional[str] = None,
+                  ewald_tolerance: float = 5e-4, opls_mixing: bool = True):
+    """OpenMM System of the teacher for ``topology`` (periodic box required).
+
+    cutoff: real-space/LJ cutoff in nm (must be < half the shortest box height);
+    constraints: None or 'hbonds'; PME electrostatics. Residues unknown to the force field
+    raise ValueError naming them.
+    """
+    import openmm
+    from openmm import app, unit
+
+    ff = forcefield if forcefield is not None else load_forcefield()
+    check_topology(topology, cutoff, ff)
     choices = {None: None, "none": None, "hbonds": app.HBonds}
     ckey = constraints.lower() if constraints else None
     if ckey not in choices:
@@ -161,10 +171,11 @@ class Teacher:
 
 
 def context_energy_forces(context, positions: np.ndarray, cell: Optional[np.ndarray] = None,
-                          what: str = "the system") -> Tuple[float, np.ndarray]:
-    """Energy (eV) and forces (N×3, eV/Å) of an OpenMM ``context`` at ``positions`` (Å) in
-    ``cell`` (3×3 rows = box vectors, Å; None: keep the context's box). ValueError naming
-    ``what`` when the number of positions is wrong."""
+                          what: str = "the system", forces: bool = True) -> Tuple[float, Optional[np.ndarray]]:
+    """Energy (eV) and forces (N×3, eV/Å; None with ``forces=False``, which skips computing
+    them) of an OpenMM ``context`` at ``positions`` (Å) in ``cell`` (3×3 rows = box vectors,
+    Å; None: keep the context's box). ValueError naming ``what`` when the number of
+    positions is wrong."""
     import openmm
     from openmm import unit
 
@@ -176,10 +187,12 @@ def context_energy_forces(context, positions: np.ndarray, cell: Optional[np.ndar
         c = angstrom_to_nm(np.asarray(cell, dtype=float))
         context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in c])
     context.setPositions(angstrom_to_nm(pos) * unit.nanometer)
-    st = context.getState(getEnergy=True, getForces=True)
-    e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    st = context.getState(getEnergy=True, getForces=forces)
+    e = float(kjmol_to_ev(st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)))
+    if not forces:
+        return e, None
     f = st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-    return float(kjmol_to_ev(e)), forces_kjmol_nm_to_ev_ang(np.asarray(f))
+    return e, forces_kjmol_nm_to_ev_ang(np.asarray(f))
 
 
 
@@ -218,7 +231,7 @@ def context_stress(context, positions: np.ndarray, cell: np.ndarray, strain: flo
                 eps[a, b] += 0.5 * sgn * strain
                 eps[b, a] += 0.5 * sgn * strain
                 p, box = _reduced(pos @ (np.eye(3) + eps).T, c @ (np.eye(3) + eps).T)
-                e.append(context_energy_forces(context, p, box, what)[0])
+                e.append(context_energy_forces(context, p, box, what, forces=False)[0])
             d = (e[0] - e[1]) / (2.0 * strain)  # ∂E/∂ε_ab (= ∂E/∂ε_ba) for a symmetric strain
             sigma[a, b] = sigma[b, a] = d
     return sigma / abs(float(np.linalg.det(c)))
@@ -272,5 +285,5 @@ def box_density(topology, cell_A: np.ndarray) -> float:
 
 
 __all__ = ["STRESS_STRAIN", "TEACHER_NAME", "TEACHER_XML", "Teacher", "box_density", "context_energy_forces",
-           "context_stress", "create_system", "get_platform",
+           "check_topology", "context_stress", "create_system", "get_platform",
            "load_forcefield", "topology_from_residues"]

@@ -69,10 +69,11 @@ def _find_forces(atoms, keys: Sequence[str]) -> Optional[np.ndarray]:
 
 
 def _as_3x3(value, where: str, key: str) -> np.ndarray:
+    from ase.stress import voigt_6_to_full_3x3_stress
+
     v = np.asarray(value, dtype=float).ravel()
     if v.size == 6:  # Voigt order xx yy zz yz xz xy (ASE)
-        xx, yy, zz, yz, xz, xy = v
-        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        return voigt_6_to_full_3x3_stress(v)
     if v.size == 9:
         return v.reshape(3, 3)
     raise FrameError(f"{where}: {key} has {v.size} values; expected 6 (Voigt) or 9 (3x3)")

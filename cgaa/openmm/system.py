@@ -291,27 +291,21 @@ def teacher_bond_lengths(topology) -> Optional[BondLengths]:
 
 
 def _teacher_takes(topology) -> bool:
-    """Whether :func:`teacher_bond_lengths` gets past ``cgaa.teacher.create_system``'s own
-    checks for ``topology``: a periodic box whose diagonal exceeds twice
-    :data:`TEACHER_BONDS_CUTOFF_NM`, and residue names all among the teacher's templates.
-    (Its force-field parametrisation, which matches templates by bond graph, is what the
-    teacher_bonded prior already did.)"""
-    from openmm import unit
+    """Whether :func:`teacher_bond_lengths` gets past the teacher's own checks
+    (:func:`cgaa.teacher.check_topology` at :data:`TEACHER_BONDS_CUTOFF_NM`) for
+    ``topology``. (Its force-field parametrisation, which matches templates by bond graph,
+    is what the prior already did.)"""
+    from cgaa.teacher import check_topology
 
-    from cgaa.teacher import load_forcefield
-
-    box = topology.getPeriodicBoxVectors()
-    if box is None:
+    try:
+        check_topology(topology, TEACHER_BONDS_CUTOFF_NM)
+    except ValueError:
         return False
-    height = min(box[0][0], box[1][1], box[2][2]).value_in_unit(unit.nanometer)
-    if TEACHER_BONDS_CUTOFF_NM >= 0.5 * height:
-        return False
-    known = set(load_forcefield()._templates)
-    return {r.name for r in topology.residues()} <= known
+    return True
 
 
 def prior_bond_lengths(system, topology) -> Optional[BondLengths]:
-    """:func:`teacher_bond_lengths` read off the teacher_bonded prior already in ``system``
+    """:func:`teacher_bond_lengths` read off the teacher prior (``teacher_bonded`` or ``teacher_valence``) already in ``system``
     (its ``HarmonicBondForce``, added for every atom of ``topology`` by
     :func:`create_system`, holds the teacher's r0 of every bond, in the same order), so the
     topology is not parametrised a second time. None where that would not give the same
