@@ -30,6 +30,16 @@ Priors known here (:data:`PRIORS`):
   energy of conformers it had rarely seen too low, so its MD drifted into them — the
   teacher's torsion energy of its configurations was 2.6 eV per 1000-atom box above the
   teacher's own, and the liquid swelled under a barostat (docs/benchmarks.md).
+* ``teacher_intra`` — the teacher's whole intramolecular energy: ``teacher_valence`` plus
+  its non-bonded terms between atoms of the same molecule (Coulomb and OPLS Lennard-Jones
+  with geometric mixing, 1-2 and 1-3 pairs excluded, 1-4 pairs scaled by the force field's
+  ``coulomb14scale``/``lj14scale``), as a ``CustomBondForce`` over those pairs without a cutoff
+  (every intramolecular pair of the shipped species is shorter than the teacher's 1 nm
+  cutoff, so this is exactly the teacher's intramolecular energy). The network is left with
+  the inter-grain interactions. Why: a model over ``teacher_valence`` let EMC fold so
+  that a methyl H came within 2.0 Å of its own carbonyl O, where the teacher's
+  intramolecular repulsion is ~3 eV/Å that the network had never been shown
+  (docs/benchmarks.md).
 
 All prior terms act inside a grain (molecule), so they never change a grain's net force
 (inter-grain forces come from the network alone) nor the molecular virial. Units: OpenMM's (nm, kJ/mol) inside the
@@ -47,7 +57,13 @@ PRIORS: Dict[str, Tuple[str, ...]] = {
     "none": (),
     "teacher_bonded": ("HarmonicBondForce", "HarmonicAngleForce"),
     "teacher_valence": ("HarmonicBondForce", "HarmonicAngleForce", "CustomAngleForce", "PeriodicTorsionForce"),
+    "teacher_intra": ("HarmonicBondForce", "HarmonicAngleForce", "CustomAngleForce", "PeriodicTorsionForce",
+                      "NonbondedForce"),
 }
+#: Energy of the intramolecular non-bonded pairs of ``teacher_intra`` (kJ/mol, nm, e):
+#: Coulomb with OpenMM's 1/(4π ε0) plus 12-6 Lennard-Jones with per-pair sigma and epsilon.
+INTRA_NONBONDED_ENERGY = "138.935456*qq/r + 4*eps*((sig/r)^12 - (sig/r)^6)"
+
 #: Name given to the OpenMM forces of a prior (``CGAAPrior:<class>``).
 PRIOR_FORCE_PREFIX = "CGAAPrior:"
 
@@ -144,12 +160,54 @@ def prior_forces(topology, name: str, atoms: Optional[Sequence[int]] = None) -> 
             for b in range(f.getNumTorsions()):
                 i, j, k_, l_, per, phase, k = f.getTorsionParameters(b)
                 g.addTorsion(index[i], index[j], index[k_], index[l_], per, phase, k)
+        elif cls == "NonbondedForce":
+            g = _intramolecular_nonbonded(f, sub, index)
         else:  # pragma: no cover - PRIORS only names the classes above
             raise ValueError(f"prior {name!r}: unsupported force class {cls}")
         g.setName(PRIOR_FORCE_PREFIX + cls)
         g.setUsesPeriodicBoundaryConditions(periodic)
         out.append(g)
     return out
+
+
+def _intramolecular_nonbonded(nb, sub, index: Sequence[int]):
+    """CustomBondForce of the teacher's non-bonded energy between the atoms of each residue
+    of ``sub`` (``nb``: its NonbondedForce built with NoCutoff, Lorentz-Berthelot LJ), with
+    the teacher's OPLS geometric mixing (as :func:`cgaa.teacher.create_system`): plain pairs
+    q_i q_j, sqrt(s_i s_j), sqrt(e_i e_j); 1-4 exceptions their scaled charge product and
+    epsilon with sqrt(s_i s_j); pairs excluded by the force field are left out."""
+    import math
+
+    import openmm
+
+    g = openmm.CustomBondForce(INTRA_NONBONDED_ENERGY)
+    for p in ("qq", "sig", "eps"):
+        g.addPerBondParameter(p)
+    params = []
+    for i in range(nb.getNumParticles()):
+        q, sig, eps = nb.getParticleParameters(i)
+        params.append((q._value, sig._value, eps._value))
+    exceptions = {}
+    for k in range(nb.getNumExceptions()):
+        i, j, qq, _sig, eps = nb.getExceptionParameters(k)
+        exceptions[(min(i, j), max(i, j))] = (qq._value, eps._value)
+    for res in sub.residues():
+        ids = [a.index for a in res.atoms()]
+        for a in range(len(ids)):
+            for b in range(a + 1, len(ids)):
+                i, j = ids[a], ids[b]
+                (qi, si, ei), (qj, sj, ej) = params[i], params[j]
+                sig, eps = math.sqrt(si * sj), math.sqrt(ei * ej)
+                if (i, j) in exceptions:
+                    qq, eps14 = exceptions[(i, j)]
+                    if qq == 0.0 and eps14 == 0.0:
+                        continue  # excluded (1-2, 1-3)
+                    eps = eps14  # lj14scale · sqrt(e_i e_j): only sigma's mixing differs from OPLS
+                else:
+                    qq = qi * qj
+                if qq != 0.0 or eps != 0.0:
+                    g.addBond(index[i], index[j], [qq, sig, eps])
+    return g
 
 
 def add_prior(system, topology, name: str, atoms: Optional[Sequence[int]] = None,

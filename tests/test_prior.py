@@ -71,6 +71,32 @@ def test_prior_is_the_teachers_bonded_energy(prior):
     assert forces[[g.getName() for g in forces].index(PRIOR_FORCE_PREFIX + "HarmonicBondForce")].getNumBonds() == n_bonds
 
 
+@pytest.mark.parametrize("species", ["EC", "EMC"])
+def test_teacher_intra_is_the_teachers_intramolecular_energy(species):
+    """teacher_intra = everything the teacher puts inside one molecule: for a lone molecule in
+    a big box (PME images 50 Å away) the teacher's forces equal the prior's, before and after
+    distorting it, and so do energy differences; its non-bonded pairs add to teacher_valence."""
+    from cgaa.teacher import Teacher
+
+    atoms, gidx = molecule_box({species: 1}, np.diag([50.0] * 3), seed=2, spacing=40.0)
+    top = _topology(atoms, gidx)
+    teacher = Teacher(top, cutoff=2.4)
+    intra = PriorEvaluator(top, "teacher_intra")
+    valence = PriorEvaluator(top, "teacher_valence")
+    rng = np.random.default_rng(3)
+    energies = []
+    for scale in (0.0, 0.08):
+        pos = atoms.positions + rng.normal(scale=scale, size=atoms.positions.shape)
+        e_t, f_t = teacher.compute(pos, atoms.cell[:])
+        e_p, f_p = intra.compute(pos, atoms.cell[:])
+        _, f_v = valence.compute(pos, atoms.cell[:])
+        assert np.abs(f_p - f_v).max() > 0.05  # eV/Å: the intramolecular non-bonded part is there
+        np.testing.assert_allclose(f_p, f_t, atol=1e-3)  # eV/Å; PME error ~3e-4
+        energies.append((e_t, e_p))
+    (t0, p0), (t1, p1) = energies
+    assert abs((t1 - t0) - (p1 - p0)) <= 1e-3 * abs(t1 - t0) + 1e-5
+
+
 def test_prior_forces_are_gradients_and_periodic():
     atoms, gidx = _box(6)
     top = _topology(atoms, gidx)
@@ -150,7 +176,8 @@ def _prior_model(atoms, gidx, prior):
     return model, make_inputs(atoms.positions, atoms.numbers, gm, model.config, atoms.cell[:], dtype=torch.float64)
 
 
-def test_openmm_adds_the_prior(tmp_path):
+@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_intra"])
+def test_openmm_adds_the_prior(tmp_path, prior):
     """create_system with a prior model = TorchForce + prior forces; add_cgaa_force on a
     subset adds the prior of those molecules only; no prior, no extra forces."""
     pytest.importorskip("openmmtorch")
@@ -159,12 +186,13 @@ def test_openmm_adds_the_prior(tmp_path):
     atoms, gidx = _box(8)
     top = _topology(atoms, gidx)
     pos_nm = units.angstrom_to_nm(atoms.positions)
-    model, kw = _prior_model(atoms, gidx, "teacher_bonded")
+    model, kw = _prior_model(atoms, gidx, prior)
     out = model(**kw)
-    e_prior, f_prior = PriorEvaluator(top, "teacher_bonded").compute(atoms.positions, atoms.cell[:])
+    e_prior, f_prior = PriorEvaluator(top, prior).compute(atoms.positions, atoms.cell[:])
     system = create_system(top, model)
     names = [f.getName() for f in system.getForces()]
     assert PRIOR_FORCE_PREFIX + "HarmonicBondForce" in names
+    assert (PRIOR_FORCE_PREFIX + "NonbondedForce" in names) == (prior == "teacher_intra")
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     ctx.setPositions(pos_nm * unit.nanometer)
     st = ctx.getState(getEnergy=True, getForces=True)
@@ -186,13 +214,13 @@ def test_openmm_adds_the_prior(tmp_path):
         sys2.addParticle(a.element.mass)
     sys2.setDefaultPeriodicBoxVectors(*top.getPeriodicBoxVectors())
     sub_atoms = atoms[sub]
-    sub_model, _ = _prior_model(sub_atoms, np.unique(gidx[sub], return_inverse=True)[1], "teacher_bonded")
+    sub_model, _ = _prior_model(sub_atoms, np.unique(gidx[sub], return_inverse=True)[1], prior)
     add_cgaa_force(sys2, top, sub_model, atoms=sub)
     bonds = [f for f in sys2.getForces() if f.getName() == PRIOR_FORCE_PREFIX + "HarmonicBondForce"][0]
     touched = {i for b in range(bonds.getNumBonds()) for i in bonds.getBondParameters(b)[:2]}
     assert touched and touched <= set(sub)
     with pytest.raises(ValueError, match="only partly"):
-        prior_forces(top, "teacher_bonded", atoms=sub[:-1])
+        prior_forces(top, prior, atoms=sub[:-1])
 
 
 def test_simulate_bond_guard_follows_the_prior(tmp_path):

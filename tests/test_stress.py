@@ -91,7 +91,7 @@ def test_reference_molecular_virial_is_rigid_grain_strain_derivative(tmp_path):
     assert ref["volume"] == pytest.approx(abs(np.linalg.det(frame.cell)))
 
 
-@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_valence"])
+@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_valence", "teacher_intra"])
 def test_prior_stress_is_minus_intramolecular_virial(prior):
     """The prior acts inside molecules: its molecular virial is zero, so its stress is exactly
     σ = −(1/V) Σ_i F_i ⊗ u_i. Checks the strained-energy stress (shear strains included) and its sign."""
