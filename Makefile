@@ -24,6 +24,6 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info
 
-# Rebuild the shipped default model (teacher data → training → deploy → model card); ~1-2 h on 2 CPU cores.
+# Rebuild the shipped default model (teacher data → training → deploy → model card); ~4 h on 2 CPU cores (two trainings, two 70 ps NPT runs).
 default-model: $(STAMP)
 	bash forcefields/models/make_default_model.sh
