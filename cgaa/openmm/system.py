@@ -305,7 +305,7 @@ def _teacher_takes(topology) -> bool:
 
 
 def prior_bond_lengths(system, topology) -> Optional[BondLengths]:
-    """:func:`teacher_bond_lengths` read off the teacher prior (``teacher_bonded`` or ``teacher_valence``) already in ``system``
+    """:func:`teacher_bond_lengths` read off a teacher prior (every one in :data:`cgaa.prior.PRIORS` but ``none``) already in ``system``
     (its ``HarmonicBondForce``, added for every atom of ``topology`` by
     :func:`create_system`, holds the teacher's r0 of every bond, in the same order), so the
     topology is not parametrised a second time. None where that would not give the same
