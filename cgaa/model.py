@@ -64,6 +64,9 @@ class ModelConfig:
     radial_hidden: width of the radial weight MLPs.
     intra_layers: atom-level convolutions inside each grain before pooling (0: pool directly).
     intra_cutoff: cutoff of intra-grain atom pairs (Å).
+    intra_lmax: highest irrep order of the intra-grain layers (−1: ``lmax``). 0 makes them
+      invariant (distance-only) convolutions, ~3× cheaper: atoms then learn their chemical
+      environment (carbonyl vs ether O, ...) and the pooling alone carries directions.
     intra_num_basis: radial basis functions of intra-grain pairs (finer than the inter-grain
       basis: bond stretches are stiff).
     embed_radius: range of the radial basis of centre-relative vectors u_i (Å).
@@ -94,6 +97,7 @@ class ModelConfig:
     radial_hidden: int = 32
     intra_layers: int = 1
     intra_cutoff: float = 4.0
+    intra_lmax: int = -1
     intra_num_basis: int = 16
     embed_radius: float = 5.0
     center_eps: float = 0.5
@@ -150,6 +154,8 @@ class ModelConfig:
                 problems.append(f"{name} must be ≥ 1")
         if self.lmax < 0 or self.intra_layers < 0:
             problems.append("lmax and intra_layers must be ≥ 0")
+        if not -1 <= self.intra_lmax <= self.lmax:
+            problems.append(f"intra_lmax must be -1 (= lmax) or 0..lmax ({self.lmax}), not {self.intra_lmax}")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
 
@@ -264,16 +270,19 @@ class CGAAModel(nn.Module):
         self.intra_basis = GaussianBasis(c.intra_cutoff, c.intra_num_basis)
         self.intra_envelope = PolynomialEnvelope(c.intra_cutoff)
         atom_irreps = o3.Irreps(f"{c.channels}x0e")
+        intra_lmax = c.lmax if c.intra_lmax < 0 else int(c.intra_lmax)
+        irreps_intra = hidden_irreps(c.channels, intra_lmax)
+        self.intra_sh_dim = (intra_lmax + 1) ** 2  # leading components of the sh of lmax
         intra: List[nn.Module] = []
         for _ in range(c.intra_layers):
-            gate = Gate(irreps_h)
+            gate = Gate(irreps_intra)
             intra.append(nn.ModuleDict({
-                "conv": Convolution(atom_irreps, irreps_sh, gate.irreps_in, c.intra_num_basis,
-                                    c.radial_hidden, c.avg_intra_neighbors),
+                "conv": Convolution(atom_irreps, o3.Irreps.spherical_harmonics(intra_lmax), gate.irreps_in,
+                                    c.intra_num_basis, c.radial_hidden, c.avg_intra_neighbors),
                 "self": o3.Linear(atom_irreps, gate.irreps_in),
                 "gate": gate,
             }))
-            atom_irreps = irreps_h
+            atom_irreps = irreps_intra
         self.intra_layers = nn.ModuleList(intra)
         self.n_intra = len(intra)
 
@@ -393,7 +402,7 @@ class CGAAModel(nn.Module):
             pairs = pairs[:, keep]
             vec = vec[keep]
             dirs, dist = safe_direction(vec, 1e-6)
-            sh = self.sh(dirs)
+            sh = self.sh(dirs)[:, : self.intra_sh_dim]
             basis = self.intra_basis(dist)
             env = self.intra_envelope(dist)
             for layer in self.intra_layers:
