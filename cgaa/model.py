@@ -348,7 +348,7 @@ class CGAAModel(nn.Module):
         if cell is not None:
             if cell.shape[0] != 3 or cell.shape[1] != 3:
                 raise RuntimeError("cell must be a 3x3 matrix (rows are box vectors)")
-            if not bool(torch.isfinite(cell).all()) or abs(float(torch.linalg.det(cell))) < 1e-12:
+            if not bool(torch.isfinite(cell).all()) or abs(float(torch.dot(cell[0], torch.linalg.cross(cell[1], cell[2])))) < 1e-12:
                 raise RuntimeError("cell is singular or not finite")
             h = float(box_heights(cell).min())
             if not self.cutoff < 0.5 * h:
@@ -397,10 +397,10 @@ class CGAAModel(nn.Module):
         if self.n_intra > 0:
             if pairs is None:
                 pairs = intra_pairs(grain_index, g)
+            ud = u.detach()  # select the pairs first: autograd then only sees those in range
+            dd = ud[pairs[1]] - ud[pairs[0]]
+            pairs = pairs[:, (dd * dd).sum(-1) < self.intra_cutoff * self.intra_cutoff]
             vec = u[pairs[1]] - u[pairs[0]]
-            keep = (vec.detach() * vec.detach()).sum(-1) < self.intra_cutoff * self.intra_cutoff
-            pairs = pairs[:, keep]
-            vec = vec[keep]
             dirs, dist = safe_direction(vec, 1e-6)
             sh = self.sh(dirs)[:, : self.intra_sh_dim]
             basis = self.intra_basis(dist)

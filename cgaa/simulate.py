@@ -597,6 +597,33 @@ def _openmm_message(err: Exception) -> str:
     return msg[:500]
 
 
+def write_final_pdb(run_dir: Union[str, Path], path: Union[str, Path]) -> Path:
+    """Write the last state of a run (``final_state.xml``: positions and box, nm) with the
+    run's topology (``topology.pdb``) as a PDB file ``path``, atomically — a start
+    structure for another run, e.g. a CGAA run from a teacher run's equilibrated box."""
+    import openmm
+    from openmm.app import PDBFile
+
+    run_dir = Path(run_dir)
+    top_file, state_file = run_dir / TOPOLOGY_FILE, run_dir / FINAL_STATE_FILE
+    for f in (top_file, state_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found: {run_dir} is not a finished cgaa run")
+    try:
+        state = openmm.XmlSerializer.deserialize(state_file.read_text())
+    except Exception as err:  # OpenMM raises a bare Exception for a corrupt file
+        raise ValueError(f"{state_file}: not a readable OpenMM state ({err})") from None
+    topology = PDBFile(str(top_file)).topology
+    if state.getPositions(asNumpy=True).shape[0] != topology.getNumAtoms():
+        raise ValueError(f"{state_file} has {state.getPositions(asNumpy=True).shape[0]} atoms but "
+                         f"{top_file} has {topology.getNumAtoms()}")
+    topology.setPeriodicBoxVectors(state.getPeriodicBoxVectors())
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        PDBFile.writeFile(topology, state.getPositions(), fh, keepIds=True)
+    return path
+
+
 # ---------------------------------------------------------------------------- the run
 def run_simulation(
     system_input: Union[str, Path, Any, None] = None,

@@ -211,6 +211,34 @@ def test_observables_tiny(tmp_path, tiny_box_and_model):
         assert again["engines"][eng]["summary"]["D_m2_s"] == rep["engines"][eng]["summary"]["D_m2_s"]
 
 
+def test_observables_cgaa_starts_from_the_teachers_final_state(tmp_path, tiny_box_and_model):
+    import openmm
+    from openmm.app import PDBFile
+
+    from cgaa.bench.observables import run_observables
+    from cgaa.simulate import write_final_pdb
+
+    box, model = tiny_box_and_model
+    kw = dict(model=model, box=box, replicas=1, time_ps=0.006, equil_ps=0.002, report_ps=0.002, ensemble="npt",
+              teacher_cutoff_nm=0.7, threads=1, minimize_iterations=0, command="pytest", progress=False)
+    with pytest.raises(ValueError, match="needs the teacher engine"):
+        run_observables(tmp_path / "x", engines=("cgaa",), cgaa_start="teacher", **kw)
+    rep, _ = run_observables(tmp_path / "obs", cgaa_start="teacher", **kw)
+    assert "teacher replica" in rep["protocol"]["cgaa_start"]
+    assert rep["engines"]["cgaa"]["replicas"][0]["status"] == "ok"
+    state = openmm.XmlSerializer.deserialize((tmp_path / "obs" / "teacher" / "rep0" / "final_state.xml").read_text())
+    end = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+    start = PDBFile(str(tmp_path / "obs" / "cgaa" / "rep0" / "topology.pdb"))  # the CGAA run's input
+    first = start.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+    packed = PDBFile(str(box)).getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+    assert np.abs(first - end).max() < 2e-4  # PDB precision (0.001 Å)
+    assert np.abs(first - packed).max() > 1e-3  # ... and not the packed box
+    vec = np.array(start.topology.getPeriodicBoxVectors().value_in_unit(openmm.unit.nanometer))
+    assert np.allclose(vec, state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer), atol=1e-4)
+    with pytest.raises(FileNotFoundError, match="is not a finished cgaa run"):
+        write_final_pdb(tmp_path / "obs", tmp_path / "y.pdb")
+
+
 def test_observables_report_handles_an_unstable_engine():
     from cgaa.bench.observables import compare, observables_markdown, relative_difference, summarise
 

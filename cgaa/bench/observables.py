@@ -29,6 +29,8 @@ import numpy as np
 
 PathLike = Union[str, Path]
 ENGINES = ("teacher", "cgaa")
+#: where the CGAA replicas start: the (packed) box, or the teacher replicas' final states
+CGAA_STARTS = ("box", "teacher")
 #: The species whose diffusivity is compared (names as cgaa.analysis finds them).
 DIFFUSING = ("Li", "PF6", "EC", "EMC")
 RDF_PAIR = "Li-O_carbonyl"
@@ -130,6 +132,22 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
     write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "ok", "note": "teacher forces swapped "
                "in via customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
     return None, time.perf_counter() - t0
+
+
+def _run_replicas(kws: List[Dict[str, Any]], jobs: int, progress: bool
+                  ) -> Dict[Tuple[str, int], Tuple[Optional[str], Optional[float]]]:
+    """Run replicas (:func:`_run_replica` keyword dicts), ``jobs`` at a time in worker processes."""
+    if jobs > 1 and len(kws) > 1:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        if progress:
+            print(f"cgaa bench observables: {len(kws)} replica runs, {jobs} at a time", flush=True)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as ex:
+            return dict(zip([(kw["engine"], int(kw["k"])) for kw in kws], ex.map(_run_replica, kws)))
+    return {(kw["engine"], int(kw["k"])): _run_replica(kw) for kw in kws}
 
 
 def _failure(run_dir: Path) -> Optional[str]:
@@ -261,6 +279,7 @@ def run_observables(
     minimize_iterations: int = 500,
     fit_window_ps: Optional[Tuple[float, float]] = None,
     jobs: int = 1,
+    cgaa_start: str = "box",
     command: Optional[str] = None,
     progress: bool = True,
 ) -> Tuple[Dict[str, Any], Dict[str, Path]]:
@@ -272,12 +291,17 @@ def run_observables(
         runs found in ``out_dir``. minimize_iterations: energy minimisation of each replica (0: none).
         fit_window_ps: common MSD fit window (lags in ps) for both engines (default: automatic).
         jobs: replica runs at a time, in separate processes (each with ``threads`` threads).
+        cgaa_start: ``"box"`` (every replica starts from ``box``) or ``"teacher"`` (CGAA
+            replica k starts from the final state of teacher replica k — positions and box —
+            so its density measures the model's equilibrium, not how fast it recovers from the
+            packed box; the teacher replicas run first).
         Writes observables.json/.md/.png; returns (report, files).
     """
     import torch
 
     from cgaa.bench.report import available_cores, header
     from cgaa.build import build_box
+    from cgaa.simulate import write_final_pdb
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -288,6 +312,10 @@ def run_observables(
         raise ValueError("replicas must be >= 1")
     if ensemble not in ("npt", "nvt"):
         raise ValueError(f"ensemble must be npt or nvt, not {ensemble!r}")
+    if cgaa_start not in CGAA_STARTS:
+        raise ValueError(f"cgaa_start must be one of {', '.join(CGAA_STARTS)}, not {cgaa_start!r}")
+    if cgaa_start == "teacher" and "cgaa" in engines and "teacher" not in engines:
+        raise ValueError("cgaa_start='teacher' needs the teacher engine (its runs give the start states)")
     threads = int(threads or available_cores())
     torch.set_num_threads(threads)
     if model is None:
@@ -312,7 +340,8 @@ def run_observables(
         if ensemble == "npt" else None, "platform": platform, "threads": threads, "jobs": jobs,
         "teacher_cutoff_nm": teacher_cutoff_nm,
         "minimisation": f"each replica, at most {minimize_iterations} iterations",
-        "fit_window_ps": None if fit_window_ps is None else [float(x) for x in fit_window_ps]},
+        "fit_window_ps": None if fit_window_ps is None else [float(x) for x in fit_window_ps],
+        "cgaa_start": "the box" if cgaa_start == "box" else "teacher replica k's final state (positions, box)"},
         "engines": {}})
     props_env = None
     if platform == "CPU":
@@ -334,18 +363,19 @@ def run_observables(
                       timestep_fs=timestep_fs, steps=steps, report=report, platform=platform, seed=seed,
                       minimize_iterations=minimize_iterations, teacher_cutoff_nm=teacher_cutoff_nm,
                       threads=threads, progress=progress and jobs <= 1, out=str(out))
-        if jobs > 1 and len(todo) > 1:
-            import multiprocessing
-            import os
-            from concurrent.futures import ProcessPoolExecutor
-
-            if progress:
-                print(f"cgaa bench observables: {len(todo)} replica runs, {jobs} at a time", flush=True)
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=exit_with_parent, initargs=(os.getpid(),)) as ex:
-                results = dict(zip(todo, ex.map(_run_replica, [dict(run_kw, engine=e, k=k) for e, k in todo])))
-        else:
-            results = {(e, k): _run_replica(dict(run_kw, engine=e, k=k)) for e, k in todo}
+        if cgaa_start == "box":
+            results = _run_replicas([dict(run_kw, engine=e, k=k) for e, k in todo], jobs, progress)
+        else:  # the teacher's runs first: their final states are the CGAA runs' starts
+            results = _run_replicas([dict(run_kw, engine=e, k=k) for e, k in todo if e != "cgaa"], jobs, progress)
+            starts = []
+            for e, k in [t for t in todo if t[0] == "cgaa"]:
+                src = out / "teacher" / f"rep{k}"
+                if _failure(src) or not _finished(src, steps):
+                    results[(e, k)] = (f"no start state: teacher replica {k} did not finish ({src})", None)
+                    continue
+                start = write_final_pdb(src, out / e / f"start-rep{k}.pdb")
+                starts.append(dict(run_kw, engine=e, k=k, box=str(start)))
+            results.update(_run_replicas(starts, jobs, progress))
         for eng in engines:
             reps: List[Dict[str, Any]] = []
             for k in range(replicas):
@@ -388,7 +418,9 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
              f"{p['frame_interval_ps']} ps, {p['platform']} platform, {p['threads']} threads. Values: replica "
              "mean ± standard error. D: MSD fit over "
              + (f"lags {p['fit_window_ps'][0]:g}–{p['fit_window_ps'][1]:g} ps for every species and engine."
-                if p.get("fit_window_ps") else "a window chosen per species by cgaa.analysis."), ""]
+                if p.get("fit_window_ps") else "a window chosen per species by cgaa.analysis.")
+             + (f" CGAA replicas start from {p['cgaa_start']}." if p.get("cgaa_start", "the box") != "the box" else ""),
+             ""]
     engs = [e for e in rep["engines"] if rep["engines"][e]["summary"]]
     failed = [(e, r) for e in rep["engines"] for r in rep["engines"][e]["replicas"] if r.get("status") == "failed"]
 

@@ -141,6 +141,10 @@ def register(subparsers) -> None:
                         "(default: chosen per species by cgaa.analysis)")
     o.add_argument("--jobs", type=int, default=1,
                    help="replica runs at a time, each in its own process with --threads threads")
+    o.add_argument("--cgaa-start", choices=("box", "teacher"), default="box",
+                   help="start of the CGAA replicas: the box (like the teacher's), or teacher replica k's "
+                        "final state (positions and box; the teacher runs go first), so the CGAA density "
+                        "measures the model's equilibrium rather than its recovery from the packed box")
     o.set_defaults(func=run_observables_cmd)
     p.set_defaults(func=_no_mode, bench_parser=p)
 
@@ -207,6 +211,6 @@ def run_observables_cmd(args: argparse.Namespace) -> int:
                                  engines=_names(args.engines, ENGINES, "engine"),
                                  teacher_cutoff_nm=args.teacher_cutoff, threads=args.threads, seed=args.seed,
                                  resume=args.resume, fit_window_ps=_window(args.fit_window), jobs=args.jobs,
-                                 command=command_line())
+                                 cgaa_start=args.cgaa_start, command=command_line())
     print(f"cgaa bench observables: wrote {', '.join(str(p) for p in files.values())}")
     return 0
