@@ -94,6 +94,24 @@ def test_speed_skips_too_small_box(tmp_path):
         run_speed([400], tmp_path, engines=("nequip",), progress=False)
 
 
+def test_speed_untrained_model_with_set_hyper_parameters(tmp_path):
+    from cgaa.bench.speed import run_speed
+    from cgaa.cli import main
+
+    rep = run_speed([400], tmp_path, engines=("cgaa",), tasks=("eval",), model="untrained", cutoff=5.0,
+                    hyper={"intra_lmax": 0, "intra_cutoff": 2.0}, threads=1, warmup=1, repeats=3, budget_s=0.1,
+                    command="pytest", progress=False)
+    assert rep["model"]["hyper"]["intra_lmax"] == 0 and rep["model"]["hyper"]["intra_cutoff"] == 2.0
+    assert "intra_lmax=0" in rep["model"]["source"]
+    (e,) = rep["results"]
+    assert e["status"] == "ok" and math.isfinite(e["median_cpu_s"]) and e["median_cpu_s"] > 0, e
+    with pytest.raises(ValueError, match="unknown model hyper-parameter.*intra_lmx"):
+        run_speed([400], tmp_path, engines=("cgaa",), model="untrained", hyper={"intra_lmx": 0}, progress=False)
+    with pytest.raises(ValueError, match="only be set for an untrained model"):
+        run_speed([400], tmp_path, engines=("cgaa",), model="x.pt", hyper={"intra_lmax": 0}, progress=False)
+    assert main(["bench", "speed", "--set", "intra_lmax"]) != 0  # not KEY=VALUE: a clear CLI error
+
+
 def test_allatom_max_atoms_compares_the_requested_size(tmp_path):
     from cgaa.bench.speed import allatom_above_limit, run_speed
 

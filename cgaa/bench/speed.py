@@ -526,8 +526,9 @@ def run_speed(
     ``speed.json``, ``speed.md`` and ``speed.png`` to ``out_dir`` and return the report.
 
     model: deployed CGAA model (default: the shipped one if it exists, else an untrained
-        model of the shipped architecture, ``hyper`` overriding its hyper-parameters);
-        ``"untrained"`` forces the untrained model of the shipped architecture.
+        model of the shipped architecture); ``"untrained"`` forces the untrained model.
+    hyper: hyper-parameters of the untrained model replacing the shipped architecture's
+        (:class:`cgaa.model.ModelConfig` names, e.g. ``{"intra_lmax": 0}``): what-if timings.
     cutoff: override of the CGAA inter-grain cutoff (untrained model only; Å).
     allatom_cutoff: atom cutoff of the all-atom baseline (Å).
     allatom_max_atoms: do not run the all-atom baseline on boxes requested with more than
@@ -560,12 +561,24 @@ def run_speed(
         model = None
     base_hyper = None
     override: Dict[str, Any] = {}
+    if hyper and model is not None:
+        raise ValueError("hyper-parameters can only be set for an untrained model (model='untrained')")
     if model is None:
+        from dataclasses import fields
+
+        from cgaa.model import ModelConfig
+
+        known = {f.name for f in fields(ModelConfig)} - set(_VOCAB_KEYS)
+        bad = sorted(set(hyper or {}) - known)
+        if bad:
+            raise ValueError(f"unknown model hyper-parameter(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
         base_hyper = shipped_hyper()
         base_hyper.update(hyper or {})
         if cutoff is not None:
             base_hyper["cutoff"] = float(cutoff)
-        model_desc = {"source": "untrained, shipped architecture", "hyper": base_hyper}
+        src = "untrained, shipped architecture" + (
+            " with " + ", ".join(f"{k}={v}" for k, v in sorted((hyper or {}).items())) if hyper else "")
+        model_desc = {"source": src, "hyper": base_hyper}
         cg_cutoff = float(base_hyper.get("cutoff", 8.0))
     else:
         from cgaa.deploy import read_metadata

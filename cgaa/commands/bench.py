@@ -50,6 +50,21 @@ def _names(text: str, known, what: str):
     return out
 
 
+def _settings(items):
+    """``KEY=VALUE`` strings → dict (values parsed as YAML scalars: 0 → int, 4.5 → float)."""
+    import yaml
+
+    from cgaa.cli import CLIError
+
+    out = {}
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def register(subparsers) -> None:
     """Add the ``bench`` sub-command and its modes."""
     p = subparsers.add_parser("bench", help="speed/memory, accuracy and observables benchmarks",
@@ -70,6 +85,9 @@ def register(subparsers) -> None:
     s.add_argument("--model", help="deployed CGAA model (default: the shipped one, else an untrained "
                                    "model of the shipped architecture; 'untrained' forces the latter)")
     s.add_argument("--cutoff", type=float, help="CGAA inter-grain cutoff in Å (untrained model only)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="hyper",
+                   help="hyper-parameter of the untrained model (with --model untrained; ModelConfig names, "
+                        "repeatable), e.g. --set intra_lmax=0 --set pair_cutoff=4: what-if timings")
     s.add_argument("--allatom-cutoff", type=float, default=5.0, help="all-atom baseline cutoff in Å")
     s.add_argument("--allatom-max-atoms", type=int, default=0,
                    help="skip the all-atom baseline for --sizes values above this (the requested "
@@ -161,7 +179,8 @@ def run_speed_cmd(args: argparse.Namespace) -> int:
 
     rep = run_speed(_ints(args.sizes), args.out, recipe=args.recipe,
                     engines=_names(args.engines, ENGINES, "engine"), tasks=_names(args.tasks, TASKS, "task"),
-                    model=args.model, cutoff=args.cutoff, allatom_cutoff=args.allatom_cutoff,
+                    model=args.model, hyper=_settings(args.hyper), cutoff=args.cutoff,
+                    allatom_cutoff=args.allatom_cutoff,
                     allatom_max_atoms=args.allatom_max_atoms,
                     teacher_cutoff_nm=args.teacher_cutoff, threads=args.threads, warmup=args.warmup,
                     repeats=args.repeats, md_steps=args.md_steps, budget_s=args.budget, timeout_s=args.timeout,
