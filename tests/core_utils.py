@@ -41,3 +41,20 @@ def rel_err(a, b):
     a = torch.as_tensor(a).detach()
     b = torch.as_tensor(b).detach()
     return float((a - b).abs().max() / max(float(b.abs().max()), 1e-30))
+
+
+def finite_difference_check(model, kw, atoms_to_move, h=1e-4):
+    """(max |F_model − F_fd|, max |F_fd|) over the x, y, z of ``atoms_to_move``, with
+    F_fd = −(E(r + h) − E(r − h)) / 2h (central differences; float64 inputs)."""
+    forces = run(model, kw)["forces"].detach()
+    errs, fds = [], []
+    for a in atoms_to_move:
+        for k in range(3):
+            p = kw["pos"].clone()
+            p[a, k] += h
+            ep = float(run(model, kw, pos=p, compute_forces=False)["energy"].detach())
+            p[a, k] -= 2 * h
+            em = float(run(model, kw, pos=p, compute_forces=False)["energy"].detach())
+            fds.append(-(ep - em) / (2 * h))
+            errs.append(abs(fds[-1] - float(forces[a, k])))
+    return max(errs), max(abs(f) for f in fds)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cgaa.model import CGAAModel, ModelConfig
-from core_utils import build, rel_err, run
+from core_utils import build, finite_difference_check, rel_err, run
 from molecules import random_rotation
 
 TOL = 1e-8
@@ -38,23 +38,11 @@ def test_rotation_reflection_translation(electrolyte_box, mode, reflect):
 def test_forces_match_finite_differences(triclinic_electrolyte_box):
     atoms, _ = triclinic_electrolyte_box
     model, _, kw = build(atoms, "conservative", **INTRA)
-    forces = run(model, kw)["forces"].detach()
     rng = np.random.default_rng(1)
     picks = [int(rng.choice(np.nonzero(atoms.numbers == z)[0])) for z in np.unique(atoms.numbers)]
-    h = 1e-4
-    errs, fds = [], []
-    for a in picks:
-        for k in range(3):
-            p = kw["pos"].clone()
-            p[a, k] += h
-            ep = float(run(model, kw, pos=p, compute_forces=False)["energy"].detach())
-            p[a, k] -= 2 * h
-            em = float(run(model, kw, pos=p, compute_forces=False)["energy"].detach())
-            fds.append(-(ep - em) / (2 * h))
-            errs.append(abs(fds[-1] - float(forces[a, k])))
-    scale = max(abs(f) for f in fds)
+    err, scale = finite_difference_check(model, kw, picks)
     assert scale > 1e-4
-    assert max(errs) <= 1e-6 * scale
+    assert err <= 1e-6 * scale
 
 
 def test_torchscript_matches_eager(electrolyte_box):
