@@ -43,18 +43,23 @@ def rel_err(a, b):
     return float((a - b).abs().max() / max(float(b.abs().max()), 1e-30))
 
 
+def fd_force(model, kw, sel, k, h=1e-4):
+    """−(E(r + h e_k) − E(r − h e_k)) / 2h, moving the atom(s) ``sel`` (an index or a mask)
+    along axis ``k`` (central difference; float64 inputs)."""
+    p = kw["pos"].clone()
+    p[sel, k] += h
+    ep = float(run(model, kw, pos=p, compute_forces=False)["energy"].detach())
+    p[sel, k] -= 2 * h
+    em = float(run(model, kw, pos=p, compute_forces=False)["energy"].detach())
+    return -(ep - em) / (2 * h)
+
+
 def finite_difference_check(model, kw, atoms_to_move, h=1e-4):
-    """(max |F_model − F_fd|, max |F_fd|) over the x, y, z of ``atoms_to_move``, with
-    F_fd = −(E(r + h) − E(r − h)) / 2h (central differences; float64 inputs)."""
+    """(max |F_model − F_fd|, max |F_fd|) over the x, y, z of ``atoms_to_move`` (:func:`fd_force`)."""
     forces = run(model, kw)["forces"].detach()
     errs, fds = [], []
     for a in atoms_to_move:
         for k in range(3):
-            p = kw["pos"].clone()
-            p[a, k] += h
-            ep = float(run(model, kw, pos=p, compute_forces=False)["energy"].detach())
-            p[a, k] -= 2 * h
-            em = float(run(model, kw, pos=p, compute_forces=False)["energy"].detach())
-            fds.append(-(ep - em) / (2 * h))
+            fds.append(fd_force(model, kw, a, k, h))
             errs.append(abs(fds[-1] - float(forces[a, k])))
     return max(errs), max(abs(f) for f in fds)
