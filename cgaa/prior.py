@@ -180,6 +180,8 @@ def _intramolecular_nonbonded(nb, sub, index: Sequence[int]):
 
     import openmm
 
+    from cgaa.teacher import opls_sigma
+
     g = openmm.CustomBondForce(INTRA_NONBONDED_ENERGY)
     for p in ("qq", "sig", "eps"):
         g.addPerBondParameter(p)
@@ -197,12 +199,12 @@ def _intramolecular_nonbonded(nb, sub, index: Sequence[int]):
             for b in range(a + 1, len(ids)):
                 i, j = ids[a], ids[b]
                 (qi, si, ei), (qj, sj, ej) = params[i], params[j]
-                sig, eps = math.sqrt(si * sj), math.sqrt(ei * ej)
+                sig, eps = opls_sigma(si, sj), math.sqrt(ei * ej)
                 if (i, j) in exceptions:
                     qq, eps14 = exceptions[(i, j)]
                     if qq == 0.0 and eps14 == 0.0:
                         continue  # excluded (1-2, 1-3)
-                    eps = eps14  # lj14scale · sqrt(e_i e_j): only sigma's mixing differs from OPLS
+                    eps = eps14  # lj14scale · sqrt(e_i e_j), as in cgaa.teacher
                 else:
                     qq = qi * qj
                 if qq != 0.0 or eps != 0.0:

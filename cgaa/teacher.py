@@ -52,11 +52,19 @@ def get_platform(name: Optional[str] = None):
     return openmm.Platform.getPlatformByName(match[0])
 
 
+def opls_sigma(sig_i: float, sig_j: float) -> float:
+    """OPLS geometric mixing of Lennard-Jones sigma (any length unit): sqrt(s_i s_j). Epsilon
+    mixes as sqrt(e_i e_j) in both OPLS and OpenMM's Lorentz-Berthelot rule, so a force
+    field's 1-4 exceptions (lj14scale · sqrt(e_i e_j)) keep their epsilon."""
+    return (sig_i * sig_j) ** 0.5
+
+
 def _opls_mixing(system, cutoff_nm: float) -> None:
     """Replace Lorentz-Berthelot LJ of the NonbondedForce by OPLS geometric mixing.
 
     The LJ part moves to a CustomNonbondedForce (same cutoff, long-range dispersion
-    correction on); 1-4 exceptions get sigma = sqrt(s_i s_j), epsilon = 0.5 sqrt(e_i e_j).
+    correction on); 1-4 exceptions get sigma = :func:`opls_sigma` and keep the force field's
+    epsilon (lj14scale · sqrt(e_i e_j); 0.5 for the shipped teacher).
     """
     import openmm
 
@@ -79,8 +87,8 @@ def _opls_mixing(system, cutoff_nm: float) -> None:
         i, j, qq, sig, eps = nb.getExceptionParameters(k)
         lj.addExclusion(i, j)
         if eps._value != 0.0:
-            (si, ei), (sj, ej) = params[i], params[j]
-            nb.setExceptionParameters(k, i, j, qq, (si * sj).sqrt(), 0.5 * (ei * ej).sqrt())
+            (si, _), (sj, _) = params[i], params[j]
+            nb.setExceptionParameters(k, i, j, qq, opls_sigma(si, sj), eps)
     nb.setUseDispersionCorrection(False)
     system.addForce(lj)
 
