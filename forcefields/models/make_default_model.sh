@@ -31,7 +31,8 @@ al_round() {  # al_round MODEL PREFIX PS EVERY_PS BOX_SEED,RUN_SEED...  (one 100
     shift 4
     for pair in "$@"; do
         b=${pair%,*} s=${pair#*,}
-        "$cgaa" build --recipe lipf6-ec-emc-1m --atoms 1000 --seed "$b" -o "$work/al/box-$b.pdb"
+        # one box per packing seed (build is deterministic: pairs sharing a box seed reuse it)
+        [ -f "$work/al/box-$b.pdb" ] || "$cgaa" build --recipe lipf6-ec-emc-1m --atoms 1000 --seed "$b" -o "$work/al/box-$b.pdb"
         "$cgaa" simulate "$work/al/box-$b.pdb" --model "$model" --ensemble npt --time-ps "$ps" \
             --report-interval 100 --seed "$s" --overwrite --no-progress -o "$work/al/$prefix-run-$s"
         "$cgaa" label "$work/al/$prefix-run-$s" -c teacher --stress --no-keep-previous --start-ps 1 \
