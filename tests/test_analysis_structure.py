@@ -164,11 +164,13 @@ def test_species_identification_and_overrides():
         identify_species(traj.topology, selections={"x": "resname FOO"})
 
 
-def test_first_minimum_is_robust_to_noise_and_tall_peaks():
+@pytest.mark.parametrize("height", [15.0, 30.0, 60.0])
+def test_first_minimum_is_robust_to_noise_and_tall_peaks(height):
     rng = np.random.default_rng(3)
     r = np.linspace(0.0025, 1.0, 400)
-    # tall Li-O-like peak, deep minimum near 0.30 nm, slow rise to 1
-    g = 15 * np.exp(-((r - 0.2) / 0.02) ** 2) + np.clip((r - 0.3) / 0.3, 0, 1) * 1.0 + 0.02
+    # tall Li-O-like peak (Li-O(carbonyl) in LiPF6/EC/EMC reaches g ~ 30), deep minimum
+    # near 0.30 nm, slow rise to 1
+    g = height * np.exp(-((r - 0.2) / 0.02) ** 2) + np.clip((r - 0.3) / 0.3, 0, 1) * 1.0 + 0.02
     noisy = g + rng.normal(scale=0.03, size=r.size) * (r > 0.26)
     pk, h, mn = first_peak_and_minimum(r, noisy)
     assert pk == pytest.approx(0.2, abs=0.01)

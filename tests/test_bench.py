@@ -269,6 +269,11 @@ def test_observables_report_handles_an_unstable_engine():
     assert abs(teacher["density_g_cm3"] - 1.21) < 1e-12 and abs(teacher["density_se_g_cm3"] - 0.01) < 1e-12
     c = compare(teacher, summarise([{**r, "D_m2_s": {"Li": 1.1e-10, "EC": 2e-10}}]), "npt")
     assert abs(c["D"]["Li"]["relative"] - 0.1) < 1e-9 and c["targets_met"]["D_Li_within_15pct"]
+    assert c["targets_conclusive"]["D_Li_within_15pct"]  # one CGAA replica: se from the teacher only (0)
+    noisy = summarise([{**r, "D_m2_s": {"Li": 0.8e-10, "EC": 2e-10}}, {**r, "D_m2_s": {"Li": 1.4e-10, "EC": 2e-10}}])
+    c2 = compare(teacher, noisy, "npt")  # mean +10 % but standard error 30 %
+    assert c2["targets_met"]["D_Li_within_15pct"] and not c2["targets_conclusive"]["D_Li_within_15pct"]
+    assert c2["targets_conclusive"]["density_within_2pct"]
     rep = {"command": "pytest", "date": "2026-01-01", "machine": {}, "versions": {}, "model": "m.pt", "box": "b.pdb",
            "protocol": {"ensemble": "npt", "temperature_K": 298.15, "timestep_fs": 1.0, "replicas": 1,
                         "equilibration_ps": 1, "production_ps": 1, "frame_interval_ps": 0.1, "platform": "CPU",
@@ -278,6 +283,9 @@ def test_observables_report_handles_an_unstable_engine():
                                               "seed": 0}], "summary": None}}}
     text = observables_markdown(rep)
     assert "grain 3 exploded" in text and "failed: no stable replica" in text
+    rep["engines"]["cgaa"] = {"replicas": [r], "summary": noisy, "failed_replicas": 0}
+    rep["comparison"] = c2
+    assert "D_Li_within_15pct: met (inconclusive" in observables_markdown(rep)
 
 
 def test_bond_stretch_scan_tiny(tiny_box_and_model):

@@ -81,7 +81,8 @@ def first_peak_and_minimum(r_nm: np.ndarray, g: np.ndarray, smooth: int = 3,
     The peak is the first local maximum of the (``smooth``-bin moving-average) g that
     exceeds ``min_peak``, or the global maximum if none does. The minimum is the lowest
     point before g rises again significantly (by a quarter of the way back to 1, at
-    least 5% of the peak depth; so noise does not end it); on a flat plateau (e.g. g = 0 between lattice shells) the middle
+    least 5% of the peak depth, at most half the way back to 1; so noise does not end
+    it, however tall the peak); on a flat plateau (e.g. g = 0 between lattice shells) the middle
     of the plateau. Returns (peak_r, peak_g, min_r), NaN when absent.
     """
     if len(g) < 3 or not np.any(g > 0):
@@ -98,7 +99,8 @@ def first_peak_and_minimum(r_nm: np.ndarray, g: np.ndarray, smooth: int = 3,
         peak = int(np.argmax(gs))
     # walk outwards keeping the running minimum; stop at a significant rise above it
     # (a quarter of the way back to g = 1, at least 5% of the peak-to-minimum depth and
-    # 0.02, at most half that depth), so noise wiggles do not end the search
+    # 0.02, at most half that depth and, below g = 1, at most half the way back to 1),
+    # so noise wiggles do not end the search but the second shell always does
     lo = hi = peak
     k = peak + 1
     while k < n:
@@ -109,6 +111,8 @@ def first_peak_and_minimum(r_nm: np.ndarray, g: np.ndarray, smooth: int = 3,
         else:
             depth = gs[peak] - gs[lo]
             thr = min(max(0.25 * (1.0 - gs[lo]), 0.05 * depth, 0.02), 0.5 * depth)
+            if gs[lo] < 1.0:  # a tall peak must not hide the rise back towards bulk
+                thr = min(thr, max(0.5 * (1.0 - gs[lo]), 0.02))
             if gs[k] - gs[lo] > thr:
                 break
         k += 1
