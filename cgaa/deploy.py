@@ -11,7 +11,7 @@ import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -132,13 +132,56 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
     return DeployedModel(module=module, metadata=meta, path=Path(path))
 
 
+def data_contact_floor(data: Sequence[Union[str, Path]], config: ModelConfig) -> List[List[float]]:
+    """``ModelConfig.contact_floor`` of the frames in the extxyz files ``data`` (the model's
+    training data) for the elements of ``config``; ValueError for an all-atom model (its
+    "grains" are bonded atoms: no floor)."""
+    from cgaa.data.contacts import closest_contacts
+    from cgaa.data.dataset import load_frames
+
+    if config.all_atom:
+        raise ValueError("an all-atom model has no contact floor (every atom is a grain)")
+    return closest_contacts(load_frames([str(p) for p in data]), config.elements)
+
+
+def is_deployed_model(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is a deployed model (a TorchScript archive with cgaa metadata)
+    rather than a training checkpoint."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(str(path)) as z:
+            return any(n.endswith("extra/" + METADATA_FILE) for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def set_contact_floor(model_path: Union[str, Path], output: Union[str, Path],
+                      data: Sequence[Union[str, Path]]) -> "tuple[Path, Dict[str, Any]]":
+    """Copy a deployed model to ``output`` with ``config.contact_floor`` computed from its
+    training data ``data`` (extxyz files); the TorchScript module is saved unchanged."""
+    module, meta = _load(model_path, "cpu")
+    check_metadata(meta, model_path)
+    config = ModelConfig.from_dict(meta["config"])
+    meta["config"]["contact_floor"] = data_contact_floor(data, config)
+    meta["contact_floor_data"] = [str(p) for p in data]
+    with atomic_path(output) as tmp:
+        torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    return Path(output), read_metadata(output)
+
+
 def deploy_checkpoint(checkpoint: Union[str, Path], output: Union[str, Path], weights: str = "ema",
-                      dtype: Optional[str] = None) -> "tuple[Path, Dict[str, Any]]":
-    """``cgaa deploy``: TorchScript model of a training checkpoint, with training info in its metadata."""
+                      dtype: Optional[str] = None, contact_floor_from: Optional[Sequence[Union[str, Path]]] = None,
+                      ) -> "tuple[Path, Dict[str, Any]]":
+    """``cgaa deploy``: TorchScript model of a training checkpoint, with training info in its
+    metadata. contact_floor_from: extxyz files to (re)compute ``config.contact_floor`` from
+    (for checkpoints trained before training recorded it)."""
     from cgaa.train.trainer import load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(Path(checkpoint))
     model = model_from_checkpoint(state, weights)
+    if contact_floor_from:
+        model.config.contact_floor = data_contact_floor(contact_floor_from, model.config)
     if dtype is not None:
         model = model.to(torch.float64 if dtype == "float64" else torch.float32)
     hist = state.get("history") or []

@@ -83,6 +83,10 @@ class ModelConfig:
     avg_pair_neighbors: normalisation of the contact sums (typical contacts per atom).
     prior: classical prior the model is a residual over (``"none"`` or a name in
       :data:`cgaa.prior.PRIORS`); users of the model add it back (see :mod:`cgaa.prior`).
+    contact_floor: ``[[Z1, Z2, d_min Å], ...]``, the closest approach of atoms of different
+      grains per element pair in the training data (set by training, see
+      :mod:`cgaa.data.contacts`; empty: unknown). Not used by the network: MD puts a
+      repulsive wall just inside it (``cgaa.openmm.system.add_contact_guard``).
     """
 
     elements: List[int]
@@ -111,6 +115,7 @@ class ModelConfig:
     pair_rank: int = 4
     avg_pair_neighbors: float = 30.0
     prior: str = "none"
+    contact_floor: List[List[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.elements = [int(z) for z in self.elements]
@@ -156,6 +161,13 @@ class ModelConfig:
             problems.append("lmax and intra_layers must be ≥ 0")
         if not -1 <= self.intra_lmax <= self.lmax:
             problems.append(f"intra_lmax must be -1 (= lmax) or 0..lmax ({self.lmax}), not {self.intra_lmax}")
+        floor = []
+        for entry in self.contact_floor:
+            if len(entry) != 3 or not float(entry[2]) > 0:
+                problems.append(f"contact_floor entries must be [Z1, Z2, d_min Å > 0], not {list(entry)}")
+                continue
+            floor.append([int(entry[0]), int(entry[1]), float(entry[2])])
+        self.contact_floor = floor
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
 

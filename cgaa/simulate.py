@@ -96,11 +96,12 @@ DEFAULTS: Dict[str, Any] = {
     "n_atoms": 3000,
     "constraints": "hbonds",
     "bond_guard": "auto",
+    "contact_guard": True,
 }
 #: Settings that define the dynamics: a restart may not change them.
 _FIXED_ON_RESTART = ("ensemble", "temperature", "pressure", "timestep_fs", "report_interval",
                      "seed", "friction_per_ps", "barostat_interval", "constraints",
-                     "bond_guard")
+                     "bond_guard", "contact_guard")
 
 
 class SimulationError(RuntimeError):
@@ -157,6 +158,8 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
             s[k] = saved[k] if v is None else v
         else:
             s[k] = default if v is None else v
+    if saved is not None and "contact_guard" not in saved and given.get("contact_guard") is None:
+        s["contact_guard"] = False  # a run from before the contact guard continues without one
     if given.get("time_ps") is not None:
         if given.get("steps") is not None:
             raise ValueError("give steps or time_ps, not both")
@@ -167,6 +170,9 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
     if s["constraints"] not in ("hbonds", "none"):
         raise ValueError(f"constraints must be 'hbonds' or 'none', not {s['constraints']!r}")
     s["bond_guard"] = _check_bond_guard(s["bond_guard"])
+    if not isinstance(s["contact_guard"], (bool, np.bool_)):
+        raise ValueError(f"contact_guard must be True or False, not {s['contact_guard']!r}")
+    s["contact_guard"] = bool(s["contact_guard"])
     if s["platform"] not in PLATFORMS:
         raise ValueError(f"platform must be one of {PLATFORMS}, not {s['platform']!r}")
     if s["precision"] not in PRECISIONS:
@@ -651,6 +657,7 @@ def run_simulation(
     n_atoms: Optional[int] = None,
     constraints: Optional[str] = None,
     bond_guard: Optional[Union[bool, str]] = None,
+    contact_guard: Optional[bool] = None,
     overwrite: bool = False,
     progress: bool = True,
     callback: Optional[Callable[[Dict[str, float]], None]] = None,
@@ -691,6 +698,10 @@ def run_simulation(
         ``"auto"``: on for a model without a bonded prior, off for one with (its harmonic
         prior terms already hold bonds together, see :mod:`cgaa.prior`); True / False force
         it on / off (anything else is a ValueError).
+    contact_guard: a repulsive wall between atoms of different grains at 0.9 × the closest
+        approach of their elements in the model's training data
+        (``cgaa.openmm.system.add_contact_guard``; default True; models without a recorded
+        contact floor get none): keeps MD out of close contacts the model never saw.
     customize_system: called as ``customize_system(system, topology)`` after the CGAA
         System is built and before the barostat and Context are: add restraints or
         classical terms here (pass the same function again on restart).
@@ -711,7 +722,8 @@ def run_simulation(
                  checkpoint_interval=checkpoint_interval, platform=platform, precision=precision, seed=seed,
                  minimize=minimize, minimize_iterations=minimize_iterations, friction_per_ps=friction_per_ps,
                  barostat_interval=barostat_interval, max_force=max_force, max_temperature=max_temperature,
-                 n_atoms=n_atoms, constraints=constraints, bond_guard=bond_guard)
+                 n_atoms=n_atoms, constraints=constraints, bond_guard=bond_guard,
+                 contact_guard=contact_guard)
     run_info: Dict[str, Any] = {}
     chk = _Checkpointer(out)
     if restart:
@@ -752,7 +764,8 @@ def run_simulation(
     guard = settings["bond_guard"]
     if guard == "auto":
         guard = deployed.config.prior == "none"
-    system = create_system(topology, deployed, constraints=settings["constraints"], bond_guard=bool(guard))
+    system = create_system(topology, deployed, constraints=settings["constraints"], bond_guard=bool(guard),
+                           contact_guard=settings["contact_guard"])
     if customize_system is not None:
         customize_system(system, topology)
     if settings["ensemble"] == "npt":

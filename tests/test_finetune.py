@@ -62,6 +62,16 @@ def test_ewc_and_replay_forget_less_than_plain_finetuning(scenario):
     up_guarded = guarded["old_data_after"]["forces_rmse_eV_per_A"] - before
     assert up_plain > 0, "plain fine-tuning should forget something in this scenario"
     assert up_guarded < up_plain
+    # the fine-tuned model's contact floor covers both data sets
+    from cgaa.data.contacts import closest_contacts, merge_contact_floors
+    from cgaa.train.trainer import load_splits
+
+    base = load_checkpoint(start)["model_config"]
+    tuned = load_checkpoint(d / "plain" / "best.pt")["model_config"]
+    new_train = load_splits(load_config(d / "plain.yaml"), False, base["prior"])[0]
+    assert base["contact_floor"]
+    assert tuned["contact_floor"] == merge_contact_floors(base["contact_floor"],
+                                                          closest_contacts(new_train, tuned["elements"]))
 
 
 def test_extend_vocabulary_keeps_old_predictions(scenario, tmp_path):

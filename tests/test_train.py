@@ -49,6 +49,14 @@ def test_training_lowers_validation_loss_and_writes_outputs(tmp_path, dataset):
     m = res.test_metrics
     assert m["n_frames"] == 2 and np.isfinite(m["forces_rmse_eV_per_A"])
     assert set(m["per_grain_type"]) == {"Li", "PF6", "EC", "EMC"}
+    # the model records where its training frames put atoms of different grains
+    from cgaa.data.contacts import closest_contacts
+    from cgaa.train.trainer import load_splits
+
+    train_f = load_splits(cfg, False, None)[0]
+    conf = load_checkpoint(res.run_dir / "best.pt")["model_config"]
+    assert conf["contact_floor"] == closest_contacts(train_f, conf["elements"])
+    assert len(conf["contact_floor"]) == len(conf["elements"]) * (len(conf["elements"]) + 1) // 2
 
 
 def test_resume_reproduces_uninterrupted_run(tmp_path, dataset):
@@ -158,8 +166,10 @@ def test_model_card_states_prior_and_targets():
            "intra_layers": 1, "intra_cutoff": 4.0, "intra_num_basis": 8, "embed_radius": 5.0,
            "force_mode": "conservative"}
     plain = model_card(dict(base, config=dict(cfg, prior="none")), metrics, None, "make x", "m")
-    prior = model_card(dict(base, config=dict(cfg, prior="teacher_bonded", pair_cutoff=5.0)), metrics, None,
+    prior = model_card(dict(base, config=dict(cfg, prior="teacher_bonded", pair_cutoff=5.0,
+                                              contact_floor=[[1, 1, 1.81], [3, 8, 1.8023]])), metrics, None,
                        "make x", "m", notes="Measured: stable.")
+    assert "contact_floor" not in plain and "H–H 1.81, Li–O 1.80 |" in prior
     assert "bond guard on" in plain and "teacher_bonded" not in plain
     assert "| prior | teacher_bonded |" in prior and "| pair_cutoff | 5.0 |" in prior
     assert "residual labels" in prior and "bond guard stays off" in prior and "Measured: stable." in prior

@@ -10,21 +10,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Script the model of a checkpoint (EMA weights by default) with TorchScript and "
                     "save it with its metadata (version, units, cutoff, elements, grain types, force "
                     "mode). Load it with cgaa.load_model(path) or use it in cgaa simulate.",
-        epilog="example: cgaa deploy runs/example/best.pt -o model.pt")
-    p.add_argument("checkpoint", help="best.pt or last.pt from cgaa train/finetune")
+        epilog="examples:\n  cgaa deploy runs/example/best.pt -o model.pt\n"
+               "  cgaa deploy old-model.pt --contact-floor-from train.xyz -o model.pt   # add the floor to a deployed model",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="best.pt or last.pt from cgaa train/finetune (or, with --contact-floor-from "
+                                      "only, a deployed model)")
     p.add_argument("-o", "--output", required=True, help="output model file (.pt)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema",
                    help="EMA-averaged (default) or raw weights")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="precision of the deployed model (default: the training dtype)")
+    p.add_argument("--contact-floor-from", nargs="+", metavar="XYZ",
+                   help="the model's training data (extxyz): record the closest approach of atoms of different "
+                        "grains per element pair, where cgaa simulate puts its contact guard (models trained "
+                        "with this version record it themselves)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cgaa.deploy import deploy_checkpoint
+    from cgaa.deploy import deploy_checkpoint, is_deployed_model, set_contact_floor
 
-    path, meta = deploy_checkpoint(args.checkpoint, args.output, weights=args.weights, dtype=args.dtype)
+    if is_deployed_model(args.checkpoint):
+        if not args.contact_floor_from:
+            raise ValueError(f"{args.checkpoint} is already a deployed model; give a training checkpoint, "
+                             "or --contact-floor-from to add a contact floor to it")
+        path, meta = set_contact_floor(args.checkpoint, args.output, args.contact_floor_from)
+    else:
+        path, meta = deploy_checkpoint(args.checkpoint, args.output, weights=args.weights, dtype=args.dtype,
+                                       contact_floor_from=args.contact_floor_from)
     names = ", ".join(t["name"] for t in meta["grain_types"])
     print(f"wrote {path}: {meta['force_mode']} model, cutoff {meta['cutoff']} Å, "
           f"elements {' '.join(meta['element_symbols'])}, grain types {names}")
+    floor = meta["config"].get("contact_floor") or []
+    if floor:
+        closest = min(floor, key=lambda e: e[2])
+        print(f"contact floor: {len(floor)} element pairs, closest {closest[2]:.2f} Å "
+              f"(Z {closest[0]}-{closest[1]})")
     return 0

@@ -47,6 +47,9 @@ def register(subparsers) -> None:
                         "on for models without a bonded prior, off for models with one)")
     p.add_argument("--no-bond-guard", dest="bond_guard", action="store_false",
                    help="no bond guard: the ML potential alone holds molecules together")
+    p.add_argument("--no-contact-guard", dest="contact_guard", action="store_false", default=None,
+                   help="no repulsive wall between atoms of different grains (default: a wall at 0.9 x the closest "
+                        "approach of each element pair in the model's training data, where the model records it)")
     p.add_argument("--constraints", choices=("hbonds", "none"),
                    help="hbonds (default): bonds to H held at the teacher force field's lengths; none: fully flexible")
     p.add_argument("--barostat-interval", type=int, metavar="STEPS", help="steps between barostat moves (default 25)")
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             platform=args.platform, precision=args.precision, seed=args.seed, restart=args.restart,
             minimize=False if args.no_minimize else None, minimize_iterations=args.minimize_iterations,
             friction_per_ps=args.friction, barostat_interval=args.barostat_interval,
-            constraints=args.constraints, bond_guard=args.bond_guard,
+            constraints=args.constraints, bond_guard=args.bond_guard, contact_guard=args.contact_guard,
             max_force=args.max_force, max_temperature=args.max_temperature, n_atoms=args.n_atoms,
             overwrite=args.overwrite, progress=not args.no_progress)
     except SimulationError as err:

@@ -400,10 +400,69 @@ def add_bond_guard(system, topology, margin_nm: float = BOND_GUARD_MARGIN_NM, k:
     return len(bonds)
 
 
+#: Contact guard: the wall sits at this fraction of the closest inter-grain approach of each
+#: element pair in the model's training data; stiffness inside it (kJ/mol/nm²).
+CONTACT_GUARD_FRACTION = 0.9
+CONTACT_GUARD_K = 2.0e5
+CONTACT_GUARD_NAME = "CGAAContactGuard"
+
+
+def add_contact_guard(system, topology, floor: Sequence[Sequence[float]],
+                      fraction: float = CONTACT_GUARD_FRACTION, k: float = CONTACT_GUARD_K) -> int:
+    """Repulsive wall between atoms of different grains (residues) that come closer than the
+    model's training data ever did.
+
+    floor: ``[[Z1, Z2, d_min Å], ...]``, the closest approach of each element pair between
+        grains in the training frames (``ModelConfig.contact_floor``, from
+        :func:`cgaa.data.contacts.closest_contacts`).
+    For a pair at r (nm) with wall r_w = ``fraction`` · d_min (converted to nm):
+    E = k/2 · (r_w − r)² for r < r_w, else 0 (k in kJ/mol/nm²). Outside the walls it adds
+    nothing, so it leaves every training configuration's energy alone; inside, where a
+    learned potential has no data and may turn attractive (a Li⁺ falling onto a carbon), it
+    pushes the atoms apart, as the bond guard does for bonds. Pairs of elements not in
+    ``floor`` are not guarded. Returns the number of guarded atoms (0: nothing added).
+    """
+    import openmm
+
+    zs = [a.element.atomic_number if a.element is not None else 0 for a in topology.atoms()]
+    wall = {}
+    for z1, z2, d in floor:
+        if not float(d) > 0:
+            raise ValueError(f"contact floor of elements {int(z1)}-{int(z2)} must be > 0 Å, got {d}")
+        r = float(units.angstrom_to_nm(float(fraction) * float(d)))
+        wall[(int(z1), int(z2))] = wall[(int(z2), int(z1))] = r
+    kinds = sorted({z for z in zs if any(z == a for a, _ in wall)})
+    if not kinds or not wall:
+        return 0
+    index = {z: i for i, z in enumerate(kinds)}
+    n = len(kinds) + 1  # the last kind: atoms of elements without walls
+    table = [wall.get((kinds[a], kinds[b]), 0.0) if a < n - 1 and b < n - 1 else 0.0
+             for b in range(n) for a in range(n)]  # Discrete2DFunction: first index fastest
+    force = openmm.CustomNonbondedForce("0.5*kcontact*step(rw - r)*(rw - r)^2; rw = cwall(kind1, kind2)")
+    force.setName(CONTACT_GUARD_NAME)
+    force.addGlobalParameter("kcontact", float(k))
+    force.addTabulatedFunction("cwall", openmm.Discrete2DFunction(n, n, table))
+    force.addPerParticleParameter("kind")
+    for z in zs:
+        force.addParticle([float(index.get(z, n - 1))])
+    periodic = topology.getPeriodicBoxVectors() is not None
+    force.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic if periodic
+                             else openmm.CustomNonbondedForce.CutoffNonPeriodic)
+    force.setCutoffDistance(max(wall.values()))
+    force.setUseLongRangeCorrection(False)
+    for res in topology.residues():  # no wall inside a grain: the model and its prior hold it
+        idx = [a.index for a in res.atoms()]
+        for a in range(len(idx)):
+            for b in range(a + 1, len(idx)):
+                force.addExclusion(idx[a], idx[b])
+    system.addForce(force)
+    return sum(z in index for z in zs)
+
+
 def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional[bool] = None,
                   remove_cm_motion: bool = True, molecule_bonds: bool = True,
                   force_group: int = 0, properties: Optional[dict] = None,
-                  constraints: Optional[str] = None, bond_guard: bool = False):
+                  constraints: Optional[str] = None, bond_guard: bool = False, contact_guard: bool = False):
     """An ``openmm.System`` for ``topology`` driven by the CGAA potential.
 
     topology: OpenMM Topology (one residue per grain, bonds e.g. from PDB CONECT records;
@@ -415,6 +474,9 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     molecule_bonds: add zero-strength bonds so a barostat moves molecules as wholes.
     constraints: None or ``"hbonds"`` (constrain bonds to H, see :func:`add_hbond_constraints`).
     bond_guard: add the flat-bottom bond restraint of :func:`add_bond_guard`.
+    contact_guard: add the repulsive wall of :func:`add_contact_guard` between atoms of
+        different grains closer than the model's training data came
+        (``model.config.contact_floor``; nothing is added for a model without one).
 
     A model trained over a classical prior (``model.config.prior``, see :mod:`cgaa.prior`)
     gets the prior's forces added next to its TorchForce, in the same ``force_group``; the
@@ -450,6 +512,8 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
         add_bond_guard(system, topology, bonds=bonds)
     if ckey == "hbonds":
         add_hbond_constraints(system, topology, bonds=bonds)
+    if contact_guard and deployed.config.contact_floor:
+        add_contact_guard(system, topology, deployed.config.contact_floor)
     if remove_cm_motion:
         system.addForce(openmm.CMMotionRemover())
     return system

@@ -24,6 +24,7 @@ import torch
 from cgaa.data.dataset import Frame, frame_tensors, load_frames, vocabulary_of
 from cgaa.fileio import write_text_atomic
 from cgaa.inputs import grain_type_indices
+from cgaa.data.contacts import closest_contacts, merge_contact_floors
 from cgaa.model import CGAAModel, ModelConfig
 from cgaa.train.config import TrainConfig
 from cgaa.train.loss import check_virial_labels, frame_loss, predict
@@ -150,6 +151,9 @@ def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> T
     old_eval = old_eval if not ft.old_eval_frames else old_eval[: ft.old_eval_frames]
     before = _old_errors(start, old_eval, cfg) if old_eval else None
     model = extend_vocabulary(start, list(train_f) + list(val_f) + list(test_f))
+    if start.config.contact_floor and not all_atom:  # the new data may come closer (unknown floor stays unknown)
+        model.config.contact_floor = merge_contact_floors(start.config.contact_floor,
+                                                          closest_contacts(train_f, model.config.elements))
     penalty = None
     if ft.ewc_lambda > 0:
         fisher = fisher_diagonal(model, old[: ft.fisher_frames], cfg)

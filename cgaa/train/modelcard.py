@@ -64,6 +64,12 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
               "pair_rank", "prior"):
         if k in c:
             lines.append(f"| {k} | {c[k]} |")
+    if c.get("contact_floor"):
+        from ase.data import chemical_symbols
+
+        pairs = ", ".join(f"{chemical_symbols[int(a)]}–{chemical_symbols[int(b)]} {d:.2f}" for a, b, d in c["contact_floor"])
+        lines.append(f"| contact_floor (closest approach between grains in the data, Å; the contact guard's "
+                     f"walls sit at 0.9 ×) | {pairs} |")
     lines += [f"| epochs run (best) | {t.get('epochs')} ({t.get('best_epoch')}) |", "",
               "## Test metrics against the teacher", "",
               f"{metrics['n_frames']} held-out frames.", "",

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from cgaa import __version__
+from cgaa.data.contacts import closest_contacts
 from cgaa.data.dataset import (Frame, check_covered, data_statistics, fit_reference_energies, frame_tensors,
                                load_frames, model_inputs, split_frames, vocabulary_of)
 from cgaa.fileio import atomic_path, write_text_atomic
@@ -87,6 +88,8 @@ def new_model_config(cfg: TrainConfig, frames: Sequence[Frame]) -> ModelConfig:
     stats = data_statistics(frames, probe.cutoff, probe.intra_cutoff, probe.all_atom)
     for k in ("avg_neighbors", "avg_intra_neighbors", "avg_grain_size"):
         hyper.setdefault(k, round(float(stats[k]), 3))
+    if not probe.all_atom and "contact_floor" not in hyper:  # all-atom: bonded atoms are "grains"
+        hyper["contact_floor"] = closest_contacts(frames, elements)
     return ModelConfig(elements, keys, names, **hyper)
 
 
