@@ -53,10 +53,14 @@ def save_model(model: CGAAModel, path: Union[str, Path], extra: Optional[Dict[st
     """Script ``model`` with TorchScript and save it with metadata to ``path`` (atomically)."""
     model = model.eval()
     scripted = torch.jit.script(model)
-    meta = model_metadata(model, extra)
-    with atomic_path(path) as tmp:
-        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    _write_scripted(scripted, path, model_metadata(model, extra))
     return Path(path)
+
+
+def _write_scripted(module, path: Union[str, Path], meta: Dict[str, Any]) -> None:
+    """Save a scripted module with ``meta`` as its cgaa metadata, atomically."""
+    with atomic_path(path) as tmp:
+        torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
 
 
 @dataclass
@@ -160,13 +164,10 @@ def set_contact_floor(model_path: Union[str, Path], output: Union[str, Path],
                       data: Sequence[Union[str, Path]]) -> "tuple[Path, Dict[str, Any]]":
     """Copy a deployed model to ``output`` with ``config.contact_floor`` computed from its
     training data ``data`` (extxyz files); the TorchScript module is saved unchanged."""
-    module, meta = _load(model_path, "cpu")
-    check_metadata(meta, model_path)
-    config = ModelConfig.from_dict(meta["config"])
-    meta["config"]["contact_floor"] = data_contact_floor(data, config)
-    meta["contact_floor_data"] = [str(p) for p in data]
-    with atomic_path(output) as tmp:
-        torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    deployed = load_model(model_path)
+    meta = dict(deployed.metadata, contact_floor_data=[str(p) for p in data])
+    meta["config"] = dict(meta["config"], contact_floor=data_contact_floor(data, deployed.config))
+    _write_scripted(deployed.module, output, meta)
     return Path(output), read_metadata(output)
 
 

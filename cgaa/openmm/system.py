@@ -431,8 +431,8 @@ def add_contact_guard(system, topology, floor: Sequence[Sequence[float]],
             raise ValueError(f"contact floor of elements {int(z1)}-{int(z2)} must be > 0 Å, got {d}")
         r = float(units.angstrom_to_nm(float(fraction) * float(d)))
         wall[(int(z1), int(z2))] = wall[(int(z2), int(z1))] = r
-    kinds = sorted({z for z in zs if any(z == a for a, _ in wall)})
-    if not kinds or not wall:
+    kinds = sorted(set(zs) & {a for a, _ in wall})
+    if not kinds:
         return 0
     index = {z: i for i, z in enumerate(kinds)}
     n = len(kinds) + 1  # the last kind: atoms of elements without walls

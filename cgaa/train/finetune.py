@@ -21,10 +21,10 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
+from cgaa.data.contacts import closest_contacts, merge_contact_floors
 from cgaa.data.dataset import Frame, frame_tensors, load_frames, vocabulary_of
 from cgaa.fileio import write_text_atomic
 from cgaa.inputs import grain_type_indices
-from cgaa.data.contacts import closest_contacts, merge_contact_floors
 from cgaa.model import CGAAModel, ModelConfig
 from cgaa.train.config import TrainConfig
 from cgaa.train.loss import check_virial_labels, frame_loss, predict
