@@ -41,8 +41,24 @@ Priors known here (:data:`PRIORS`):
   intramolecular repulsion is ~3 eV/Å that the network had never been shown
   (docs/benchmarks.md).
 
-All prior terms act inside a grain (molecule), so they never change a grain's net force
-(inter-grain forces come from the network alone) nor the molecular virial. Units: OpenMM's (nm, kJ/mol) inside the
+* ``teacher_coulomb`` — ``teacher_intra`` plus the teacher's Coulomb energy *between*
+  molecules: a charges-only ``NonbondedForce`` with the teacher's charges (ions scaled by
+  0.8), PME with the teacher's Ewald tolerance in a periodic box (real-space cutoff
+  :func:`coulomb_cutoff_nm`), no cutoff without one, every intramolecular pair excluded.
+  The network is left with the short-ranged rest of the teacher (its Lennard-Jones between
+  molecules, tests/test_prior.py). Why: on a teacher frame of the shipped data the
+  Coulomb force between molecules farther apart than the 8 Å grain cutoff is 0.13 eV/Å (RMS
+  net force on a Li⁺ or PF6⁻), which no local network can represent. A fixed-charge
+  electrostatic baseline under a short-ranged learned potential is the usual remedy for
+  ionic systems (Yue et al., J. Chem. Phys. 154, 034111 (2021); Deep Potential Long-Range,
+  Zhang et al., J. Chem. Phys. 156, 124107 (2022)). With a DFT teacher the charges are the
+  classical force field's, a baseline the network corrects at short range.
+
+The terms of ``teacher_bonded`` to ``teacher_intra`` act inside a grain (molecule), so they
+never change a grain's net force (inter-grain forces come from the network alone) nor the
+molecular virial; ``teacher_coulomb`` adds net forces on grains and a molecular virial, which
+labels and stresses account for like any other prior energy. It cannot join a System that
+already has a NonbondedForce (:func:`check_prior_fits`). Units: OpenMM's (nm, kJ/mol) inside the
 OpenMM forces; :class:`PriorEvaluator` returns eV and eV/Å through :mod:`cgaa.units`.
 """
 from __future__ import annotations
@@ -52,6 +68,16 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 
+#: Pseudo force class of ``teacher_coulomb``: the teacher's Coulomb energy *between* molecules
+#: (a charges-only ``NonbondedForce``, PME when periodic, every intramolecular pair excluded).
+COULOMB = "Coulomb"
+#: Largest real-space cutoff (nm) of the ``teacher_coulomb`` PME sum: the teacher's. Smaller
+#: boxes get 0.45 × their shortest height; the PME energy does not depend on the cutoff
+#: (within :data:`COULOMB_EWALD_TOLERANCE`), only the split between real and reciprocal space.
+COULOMB_CUTOFF_NM = 1.0
+#: OpenMM ``ewaldErrorTolerance`` of the ``teacher_coulomb`` PME sum (the teacher's default).
+COULOMB_EWALD_TOLERANCE = 5e-4
+
 #: Prior name → OpenMM force classes copied from the teacher force field.
 PRIORS: Dict[str, Tuple[str, ...]] = {
     "none": (),
@@ -59,6 +85,8 @@ PRIORS: Dict[str, Tuple[str, ...]] = {
     "teacher_valence": ("HarmonicBondForce", "HarmonicAngleForce", "CustomAngleForce", "PeriodicTorsionForce"),
     "teacher_intra": ("HarmonicBondForce", "HarmonicAngleForce", "CustomAngleForce", "PeriodicTorsionForce",
                       "NonbondedForce"),
+    "teacher_coulomb": ("HarmonicBondForce", "HarmonicAngleForce", "CustomAngleForce", "PeriodicTorsionForce",
+                        "NonbondedForce", COULOMB),
 }
 #: Energy of the intramolecular non-bonded pairs of ``teacher_intra`` (kJ/mol, nm, e):
 #: Coulomb with OpenMM's 1/(4π ε0) plus 12-6 Lennard-Jones with per-pair sigma and epsilon.
@@ -162,12 +190,58 @@ def prior_forces(topology, name: str, atoms: Optional[Sequence[int]] = None) -> 
                 g.addTorsion(index[i], index[j], index[k_], index[l_], per, phase, k)
         elif cls == "NonbondedForce":
             g = _intramolecular_nonbonded(f, sub, index)
+            if COULOMB in classes:
+                coulomb = _intermolecular_coulomb(f, sub, index, topology.getNumAtoms(),
+                                                  topology.getPeriodicBoxVectors())
+                coulomb.setName(PRIOR_FORCE_PREFIX + COULOMB)
+                out.append(coulomb)
         else:  # pragma: no cover - PRIORS only names the classes above
             raise ValueError(f"prior {name!r}: unsupported force class {cls}")
         g.setName(PRIOR_FORCE_PREFIX + cls)
         g.setUsesPeriodicBoundaryConditions(periodic)
         out.append(g)
     return out
+
+
+def coulomb_cutoff_nm(box) -> float:
+    """Real-space cutoff (nm) of the ``teacher_coulomb`` PME sum for a box (OpenMM box
+    vectors, nm): :data:`COULOMB_CUTOFF_NM`, or 0.45 × the shortest box height when that is
+    smaller (NPT fluctuations keep the cutoff below half the height)."""
+    from openmm import unit
+
+    a, b, c = (np.array(list(v), dtype=float) for v in box.value_in_unit(unit.nanometer))
+    vol = abs(float(np.dot(a, np.cross(b, c))))
+    heights = [vol / float(np.linalg.norm(np.cross(*pair))) for pair in ((b, c), (c, a), (a, b))]
+    return min(COULOMB_CUTOFF_NM, 0.45 * min(heights))
+
+
+def _intermolecular_coulomb(nb, sub, index: Sequence[int], n_atoms: int, box):
+    """Charges-only NonbondedForce over all ``n_atoms`` atoms: the teacher's charges (``nb``,
+    built for ``sub``) on the atoms of ``sub`` (``index`` maps them), zero elsewhere; every
+    pair inside a residue excluded (:func:`_intramolecular_nonbonded` holds those), so its
+    energy is the Coulomb energy between molecules: PME when ``box`` is given (the teacher's
+    tolerance, cutoff :func:`coulomb_cutoff_nm`), else no cutoff."""
+    import openmm
+
+    g = openmm.NonbondedForce()
+    charges = [0.0] * int(n_atoms)
+    for i in range(nb.getNumParticles()):
+        charges[index[i]] = nb.getParticleParameters(i)[0]._value
+    for q in charges:
+        g.addParticle(q, 0.1, 0.0)
+    for res in sub.residues():
+        ids = [index[a.index] for a in res.atoms()]
+        for a in range(len(ids)):
+            for b in range(a + 1, len(ids)):
+                g.addException(ids[a], ids[b], 0.0, 0.1, 0.0)
+    if box is None:
+        g.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
+    else:
+        g.setNonbondedMethod(openmm.NonbondedForce.PME)
+        g.setCutoffDistance(coulomb_cutoff_nm(box))
+        g.setEwaldErrorTolerance(COULOMB_EWALD_TOLERANCE)
+    g.setUseDispersionCorrection(False)
+    return g
 
 
 def _intramolecular_nonbonded(nb, sub, index: Sequence[int]):
@@ -212,10 +286,23 @@ def _intramolecular_nonbonded(nb, sub, index: Sequence[int]):
     return g
 
 
+def check_prior_fits(system, name: str) -> None:
+    """ValueError if prior ``name`` cannot go into ``system``: ``teacher_coulomb`` into a System
+    that already has a NonbondedForce (an MM force field's), whose charges it would count twice."""
+    import openmm
+
+    if COULOMB in PRIORS[check_prior(name)] and any(isinstance(f, openmm.NonbondedForce)
+                                                    for f in system.getForces()):
+        raise ValueError(f"prior {name!r} adds the Coulomb energy between molecules, but the System already "
+                         "has a NonbondedForce (e.g. an MM force field's): its charges would be counted "
+                         "twice; use a model with an intramolecular prior (teacher_intra) there")
+
+
 def add_prior(system, topology, name: str, atoms: Optional[Sequence[int]] = None,
               force_group: int = 0) -> int:
     """Add the forces of prior ``name`` to ``system`` in ``force_group``; returns the number
     of terms added (0 for ``"none"``)."""
+    check_prior_fits(system, name)
     n = 0
     for f in prior_forces(topology, name, atoms):
         f.setForceGroup(int(force_group))
@@ -309,5 +396,6 @@ def subtract_prior(atoms_list: Iterable, name: str, *, source: str = "frames",
     return len(frames)
 
 
-__all__ = ["PRIORS", "PRIOR_FORCE_PREFIX", "PriorEvaluator", "add_prior", "check_prior", "prior_forces",
+__all__ = ["COULOMB", "PRIORS", "PRIOR_FORCE_PREFIX", "PriorEvaluator", "add_prior", "check_prior",
+           "check_prior_fits", "coulomb_cutoff_nm", "prior_forces",
            "subtract_prior", "topology_for_atoms"]

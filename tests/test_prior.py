@@ -97,6 +97,85 @@ def test_teacher_intra_is_the_teachers_intramolecular_energy(species):
     assert abs((t1 - t0) - (p1 - p0)) <= 1e-3 * abs(t1 - t0) + 1e-5
 
 
+def _intermolecular_lj(pos, cell, grain, sig, eps, cutoff):
+    """Reference: the teacher's OPLS Lennard-Jones (geometric mixing; sig, cutoff in Å, eps in
+    eV) between atoms of different molecules, minimum image, plain cutoff. Energy (eV), forces (eV/Å)."""
+    inv = np.linalg.inv(cell)
+    e, f = 0.0, np.zeros_like(pos)
+    for i in range(len(pos) - 1):
+        d = pos[i + 1:] - pos[i]
+        d -= np.round(d @ inv) @ cell
+        r = np.linalg.norm(d, axis=1)
+        m = (r < cutoff) & (grain[i + 1:] != grain[i])
+        s, ep, rr = np.sqrt(sig[i] * sig[i + 1:][m]), np.sqrt(eps[i] * eps[i + 1:][m]), r[m]
+        e += float((4 * ep * ((s / rr) ** 12 - (s / rr) ** 6)).sum())
+        fv = (4 * ep * (-12 * s ** 12 / rr ** 13 + 6 * s ** 6 / rr ** 7) / rr)[:, None] * d[m]
+        f[i] += fv.sum(0)
+        np.add.at(f, np.arange(i + 1, len(pos))[m], -fv)
+    return e, f
+
+
+def test_teacher_coulomb_leaves_the_teachers_intermolecular_lennard_jones():
+    """teacher_coulomb = the teacher minus its Lennard-Jones between molecules: on a periodic
+    box of ions and solvent at contact distances, teacher forces − prior forces equal an
+    independent numpy sum of the intermolecular LJ forces, and so do energy differences between
+    two configurations (the LJ tail correction is a constant of the box)."""
+    from cgaa.teacher import Teacher
+
+    atoms, gidx = molecule_box({"Li": 2, "PF6": 2, "EC": 2, "EMC": 2}, np.diag([18.0] * 3), seed=4, spacing=6.0)
+    top = _topology(atoms, gidx)
+    for res in top.residues():  # the teacher's residue names (Li -> LI)
+        res.name = res.name.upper()
+    teacher = Teacher(top, cutoff=0.85)
+    prior = PriorEvaluator(top, "teacher_coulomb")
+    intra = PriorEvaluator(top, "teacher_intra")
+    lj = next(f for f in teacher.system.getForces() if f.getName() == "LennardJonesOPLS")
+    par = np.array([lj.getParticleParameters(i) for i in range(lj.getNumParticles())])
+    sig, eps = units.nm_to_angstrom(par[:, 0]), units.kjmol_to_ev(par[:, 1])
+    cell = np.asarray(atoms.cell[:])
+    rng = np.random.default_rng(1)
+    energies = []
+    for scale in (0.0, 0.1):
+        pos = atoms.positions + rng.normal(scale=scale, size=atoms.positions.shape)
+        e_t, f_t = teacher.compute(pos, cell)
+        e_p, f_p = prior.compute(pos, cell)
+        e_lj, f_lj = _intermolecular_lj(pos, cell, gidx, sig, eps, 8.5)
+        assert np.abs(f_lj).max() > 0.1  # eV/Å: molecules in contact
+        np.testing.assert_allclose(f_t - f_p, f_lj, atol=2e-3)  # eV/Å; PME error of both sums ~5e-4
+        # the Coulomb between molecules is really there: ions feel net forces teacher_intra has not
+        f_c = f_p - intra.compute(pos, cell)[1]
+        net = np.zeros((gidx.max() + 1, 3))
+        np.add.at(net, gidx, f_c)
+        assert np.abs(net).max() > 0.1
+        energies.append(e_t - e_p - e_lj)
+    assert abs(energies[1] - energies[0]) <= 2e-3  # eV
+
+
+def test_teacher_coulomb_without_a_box_is_the_plain_coulomb_sum():
+    """Without a periodic box the Coulomb between molecules has no cutoff: teacher_coulomb −
+    teacher_intra equals q_i q_j / (4π ε0 r) summed over atom pairs of different molecules."""
+    from openmm import app
+
+    from cgaa.teacher import load_forcefield
+
+    atoms, gidx = molecule_box({"Li": 1, "PF6": 1, "EC": 1}, np.diag([14.0] * 3), seed=3, spacing=6.0)
+    top = _topology(atoms, gidx)
+    top.setPeriodicBoxVectors(None)
+    ref = load_forcefield().createSystem(top, nonbondedMethod=app.NoCutoff)  # alive while its forces are read
+    nb = next(f for f in ref.getForces() if isinstance(f, openmm.NonbondedForce))
+    q = np.array([nb.getParticleParameters(i)[0]._value for i in range(nb.getNumParticles())])
+    pos = atoms.positions
+    e_want = 0.0
+    for i in range(len(pos)):
+        for j in range(i + 1, len(pos)):
+            if gidx[i] != gidx[j]:
+                e_want += q[i] * q[j] / np.linalg.norm(pos[i] - pos[j])
+    e_want *= units.kjmol_to_ev(138.935456) * 10.0  # e²/(4π ε0) in eV·Å
+    e_c = PriorEvaluator(top, "teacher_coulomb").compute(pos)[0] - PriorEvaluator(top, "teacher_intra").compute(pos)[0]
+    assert abs(e_want) > 0.1
+    assert abs(e_c - e_want) <= 1e-7 * abs(e_want)  # OpenMM carries more digits of 1/(4π ε0)
+
+
 def test_prior_forces_are_gradients_and_periodic():
     atoms, gidx = _box(6)
     top = _topology(atoms, gidx)
@@ -176,7 +255,7 @@ def _prior_model(atoms, gidx, prior):
     return model, make_inputs(atoms.positions, atoms.numbers, gm, model.config, atoms.cell[:], dtype=torch.float64)
 
 
-@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_intra"])
+@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_intra", "teacher_coulomb"])
 def test_openmm_adds_the_prior(tmp_path, prior):
     """create_system with a prior model = TorchForce + prior forces; add_cgaa_force on a
     subset adds the prior of those molecules only; no prior, no extra forces."""
@@ -192,7 +271,8 @@ def test_openmm_adds_the_prior(tmp_path, prior):
     system = create_system(top, model)
     names = [f.getName() for f in system.getForces()]
     assert PRIOR_FORCE_PREFIX + "HarmonicBondForce" in names
-    assert (PRIOR_FORCE_PREFIX + "NonbondedForce" in names) == (prior == "teacher_intra")
+    assert (PRIOR_FORCE_PREFIX + "NonbondedForce" in names) == (prior != "teacher_bonded")
+    assert (PRIOR_FORCE_PREFIX + "Coulomb" in names) == (prior == "teacher_coulomb")
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     ctx.setPositions(pos_nm * unit.nanometer)
     st = ctx.getState(getEnergy=True, getForces=True)
@@ -219,6 +299,17 @@ def test_openmm_adds_the_prior(tmp_path, prior):
     bonds = [f for f in sys2.getForces() if f.getName() == PRIOR_FORCE_PREFIX + "HarmonicBondForce"][0]
     touched = {i for b in range(bonds.getNumBonds()) for i in bonds.getBondParameters(b)[:2]}
     assert touched and touched <= set(sub)
+    if prior == "teacher_coulomb":  # charges on the subset only; an MM NonbondedForce would count them twice
+        coul = [f for f in sys2.getForces() if f.getName() == PRIOR_FORCE_PREFIX + "Coulomb"][0]
+        charged = {i for i in range(coul.getNumParticles()) if coul.getParticleParameters(i)[0]._value != 0}
+        assert charged and charged <= set(sub)
+        mm = openmm.System()
+        for a in top.atoms():
+            mm.addParticle(a.element.mass)
+        mm.setDefaultPeriodicBoxVectors(*top.getPeriodicBoxVectors())
+        mm.addForce(openmm.NonbondedForce())
+        with pytest.raises(ValueError, match="already has a NonbondedForce"):
+            add_cgaa_force(mm, top, sub_model, atoms=sub)
     with pytest.raises(ValueError, match="only partly"):
         prior_forces(top, prior, atoms=sub[:-1])
 

@@ -24,7 +24,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from cgaa import units
-from cgaa.prior import add_prior
+from cgaa.prior import add_prior, check_prior_fits
 
 #: Name of the shipped default model under ``forcefields/models/``.
 DEFAULT_MODEL_NAME = "lipf6-ec-emc-1m.pt"
@@ -251,6 +251,7 @@ def add_cgaa_force(system, topology, model: ModelLike = None, atoms: Optional[Se
     if topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions():
         box = box_matrix_nm(system.getDefaultPeriodicBoxVectors())
     deployed = resolve_model(model)
+    check_prior_fits(system, deployed.config.prior)  # before the System is changed
     force = make_torch_force(topology, deployed, atoms=atoms, periodic=box is not None,
                              outputs_forces=outputs_forces, box_vectors=box,
                              force_group=force_group, properties=properties)
@@ -496,6 +497,7 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
             raise ValueError(f"topology atom {a.index} ({a.name} in residue {a.residue.name}) has no element")
         system.addParticle(a.element.mass)
     deployed = resolve_model(model)
+    check_prior_fits(system, deployed.config.prior)  # before the System is changed
     force = make_torch_force(topology, deployed, outputs_forces=outputs_forces, force_group=force_group,
                              properties=properties)
     system.addForce(force)
