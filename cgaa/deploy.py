@@ -99,6 +99,18 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
     return _load(path, "cpu")[1]
 
 
+def inference_only(module: torch.nn.Module) -> torch.nn.Module:
+    """Switch off ``requires_grad`` of every parameter of ``module`` (in place; returned).
+
+    Forces are gradients with respect to positions alone; with trainable parameters autograd
+    also computed every weight's gradient at each call (6 % of a CGAA evaluation). Training
+    never uses a deployed module (fine-tuning rebuilds an eager model, :meth:`DeployedModel.to_eager`).
+    """
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
 def _load(path: Union[str, Path], device: Union[str, torch.device]):
     path = Path(path)
     if not path.is_file():
@@ -111,7 +123,7 @@ def _load(path: Union[str, Path], device: Union[str, torch.device]):
                          f"{str(err).splitlines()[0]})") from None
     if not extra[METADATA_FILE]:
         raise ValueError(f"{path} has no {METADATA_FILE}: not a cgaa deployed model")
-    return module, json.loads(extra[METADATA_FILE])
+    return inference_only(module), json.loads(extra[METADATA_FILE])
 
 
 def check_metadata(meta: Dict[str, Any], path: Union[str, Path] = "model") -> None:
@@ -168,6 +180,24 @@ def set_contact_floor(model_path: Union[str, Path], output: Union[str, Path],
     meta = dict(deployed.metadata, contact_floor_data=[str(p) for p in data])
     meta["config"] = dict(meta["config"], contact_floor=data_contact_floor(data, deployed.config))
     _write_scripted(deployed.module, output, meta)
+    return Path(output), read_metadata(output)
+
+
+def rescript_model(model_path: Union[str, Path], output: Union[str, Path]) -> "tuple[Path, Dict[str, Any]]":
+    """Copy a deployed model to ``output`` scripted again by this version of cgaa: a TorchScript
+    file carries the code of the cgaa that wrote it, so improvements to the model code (speed,
+    say) reach an older model only this way. Same weights, buffers and config; the metadata keeps
+    its training record and gains ``rescripted`` (when, by which versions, from what)."""
+    deployed = load_model(model_path)
+    eager = deployed.to_eager().eval()
+    fresh = model_metadata(eager)
+    meta = dict(deployed.metadata)
+    history = list(meta.get("rescripted") or [])
+    history.append({"date": fresh["created"], "cgaa_version": fresh["cgaa_version"],
+                    "torch_version": fresh["torch_version"], "from_created": meta.get("created"),
+                    "from_torch_version": meta.get("torch_version")})
+    meta.update(cgaa_version=fresh["cgaa_version"], torch_version=fresh["torch_version"], rescripted=history)
+    _write_scripted(torch.jit.script(eager), output, meta)
     return Path(output), read_metadata(output)
 
 

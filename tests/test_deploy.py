@@ -37,6 +37,46 @@ def test_export_load_identical(tmp_path, electrolyte_box, mode):
     # the eager model rebuilt from the deployed file is the same function
     eager = loaded.to_eager()
     assert rel_err(eager(**kw)["forces"], ref["forces"]) <= 1e-12
+    # deployed modules are for inference: no weight gradients at each call; the rebuilt
+    # eager model (fine-tuning) and the saved model are trainable
+    assert not any(p.requires_grad for p in loaded.module.parameters())
+    assert all(p.requires_grad for p in eager.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_rescript_keeps_weights_metadata_and_outputs(tmp_path, electrolyte_box, capsys):
+    """cgaa deploy OLD.pt --rescript: the same function scripted by this cgaa's code, with the
+    training record kept and the re-scripting recorded."""
+    from cgaa.cli import main
+
+    atoms, _ = electrolyte_box
+    model, _, kw = build(atoms, "conservative")
+    path = save_model(model, tmp_path / "old.pt", extra={"training": {"epochs": 3}})
+    old = load_model(path)
+    assert main(["deploy", str(path), "--rescript", "-o", str(tmp_path / "new.pt")]) == 0
+    new = load_model(tmp_path / "new.pt")
+    assert rel_err(new(**kw)["forces"], old(**kw)["forces"]) <= 1e-12
+    assert abs(float(new(**kw)["energy"] - old(**kw)["energy"])) <= 1e-12 * abs(float(old(**kw)["energy"]))
+    for k, v in old.module.state_dict().items():
+        assert torch.equal(new.module.state_dict()[k], v), k
+    assert new.metadata["training"] == {"epochs": 3} and new.config == old.config
+    (entry,) = new.metadata["rescripted"]
+    assert entry["from_created"] == old.metadata["created"] and entry["cgaa_version"]
+    junk = tmp_path / "ckpt.pt"
+    junk.write_bytes(b"not a deployed model")
+    assert main(["deploy", str(junk), "--rescript", "-o", str(tmp_path / "x.pt")]) == 2
+    assert "--rescript takes a deployed model" in capsys.readouterr().err
+
+
+def test_resolve_model_leaves_an_eager_model_trainable(electrolyte_box):
+    from cgaa.openmm.system import resolve_model
+
+    atoms, _ = electrolyte_box
+    model, _, kw = build(atoms, "conservative")
+    deployed = resolve_model(model)
+    assert not any(p.requires_grad for p in deployed.module.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    assert rel_err(deployed(**kw)["forces"], run(model, kw)["forces"]) <= 1e-12
 
 
 def test_load_rejects_bad_files(tmp_path, electrolyte_box):

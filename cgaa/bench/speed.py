@@ -156,7 +156,7 @@ def _build_model(spec: Dict[str, Any], topology, numbers: np.ndarray):
     """(DeployedModel, grain map) for the spec's engine (cgaa or allatom)."""
     import torch
 
-    from cgaa.deploy import DeployedModel, load_model, model_metadata
+    from cgaa.deploy import DeployedModel, inference_only, load_model, model_metadata
     from cgaa.grains import atomic_grains, grains_from_topology
     from cgaa.inputs import vocabulary
     from cgaa.model import CGAAModel, ModelConfig
@@ -180,7 +180,7 @@ def _build_model(spec: Dict[str, Any], topology, numbers: np.ndarray):
     cfg = ModelConfig.from_dict({**hyper, "elements": el, "grain_types": keys, "grain_type_names": names})
     torch.manual_seed(int(spec.get("seed", 0)))
     model = CGAAModel(cfg).eval()
-    scripted = torch.jit.script(model)
+    scripted = inference_only(torch.jit.script(model))
     return DeployedModel(module=scripted, metadata=model_metadata(model), path=None), gm
 
 

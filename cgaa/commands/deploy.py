@@ -11,10 +11,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "save it with its metadata (version, units, cutoff, elements, grain types, force "
                     "mode). Load it with cgaa.load_model(path) or use it in cgaa simulate.",
         epilog="examples:\n  cgaa deploy runs/example/best.pt -o model.pt\n"
-               "  cgaa deploy old-model.pt --contact-floor-from train.xyz -o model.pt   # add the floor to a deployed model",
+               "  cgaa deploy old-model.pt --contact-floor-from train.xyz -o model.pt   # add the floor to a deployed model\n"
+               "  cgaa deploy old-model.pt --rescript -o model.pt   # same weights, this version's (faster) code",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="best.pt or last.pt from cgaa train/finetune (or, with --contact-floor-from "
-                                      "only, a deployed model)")
+                                      "and/or --rescript, a deployed model)")
     p.add_argument("-o", "--output", required=True, help="output model file (.pt)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema",
                    help="EMA-averaged (default) or raw weights")
@@ -24,17 +25,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the model's training data (extxyz): record the closest approach of atoms of different "
                         "grains per element pair, where cgaa simulate puts its contact guard (models trained "
                         "with this version record it themselves)")
+    p.add_argument("--rescript", action="store_true",
+                   help="(deployed model) script it again with this version's model code: a deployed file carries "
+                        "the code of the cgaa that wrote it; same weights, config and training record")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cgaa.deploy import deploy_checkpoint, is_deployed_model, set_contact_floor
+    from cgaa.deploy import deploy_checkpoint, is_deployed_model, rescript_model, set_contact_floor
 
     if is_deployed_model(args.checkpoint):
-        if not args.contact_floor_from:
+        if not (args.contact_floor_from or args.rescript):
             raise ValueError(f"{args.checkpoint} is already a deployed model; give a training checkpoint, "
-                             "or --contact-floor-from to add a contact floor to it")
-        path, meta = set_contact_floor(args.checkpoint, args.output, args.contact_floor_from)
+                             "or --contact-floor-from to add a contact floor to it, or --rescript")
+        source = args.checkpoint
+        if args.rescript:
+            path, meta = rescript_model(source, args.output)
+            source = path
+        if args.contact_floor_from:
+            path, meta = set_contact_floor(source, args.output, args.contact_floor_from)
+    elif args.rescript:
+        raise ValueError(f"--rescript takes a deployed model; {args.checkpoint} is a training checkpoint "
+                         "(deploying it scripts it with this version's code anyway)")
     else:
         path, meta = deploy_checkpoint(args.checkpoint, args.output, weights=args.weights, dtype=args.dtype,
                                        contact_floor_from=args.contact_floor_from)

@@ -81,16 +81,19 @@ def resolve_model(model: ModelLike = None, device: str = "cpu"):
     DeployedModel or an eager :class:`cgaa.model.CGAAModel` (scripted in memory)."""
     import torch
 
-    from cgaa.deploy import DeployedModel, load_model, model_metadata
-    from cgaa.model import CGAAModel
+    from cgaa.deploy import DeployedModel, inference_only, load_model, model_metadata
+    from cgaa.model import CGAAModel, ModelConfig
 
     if model is None:
         model = default_model_path()
     if isinstance(model, DeployedModel):
         return model
     if isinstance(model, CGAAModel):
-        model = model.eval()
-        return DeployedModel(module=torch.jit.script(model), metadata=model_metadata(model), path=None)
+        # a copy (same weights and buffers): the caller's model keeps its trainable parameters
+        twin = CGAAModel(ModelConfig.from_dict(model.config.to_dict())).to(model.masses)
+        twin.load_state_dict(model.state_dict())
+        twin.eval()
+        return DeployedModel(module=inference_only(torch.jit.script(twin)), metadata=model_metadata(twin), path=None)
     if isinstance(model, (str, Path)):
         return load_model(model, device)
     raise TypeError(f"model must be None, a path, a DeployedModel or a CGAAModel, not {type(model).__name__}")
@@ -497,7 +500,6 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
             raise ValueError(f"topology atom {a.index} ({a.name} in residue {a.residue.name}) has no element")
         system.addParticle(a.element.mass)
     deployed = resolve_model(model)
-    check_prior_fits(system, deployed.config.prior)  # before the System is changed
     force = make_torch_force(topology, deployed, outputs_forces=outputs_forces, force_group=force_group,
                              properties=properties)
     system.addForce(force)
