@@ -411,14 +411,15 @@ class CGAAModel(nn.Module):
                 pairs = intra_pairs(grain_index, g)
             ud = u.detach()  # select the pairs first: autograd then only sees those in range
             dd = ud[pairs[1]] - ud[pairs[0]]
-            pairs = pairs[:, (dd * dd).sum(-1) < self.intra_cutoff * self.intra_cutoff]
-            vec = u[pairs[1]] - u[pairs[0]]
-            dirs, dist = safe_direction(vec, 1e-6)
-            sh = self.sh(dirs)[:, : self.intra_sh_dim]
+            # each pair once (i < j) for the distances and radial weights, then both directions
+            half = pairs[:, (pairs[0] < pairs[1]) & ((dd * dd).sum(-1) < self.intra_cutoff * self.intra_cutoff)]
+            dirs, dist = safe_direction(u[half[1]] - u[half[0]], 1e-6)
+            pairs = torch.cat([half, half.flip(0)], dim=1)
+            sh = self.sh(torch.cat([dirs, -dirs], dim=0))[:, : self.intra_sh_dim]
             basis = self.intra_basis(dist)
             env = self.intra_envelope(dist)
             for layer in self.intra_layers:
-                y = layer["conv"](x, sh, basis, env, pairs[1], pairs[0], n) + layer["self"](x)
+                y = layer["conv"](x, sh, basis, env, pairs[1], pairs[0], n, True) + layer["self"](x)
                 x = layer["gate"](y)
         # pool atoms onto their grain
         dirs, dist = safe_direction(u, self.center_eps)
@@ -458,8 +459,10 @@ class CGAAModel(nn.Module):
             vec = vec + shifts[keep] @ cell
         dist = torch.sqrt((vec * vec).sum(-1) + 1e-12)
         phi = self.pair_basis(dist) * self.pair_envelope(dist).unsqueeze(-1)
-        a = self.pair_coeff(x[:, : self.channels]).view(-1, self.pair_k, self.pair_m)
-        coeff = (a[pairs[0]] * a[pairs[1]]).sum(-1)
+        # (atoms, rank, basis) with the basis index innermost: the per-pair products and the sum
+        # over the rank then run over contiguous memory
+        a = self.pair_coeff(x[:, : self.channels]).view(-1, self.pair_k, self.pair_m).transpose(1, 2).contiguous()
+        coeff = (a.index_select(0, pairs[0]) * a.index_select(0, pairs[1])).sum(1)
         half = 0.5 * (phi * coeff).sum(-1) / self.pair_norm
         out = torch.zeros(n_grains, dtype=u.dtype, device=u.device)
         return out.index_add(0, grain_index[pairs[0]], half).index_add(0, grain_index[pairs[1]], half)

@@ -124,8 +124,13 @@ class Convolution(nn.Module):
         self.irreps_in, self.irreps_out = irreps_in, irreps_out
 
     def forward(self, x: Tensor, sh: Tensor, basis: Tensor, envelope: Tensor,
-                sender: Tensor, receiver: Tensor, n_receivers: int) -> Tensor:
+                sender: Tensor, receiver: Tensor, n_receivers: int, mirrored: bool = False) -> Tensor:
+        """``mirrored``: the second half of the edges are the first half reversed (same
+        distances) and ``basis``/``envelope`` cover the first half only, so the radial MLP
+        runs once per pair."""
         w = self.radial(basis) * envelope.unsqueeze(-1)
+        if mirrored:
+            w = torch.cat([w, w], dim=0)
         msg = self.tp(x[sender], sh, w)
         out = torch.zeros((n_receivers, msg.shape[1]), dtype=msg.dtype, device=msg.device)
         out = out.index_add(0, receiver, msg) * self.inv_sqrt_norm
