@@ -49,6 +49,10 @@ def test_training_lowers_validation_loss_and_writes_outputs(tmp_path, dataset):
     m = res.test_metrics
     assert m["n_frames"] == 2 and np.isfinite(m["forces_rmse_eV_per_A"])
     assert set(m["per_grain_type"]) == {"Li", "PF6", "EC", "EMC"}
+    # net forces per grain type: a Li+ is one atom, so its net force error is its force error
+    li = m["per_grain_type"]["Li"]
+    assert li["net_force_rmse_eV_per_A"] == pytest.approx(li["forces_rmse_eV_per_A"], rel=1e-9)
+    assert all(np.isfinite(v["net_force_rmse_eV_per_A"]) for v in m["per_grain_type"].values())
     # the model records where its training frames put atoms of different grains
     from cgaa.data.contacts import closest_contacts
     from cgaa.train.trainer import load_splits

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
               f"(mean error {m['pressure_mean_error_bar']:+.0f} bar), molecular virial RMSE "
               f"{m['virial_mol_rmse_meV_per_atom']:.2f} meV/atom")
     for name, v in m["per_grain_type"].items():
-        print(f"  {name:>6}: force RMSE {v['forces_rmse_eV_per_A']:.3f} eV/Å")
+        print(f"  {name:>6}: force RMSE {v['forces_rmse_eV_per_A']:.3f} eV/Å, "
+              f"net force on each {name} {v['net_force_rmse_eV_per_A']:.3f} eV/Å")
     print(f"wrote {args.out}/metrics.json and {args.out}/parity.png")
     return 0

@@ -82,6 +82,7 @@ class ErrorAccumulator:
         self.ref_sq = dict(self.sq)  # Σ ref² (force components have zero mean by symmetry)
         self.by_el = np.zeros((len(element_names), 3))   # sum sq, sum abs, count
         self.by_type = np.zeros((len(type_names), 3))
+        self.net_by_type = np.zeros((len(type_names), 3))  # grain net forces: sum sq, sum abs, count
         self.values: Dict[str, List[np.ndarray]] = {}
         self.vir_err: List[np.ndarray] = []   # ΔW_mol / N (eV/atom), 9 components per frame
         self.p_err: List[float] = []          # molecular pressure error (bar)
@@ -116,9 +117,11 @@ class ErrorAccumulator:
         d = (out["forces"].detach() - ref["forces"]).double().cpu().numpy()
         sp = ref["species"].cpu().numpy()
         atom_type = ref["grain_type"][ref["grain_index"]].cpu().numpy()
-        for table, idx in ((self.by_el, sp), (self.by_type, atom_type)):
-            np.add.at(table[:, 0], idx, (d * d).sum(1))
-            np.add.at(table[:, 1], idx, np.abs(d).sum(1))
+        dg = (out["grain_forces"].detach() - ref["grain_forces"]).double().cpu().numpy()
+        for table, idx, diff in ((self.by_el, sp, d), (self.by_type, atom_type, d),
+                                 (self.net_by_type, ref["grain_type"].cpu().numpy(), dg)):
+            np.add.at(table[:, 0], idx, (diff * diff).sum(1))
+            np.add.at(table[:, 1], idx, np.abs(diff).sum(1))
             np.add.at(table[:, 2], idx, 3)
 
     def summary(self) -> Dict[str, object]:
@@ -153,6 +156,13 @@ class ErrorAccumulator:
                            "forces_mae_eV_per_A": float(table[i, 1] / table[i, 2])}
                 for i in range(len(names)) if table[i, 2] > 0
             }
+        # the net force on each kind of molecule or ion (what moves it: transport)
+        t = self.net_by_type
+        for i, name in enumerate(self.type_names):
+            if t[i, 2] > 0:
+                out["per_grain_type"].setdefault(name, {}).update(
+                    net_force_rmse_eV_per_A=float(np.sqrt(t[i, 0] / t[i, 2])),
+                    net_force_mae_eV_per_A=float(t[i, 1] / t[i, 2]))
         return out
 
     def arrays(self, key: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
