@@ -103,7 +103,8 @@ def inference_only(module: torch.nn.Module) -> torch.nn.Module:
     """Switch off ``requires_grad`` of every parameter of ``module`` (in place; returned).
 
     Forces are gradients with respect to positions alone; with trainable parameters autograd
-    also computed every weight's gradient at each call (6 % of a CGAA evaluation). Training
+    also computed every weight's gradient at each call (17 % of an evaluation of the shipped
+    model, docs/benchmarks.md). Training
     never uses a deployed module (fine-tuning rebuilds an eager model, :meth:`DeployedModel.to_eager`).
     """
     for p in module.parameters():

@@ -132,14 +132,14 @@ def test_npt_density_within_5_percent(tmp_path):
     baro.setFrequency(20)
     ctx.reinitialize(preserveState=True)
     dens = []
-    for block in range(24):  # 24 ps NPT, 1 ps blocks
+    for block in range(12):  # 12 ps NPT, 1 ps blocks: a sanity check (converged: 1.167, docs/benchmarks.md)
         integ.step(500)
         st = ctx.getState(getEnergy=True)
         cell = st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
         dens.append(box_density(pdb.topology, np.asarray(cell)))
         assert np.isfinite(st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-    mean = float(np.mean(dens[8:]))
-    print(f"NPT density (last 16 ps): {mean:.4f} g/cm3 (recipe {res.recipe.density})")
+    mean = float(np.mean(dens[4:]))
+    print(f"NPT density (last 8 ps): {mean:.4f} g/cm3 (recipe {res.recipe.density})")
     assert abs(mean - res.recipe.density) / res.recipe.density < 0.05
 
 

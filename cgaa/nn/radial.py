@@ -22,7 +22,7 @@ def safe_direction(vec: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
 #: Gaussians are cut to exactly 0 where exp(−x²) < exp(−GAUSSIAN_CUT_X2) ≈ 9.4e-14: far below
 #: float32 resolution next to the O(1) basis values, and it keeps subnormal floats out of every
 #: product downstream. x86 CPUs handle subnormals ~100x slower: the Gaussian tails (and their
-#: products with envelopes and weights) made a CGAA evaluation ~17 % slower (docs/benchmarks.md).
+#: products with envelopes and weights) made a training step 9 % slower (docs/benchmarks.md).
 GAUSSIAN_CUT_X2 = 30.0
 
 
