@@ -207,12 +207,9 @@ def coulomb_cutoff_nm(box) -> float:
     """Real-space cutoff (nm) of the ``teacher_coulomb`` PME sum for a box (OpenMM box
     vectors, nm): :data:`COULOMB_CUTOFF_NM`, or 0.45 × the shortest box height when that is
     smaller (NPT fluctuations keep the cutoff below half the height)."""
-    from openmm import unit
+    from cgaa.openmm.system import box_heights_nm  # here: cgaa.openmm.system imports this module
 
-    a, b, c = (np.array(list(v), dtype=float) for v in box.value_in_unit(unit.nanometer))
-    vol = abs(float(np.dot(a, np.cross(b, c))))
-    heights = [vol / float(np.linalg.norm(np.cross(*pair))) for pair in ((b, c), (c, a), (a, b))]
-    return min(COULOMB_CUTOFF_NM, 0.45 * min(heights))
+    return min(COULOMB_CUTOFF_NM, 0.45 * float(box_heights_nm(box).min()))
 
 
 def _intermolecular_coulomb(nb, sub, index: Sequence[int], n_atoms: int, box):
