@@ -4,53 +4,108 @@
 # trajectory, a stage-1 model trained on them, two rounds of active learning (NPT runs of the stage-1
 # and stage-2 models, relabelled by the teacher), the stage-3 (shipped) model, deployment and
 # the model card. Run from the repository root: `make default-model` (~4 h on 2 CPU cores).
+#
+# Resumable: a step whose output exists is skipped, an interrupted training continues from its
+# last.pt (`cgaa train --resume`) and an interrupted MD run from its checkpoint (`cgaa simulate
+# --restart`), so the recipe can be stopped and started again. Delete $WORK to start afresh.
+#
+# The same recipe trains variants with other stage configs (environment variables):
+#   CONFIGS  prefix of the three configs $CONFIGS.stage1.train.yaml, $CONFIGS.stage2.train.yaml and
+#            $CONFIGS.train.yaml (default forcefields/models/lipf6-ec-emc-1m); their data and
+#            output.dir paths must lie in WORK
+#   WORK     working folder (default build/default-model)
+#   MODEL    deployed stage-3 model (default forcefields/models/lipf6-ec-emc-1m.pt); its parity plot,
+#            learning curve and model card are written next to it
+#   NOTES    Markdown added to the model card (default forcefields/models/lipf6-ec-emc-1m.notes.md;
+#            empty: none)
+# e.g. the Coulomb-prior candidate (docs/benchmarks.md, *Long-range electrostatics*):
+#   CONFIGS=docs/bench/what-if/coulomb-model/lipf6-ec-emc-1m-coulomb WORK=build/coulomb-model \
+#   MODEL=build/coulomb-model/lipf6-ec-emc-1m-coulomb.pt NOTES= bash forcefields/models/make_default_model.sh
 set -euo pipefail
 here=forcefields/models
-work=build/default-model
+configs=${CONFIGS:-$here/lipf6-ec-emc-1m}
+work=${WORK:-build/default-model}
+model=${MODEL:-$here/lipf6-ec-emc-1m.pt}
+notes=${NOTES-$here/lipf6-ec-emc-1m.notes.md}
 mkdir -p "$work"
 cgaa=${CGAA:-.venv/bin/cgaa}
-"$cgaa" sample lipf6-ec-emc-1m --atoms 1000 --temperatures 278,298,318,338 --frames 45 --stride 250 \
-    --equil-steps 4000 --hot-fraction 0.1 --distorted-fraction 0.1 --seed 1 -o "$work/train.xyz"
-"$cgaa" sample lipf6-ec-emc-1m --atoms 1000 --temperatures 298 --frames 24 --stride 250 \
-    --equil-steps 4000 --hot-fraction 0.1 --distorted-fraction 0.1 --seed 2 -o "$work/test.xyz"
+python=${PYTHON:-.venv/bin/python}
+if [ "$configs" = "$here/lipf6-ec-emc-1m" ]; then card_command="make default-model"
+else card_command="CONFIGS=$configs WORK=$work MODEL=$model bash $here/make_default_model.sh"; fi
+
+# once OUT CMD...: run CMD unless OUT exists (every cgaa output file is written atomically)
+once() {
+    local out=$1
+    shift
+    if [ -e "$out" ]; then echo "make_default_model: $out exists, skipped"; else "$@"; fi
+}
+# train_stage CONFIG RUN_DIR DEPLOYED: train (or continue an interrupted training), then deploy best.pt
+train_stage() {
+    local config=$1 run=$2 deployed=$3
+    [ -e "$deployed" ] && { echo "make_default_model: $deployed exists, skipped"; return; }
+    if [ -e "$run/last.pt" ] && [ ! -e "$run/test_metrics.json" ]; then
+        "$cgaa" train --resume --no-progress "$config"
+    elif [ ! -e "$run/test_metrics.json" ]; then
+        "$cgaa" train --no-progress "$config"
+    fi
+    "$cgaa" deploy "$run/best.pt" -o "$deployed"
+}
+
+once "$work/train.xyz" "$cgaa" sample lipf6-ec-emc-1m --atoms 1000 --temperatures 278,298,318,338 \
+    --frames 45 --stride 250 --equil-steps 4000 --hot-fraction 0.1 --distorted-fraction 0.1 --seed 1 \
+    --no-progress -o "$work/train.xyz"
+once "$work/test.xyz" "$cgaa" sample lipf6-ec-emc-1m --atoms 1000 --temperatures 298 --frames 24 \
+    --stride 250 --equil-steps 4000 --hot-fraction 0.1 --distorted-fraction 0.1 --seed 2 \
+    --no-progress -o "$work/test.xyz"
 # lower densities: the energy's dependence on volume (NPT), which thermal frames at one density do not show
 mkdir -p "$work/dens"
 for d in 0.90 1.00 1.10; do
-    "$cgaa" build --recipe lipf6-ec-emc-1m --atoms 1000 --density "$d" --seed 3 -o "$work/dens/box-$d.pdb"
-    "$cgaa" sample "$work/dens/box-$d.pdb" --temperatures 298,338 --frames 25 --stride 250 --equil-steps 4000 \
-        --hot-fraction 0.1 --distorted-fraction 0.1 --seed 4 -o "$work/dens/train-$d.xyz"
+    once "$work/dens/box-$d.pdb" "$cgaa" build --recipe lipf6-ec-emc-1m --atoms 1000 --density "$d" \
+        --seed 3 -o "$work/dens/box-$d.pdb"
+    once "$work/dens/train-$d.xyz" "$cgaa" sample "$work/dens/box-$d.pdb" --temperatures 298,338 \
+        --frames 25 --stride 250 --equil-steps 4000 --hot-fraction 0.1 --distorted-fraction 0.1 \
+        --seed 4 --no-progress -o "$work/dens/train-$d.xyz"
 done
 # stage 1: teacher MD data only
-"$cgaa" train "$here/lipf6-ec-emc-1m.stage1.train.yaml"
-"$cgaa" deploy "$work/run-stage1/best.pt" -o "$work/stage1.pt"
+train_stage "$configs.stage1.train.yaml" "$work/run-stage1" "$work/stage1.pt"
+# run_finished RUN_DIR: the last segment of the cgaa simulate run in RUN_DIR finished (run.json)
+run_finished() {
+    "$python" -c 'import json, sys; h = json.load(open(sys.argv[1])).get("history") or [{}]; sys.exit(h[-1].get("status") != "finished")' "$1/run.json" 2>/dev/null
+}
 # active learning: NPT MD with the previous stage's model (the model drifts off the teacher's data
 # there), relabelled with the teacher's energy, forces and stress
 mkdir -p "$work/al"
 al_round() {  # al_round MODEL PREFIX PS EVERY_PS BOX_SEED,RUN_SEED...  (one 1000-atom NPT run per pair)
-    local model=$1 prefix=$2 ps=$3 every=$4 pair b s
+    local model=$1 prefix=$2 ps=$3 every=$4 pair b s run
     shift 4
     for pair in "$@"; do
-        b=${pair%,*} s=${pair#*,}
+        b=${pair%,*} s=${pair#*,} run="$work/al/$prefix-run-$s"
+        [ -e "$work/al/$prefix-$s.xyz" ] && { echo "make_default_model: $work/al/$prefix-$s.xyz exists, skipped"; continue; }
         # one box per packing seed (build is deterministic: pairs sharing a box seed reuse it)
-        [ -f "$work/al/box-$b.pdb" ] || "$cgaa" build --recipe lipf6-ec-emc-1m --atoms 1000 --seed "$b" -o "$work/al/box-$b.pdb"
-        "$cgaa" simulate "$work/al/box-$b.pdb" --model "$model" --ensemble npt --time-ps "$ps" \
-            --report-interval 100 --seed "$s" --overwrite --no-progress -o "$work/al/$prefix-run-$s"
-        "$cgaa" label "$work/al/$prefix-run-$s" -c teacher --stress --no-keep-previous --start-ps 1 \
+        once "$work/al/box-$b.pdb" "$cgaa" build --recipe lipf6-ec-emc-1m --atoms 1000 --seed "$b" \
+            -o "$work/al/box-$b.pdb"
+        if run_finished "$run"; then
+            echo "make_default_model: $run finished, skipped"
+        elif [ -e "$run/checkpoint.chk" ]; then
+            "$cgaa" simulate --restart --time-ps "$ps" --no-progress -o "$run"
+        else
+            "$cgaa" simulate "$work/al/box-$b.pdb" --model "$model" --ensemble npt --time-ps "$ps" \
+                --report-interval 100 --seed "$s" --overwrite --no-progress -o "$run"
+        fi
+        "$cgaa" label "$run" -c teacher --stress --no-keep-previous --start-ps 1 \
             --every-ps "$every" -o "$work/al/$prefix-$s.xyz"
     done
 }
 al_round "$work/stage1.pt" md 70 0.5 0,0 0,1
 # stage 2: + the first round
-"$cgaa" train "$here/lipf6-ec-emc-1m.stage2.train.yaml"
-"$cgaa" deploy "$work/run-stage2/best.pt" -o "$work/stage2.pt"
+train_stage "$configs.stage2.train.yaml" "$work/run-stage2" "$work/stage2.pt"
 al_round "$work/stage2.pt" md2 15 0.2 5,5 6,6
 # stage 3 (shipped): + the second round, over the prior teacher_intra (stages 1-2: teacher_valence;
 # stage 2's MD folded EMC into intramolecular contacts its network had never seen)
-"$cgaa" train "$here/lipf6-ec-emc-1m.train.yaml"
-"$cgaa" deploy "$work/run/best.pt" -o "$here/lipf6-ec-emc-1m.pt"
-"$cgaa" evaluate "$here/lipf6-ec-emc-1m.pt" "$work/test.xyz" --out "$work/eval"
-cp "$work/eval/parity.png" "$here/lipf6-ec-emc-1m.parity.png"
-cp "$work/run/learning_curve.png" "$here/lipf6-ec-emc-1m.learning_curve.png"
-"${PYTHON:-.venv/bin/python}" -m cgaa.train.modelcard "$here/lipf6-ec-emc-1m.pt" "$work/eval/metrics.json" \
-    "$work/run/metrics.csv" "$here/lipf6-ec-emc-1m.md" --command "make default-model" \
-    --notes "$here/lipf6-ec-emc-1m.notes.md"
+train_stage "$configs.train.yaml" "$work/run" "$model"
+"$cgaa" evaluate "$model" "$work/test.xyz" --out "$work/eval"
+cp "$work/eval/parity.png" "${model%.pt}.parity.png"
+cp "$work/run/learning_curve.png" "${model%.pt}.learning_curve.png"
+"$python" -m cgaa.train.modelcard "$model" "$work/eval/metrics.json" \
+    "$work/run/metrics.csv" "${model%.pt}.md" --command "$card_command" \
+    ${notes:+--notes "$notes"}
