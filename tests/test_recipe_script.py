@@ -1,0 +1,92 @@
+"""The model recipe (forcefields/models/make_default_model.sh) resumes where it stopped: run with
+a stand-in for the `cgaa` command that records its arguments and writes the files named by -o,
+it skips finished steps, continues an interrupted training with --resume and an interrupted MD
+run with --restart, and runs everything else in order."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "forcefields" / "models" / "make_default_model.sh"
+
+FAKE = f"""#!{sys.executable}
+import os, sys
+from pathlib import Path
+args = sys.argv[1:]
+if args[0] == "-c":  # standing in for PYTHON as well: run inline code for real
+    os.execv(sys.executable, [sys.executable] + args)
+with open(os.environ["FAKE_LOG"], "a") as fh:
+    fh.write(" ".join(args) + "\\n")
+for flag in ("-o", "--out"):
+    if flag in args:
+        out = Path(args[args.index(flag) + 1])
+        if args[0] in ("simulate", "evaluate"):
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "parity.png").touch()
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.touch()
+"""
+
+
+def _run(tmp_path: Path) -> list:
+    fake = tmp_path / "fake-cgaa"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    log.unlink(missing_ok=True)
+    work = tmp_path / "work"
+    env = dict(os.environ, CGAA=str(fake), PYTHON=str(fake), FAKE_LOG=str(log), WORK=str(work),
+               MODEL=str(tmp_path / "out" / "m.pt"), CONFIGS="cfg/x", NOTES="")
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (work / "run").mkdir(parents=True, exist_ok=True)
+    (work / "run" / "learning_curve.png").touch()
+    proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return log.read_text().splitlines()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not available")
+def test_recipe_resumes_where_it_stopped(tmp_path):
+    work = tmp_path / "work"
+    # finished: the teacher data, the stage-1 training; interrupted: stage 2's training and the
+    # second MD run of the first active-learning round
+    (work / "dens").mkdir(parents=True)
+    (work / "run-stage2").mkdir()
+    for f in ("train.xyz", "test.xyz", "dens/box-0.90.pdb", "dens/train-0.90.xyz", "stage1.pt",
+              "run-stage2/last.pt"):
+        (work / f).touch()
+    interrupted = work / "al" / "md-run-1"
+    interrupted.mkdir(parents=True)
+    (interrupted / "checkpoint.chk").touch()
+    (interrupted / "run.json").write_text(json.dumps({"history": [{"status": "interrupted"}]}))
+    calls = _run(tmp_path)
+    verbs = [c.split()[0] for c in calls]
+    assert not any(c.startswith("sample lipf6-ec-emc-1m") for c in calls)  # train/test data exist
+    assert not any("box-0.90" in c for c in calls)
+    assert sum("dens/train-" in c and c.startswith("sample") for c in calls) == 2  # 1.00 and 1.10
+    assert "train --no-progress cfg/x.stage1.train.yaml" not in calls          # stage1.pt exists
+    assert "train --resume --no-progress cfg/x.stage2.train.yaml" in calls    # last.pt, unfinished
+    assert "train --no-progress cfg/x.train.yaml" in calls
+    md = [c for c in calls if c.startswith("simulate")]
+    assert md[0].endswith(str(work / "al" / "md-run-0")) and "--restart" not in md[0]
+    assert md[1] == f"simulate --restart --time-ps 70 --no-progress -o {interrupted}"
+    assert len(md) == 4  # two rounds of two runs
+    # order: stage-1 MD before stage 2, stage-2 MD before stage 3, then evaluation and model card
+    assert verbs.index("evaluate") > max(i for i, v in enumerate(verbs) if v == "train")
+    assert calls[-1].startswith("-m cgaa.train.modelcard")
+    assert (tmp_path / "out" / "m.parity.png").exists()
+
+    # a second pass over the finished recipe: the MD runs are marked finished, every output exists
+    for run in (work / "al").glob("*-run-*"):
+        (run / "run.json").write_text(json.dumps({"history": [{"status": "finished"}]}))
+    (work / "run" / "test_metrics.json").touch()
+    calls = _run(tmp_path)
+    assert [c.split()[0] for c in calls] == ["evaluate", "-m"]  # only the card is made again
