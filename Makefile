@@ -24,6 +24,7 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info
 
-# Rebuild the shipped default model (teacher data → training → deploy → model card); ~4 h on 2 CPU cores (two trainings, two 70 ps NPT runs).
+# Rebuild the shipped default model (teacher data → training → deploy → model card); ~4-8 h on 2 CPU cores
+# (three trainings, 2 x 70 + 2 x 15 ps of NPT MD); resumable: run it again after an interruption.
 default-model: $(STAMP)
 	bash forcefields/models/make_default_model.sh

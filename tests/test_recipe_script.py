@@ -36,7 +36,7 @@ for flag in ("-o", "--out"):
 """
 
 
-def _run(tmp_path: Path) -> list:
+def _run(tmp_path: Path, parallel: str = "0") -> list:
     fake = tmp_path / "fake-cgaa"
     fake.write_text(FAKE)
     fake.chmod(0o755)
@@ -44,7 +44,7 @@ def _run(tmp_path: Path) -> list:
     log.unlink(missing_ok=True)
     work = tmp_path / "work"
     env = dict(os.environ, CGAA=str(fake), PYTHON=str(fake), FAKE_LOG=str(log), WORK=str(work),
-               MODEL=str(tmp_path / "out" / "m.pt"), CONFIGS="cfg/x", NOTES="")
+               MODEL=str(tmp_path / "out" / "m.pt"), CONFIGS="cfg/x", NOTES="", AL_PARALLEL=parallel)
     (tmp_path / "out").mkdir(exist_ok=True)
     (work / "run").mkdir(parents=True, exist_ok=True)
     (work / "run" / "learning_curve.png").touch()
@@ -54,7 +54,8 @@ def _run(tmp_path: Path) -> list:
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not available")
-def test_recipe_resumes_where_it_stopped(tmp_path):
+@pytest.mark.parametrize("parallel", ["0", "1"])
+def test_recipe_resumes_where_it_stopped(tmp_path, parallel):
     work = tmp_path / "work"
     # finished: the teacher data, the stage-1 training; interrupted: stage 2's training and the
     # second MD run of the first active-learning round
@@ -67,7 +68,7 @@ def test_recipe_resumes_where_it_stopped(tmp_path):
     interrupted.mkdir(parents=True)
     (interrupted / "checkpoint.chk").touch()
     (interrupted / "run.json").write_text(json.dumps({"history": [{"status": "interrupted"}]}))
-    calls = _run(tmp_path)
+    calls = _run(tmp_path, parallel)
     verbs = [c.split()[0] for c in calls]
     assert not any(c.startswith("sample lipf6-ec-emc-1m") for c in calls)  # train/test data exist
     assert not any("box-0.90" in c for c in calls)
@@ -75,10 +76,18 @@ def test_recipe_resumes_where_it_stopped(tmp_path):
     assert "train --no-progress cfg/x.stage1.train.yaml" not in calls          # stage1.pt exists
     assert "train --resume --no-progress cfg/x.stage2.train.yaml" in calls    # last.pt, unfinished
     assert "train --no-progress cfg/x.train.yaml" in calls
-    md = [c for c in calls if c.startswith("simulate")]
-    assert md[0].endswith(str(work / "al" / "md-run-0")) and "--restart" not in md[0]
-    assert md[1] == f"simulate --restart --time-ps 70 --no-progress -o {interrupted}"
+    threads = " --threads 1" if parallel == "1" else ""  # AL_PARALLEL=1: one thread per run
+    md = sorted(c for c in calls if c.startswith("simulate"))
     assert len(md) == 4  # two rounds of two runs
+    assert f"simulate --restart --time-ps 70 --no-progress -o {interrupted}{threads}" in md
+    fresh = [c for c in md if "--restart" not in c]
+    assert len(fresh) == 3 and all(c.endswith(threads) for c in fresh)
+    assert any(f"-o {work / 'al' / 'md-run-0'}" in c and "--seed 0 " in c for c in fresh)
+    # every run of a round ends before its frames are labelled
+    for prefix in ("md-run-", "md2-run-"):
+        last_md = max(i for i, c in enumerate(calls) if c.startswith("simulate") and prefix in c)
+        first_label = min(i for i, c in enumerate(calls) if c.startswith("label") and prefix in c)
+        assert last_md < first_label
     # order: stage-1 MD before stage 2, stage-2 MD before stage 3, then evaluation and model card
     assert verbs.index("evaluate") > max(i for i, v in enumerate(verbs) if v == "train")
     assert calls[-1].startswith("-m cgaa.train.modelcard")
@@ -88,5 +97,5 @@ def test_recipe_resumes_where_it_stopped(tmp_path):
     for run in (work / "al").glob("*-run-*"):
         (run / "run.json").write_text(json.dumps({"history": [{"status": "finished"}]}))
     (work / "run" / "test_metrics.json").touch()
-    calls = _run(tmp_path)
+    calls = _run(tmp_path, parallel)
     assert [c.split()[0] for c in calls] == ["evaluate", "-m"]  # only the card is made again

@@ -3,7 +3,8 @@
 # temperatures (+ hot and distorted frames) and three lower densities, an independent test
 # trajectory, a stage-1 model trained on them, two rounds of active learning (NPT runs of the stage-1
 # and stage-2 models, relabelled by the teacher), the stage-3 (shipped) model, deployment and
-# the model card. Run from the repository root: `make default-model` (~4 h on 2 CPU cores).
+# the model card. Run from the repository root: `make default-model` (~4 h on 2 AMD EPYC cores, ~8 h
+# on 2 Intel Xeon cores).
 #
 # Resumable: a step whose output exists is skipped, an interrupted training continues from its
 # last.pt (`cgaa train --resume`) and an interrupted MD run from its checkpoint (`cgaa simulate
@@ -18,6 +19,7 @@
 #            learning curve and model card are written next to it
 #   NOTES    Markdown added to the model card (default forcefields/models/lipf6-ec-emc-1m.notes.md;
 #            empty: none)
+#   AL_PARALLEL=1  run the two MD runs of each active-learning round at once, one thread each
 # e.g. the Coulomb-prior candidate (docs/benchmarks.md, *Long-range electrostatics*):
 #   CONFIGS=docs/bench/what-if/coulomb-model/lipf6-ec-emc-1m-coulomb WORK=build/coulomb-model \
 #   MODEL=build/coulomb-model/lipf6-ec-emc-1m-coulomb.pt NOTES= bash forcefields/models/make_default_model.sh
@@ -75,25 +77,43 @@ run_finished() {
 # active learning: NPT MD with the previous stage's model (the model drifts off the teacher's data
 # there), relabelled with the teacher's energy, forces and stress
 mkdir -p "$work/al"
-al_round() {  # al_round MODEL PREFIX PS EVERY_PS BOX_SEED,RUN_SEED...  (one 1000-atom NPT run per pair)
-    local model=$1 prefix=$2 ps=$3 every=$4 pair b s run
+# al_md MODEL PS BOX RUN SEED [ARG...]: one 1000-atom NPT run, or the rest of an interrupted one
+al_md() {
+    local model=$1 ps=$2 box=$3 run=$4 seed=$5
+    shift 5
+    if run_finished "$run"; then
+        echo "make_default_model: $run finished, skipped"
+    elif [ -e "$run/checkpoint.chk" ]; then
+        "$cgaa" simulate --restart --time-ps "$ps" --no-progress -o "$run" "$@"
+    else
+        "$cgaa" simulate "$box" --model "$model" --ensemble npt --time-ps "$ps" \
+            --report-interval 100 --seed "$seed" --overwrite --no-progress -o "$run" "$@"
+    fi
+}
+# al_round MODEL PREFIX PS EVERY_PS BOX_SEED,RUN_SEED...: one NPT run per pair, then the teacher's
+# labels of its frames. AL_PARALLEL=1 runs a round's MD runs at once, one CPU thread each.
+al_round() {
+    local model=$1 prefix=$2 ps=$3 every=$4 pair b s pids=()
     shift 4
     for pair in "$@"; do
-        b=${pair%,*} s=${pair#*,} run="$work/al/$prefix-run-$s"
-        [ -e "$work/al/$prefix-$s.xyz" ] && { echo "make_default_model: $work/al/$prefix-$s.xyz exists, skipped"; continue; }
+        b=${pair%,*} s=${pair#*,}
+        [ -e "$work/al/$prefix-$s.xyz" ] && continue
         # one box per packing seed (build is deterministic: pairs sharing a box seed reuse it)
         once "$work/al/box-$b.pdb" "$cgaa" build --recipe lipf6-ec-emc-1m --atoms 1000 --seed "$b" \
             -o "$work/al/box-$b.pdb"
-        if run_finished "$run"; then
-            echo "make_default_model: $run finished, skipped"
-        elif [ -e "$run/checkpoint.chk" ]; then
-            "$cgaa" simulate --restart --time-ps "$ps" --no-progress -o "$run"
+        if [ "${AL_PARALLEL:-0}" = 1 ]; then
+            OMP_NUM_THREADS=1 OPENMM_CPU_THREADS=1 al_md "$model" "$ps" "$work/al/box-$b.pdb" \
+                "$work/al/$prefix-run-$s" "$s" --threads 1 &
+            pids+=($!)
         else
-            "$cgaa" simulate "$work/al/box-$b.pdb" --model "$model" --ensemble npt --time-ps "$ps" \
-                --report-interval 100 --seed "$s" --overwrite --no-progress -o "$run"
+            al_md "$model" "$ps" "$work/al/box-$b.pdb" "$work/al/$prefix-run-$s" "$s"
         fi
-        "$cgaa" label "$run" -c teacher --stress --no-keep-previous --start-ps 1 \
-            --every-ps "$every" -o "$work/al/$prefix-$s.xyz"
+    done
+    for b in ${pids[@]+"${pids[@]}"}; do wait "$b"; done  # set -e: a failed run stops the recipe
+    for pair in "$@"; do
+        s=${pair#*,}
+        once "$work/al/$prefix-$s.xyz" "$cgaa" label "$work/al/$prefix-run-$s" -c teacher --stress \
+            --no-keep-previous --start-ps 1 --every-ps "$every" -o "$work/al/$prefix-$s.xyz"
     done
 }
 al_round "$work/stage1.pt" md 70 0.5 0,0 0,1
