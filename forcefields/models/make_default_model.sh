@@ -112,7 +112,7 @@ al_round() {
     for b in ${pids[@]+"${pids[@]}"}; do wait "$b"; done  # set -e: a failed run stops the recipe
     for pair in "$@"; do
         s=${pair#*,}
-        once "$work/al/$prefix-$s.xyz" "$cgaa" label "$work/al/$prefix-run-$s" -c teacher --stress \
+        once "$work/al/$prefix-$s.xyz" "$cgaa" label "$work/al/$prefix-run-$s" -c teacher --stress --no-progress \
             --no-keep-previous --start-ps 1 --every-ps "$every" -o "$work/al/$prefix-$s.xyz"
     done
 }
