@@ -82,7 +82,7 @@ def test_only_different_grains_and_smooth_at_cutoff(electrolyte_box):
     sel = torch.as_tensor(gm.grain_index == g)
     one = {"pos": kw["pos"][sel], "species": kw["species"][sel], "cell": kw["cell"],
            "grain_index": torch.zeros(int(sel.sum()), dtype=torch.long), "grain_type": kw["grain_type"][g:g + 1]}
-    assert float(_contact_only(model, one)) == 0.0
+    assert float(_contact_only(model, one).detach()) == 0.0
     li = [k for k in range(gm.n_grains) if gm.type_names[k] == "Li"][:2]
     sel = torch.as_tensor(np.isin(gm.grain_index, li))
     two = {"pos": kw["pos"][sel].clone(), "species": kw["species"][sel], "cell": None,
@@ -91,7 +91,7 @@ def test_only_different_grains_and_smooth_at_cutoff(electrolyte_box):
     e = {}
     for tag, r in (("near", rc - 0.3), ("in", rc - 1e-7), ("out", rc + 1e-7)):
         two["pos"] = torch.tensor([[0.0, 0.0, 0.0], [r, 0.0, 0.0]], dtype=torch.float64)
-        e[tag] = float(_contact_only(model, two))
+        e[tag] = float(_contact_only(model, two).detach())
     assert abs(e["near"]) > 1e-9 and e["out"] == 0.0 and abs(e["in"]) <= 1e-12
 
 
