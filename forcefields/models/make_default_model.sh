@@ -42,9 +42,9 @@ once() {
     if [ -e "$out" ]; then echo "make_default_model: $out exists, skipped"; else "$@"; fi
 }
 # train_stage CONFIG RUN_DIR DEPLOYED: train (or continue an interrupted training), then deploy best.pt
+# (called through `once DEPLOYED`)
 train_stage() {
     local config=$1 run=$2 deployed=$3
-    [ -e "$deployed" ] && { echo "make_default_model: $deployed exists, skipped"; return; }
     if [ -e "$run/last.pt" ] && [ ! -e "$run/test_metrics.json" ]; then
         "$cgaa" train --resume --no-progress "$config"
     elif [ ! -e "$run/test_metrics.json" ]; then
@@ -69,7 +69,7 @@ for d in 0.90 1.00 1.10; do
         --seed 4 --no-progress -o "$work/dens/train-$d.xyz"
 done
 # stage 1: teacher MD data only
-train_stage "$configs.stage1.train.yaml" "$work/run-stage1" "$work/stage1.pt"
+once "$work/stage1.pt" train_stage "$configs.stage1.train.yaml" "$work/run-stage1" "$work/stage1.pt"
 # run_finished RUN_DIR: the last segment of the cgaa simulate run in RUN_DIR finished (run.json)
 run_finished() {
     "$python" -c 'import json, sys; h = json.load(open(sys.argv[1])).get("history") or [{}]; sys.exit(h[-1].get("status") != "finished")' "$1/run.json" 2>/dev/null
@@ -118,11 +118,11 @@ al_round() {
 }
 al_round "$work/stage1.pt" md 70 0.5 0,0 0,1
 # stage 2: + the first round
-train_stage "$configs.stage2.train.yaml" "$work/run-stage2" "$work/stage2.pt"
+once "$work/stage2.pt" train_stage "$configs.stage2.train.yaml" "$work/run-stage2" "$work/stage2.pt"
 al_round "$work/stage2.pt" md2 15 0.2 5,5 6,6
 # stage 3 (shipped): + the second round, over the prior teacher_intra (stages 1-2: teacher_valence;
 # stage 2's MD folded EMC into intramolecular contacts its network had never seen)
-train_stage "$configs.train.yaml" "$work/run" "$model"
+once "$model" train_stage "$configs.train.yaml" "$work/run" "$model"
 "$cgaa" evaluate "$model" "$work/test.xyz" --out "$work/eval"
 cp "$work/eval/parity.png" "${model%.pt}.parity.png"
 cp "$work/run/learning_curve.png" "${model%.pt}.learning_curve.png"
