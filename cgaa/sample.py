@@ -15,8 +15,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from cgaa.units import (angstrom_to_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev,
-                        nm_to_angstrom)
+from cgaa.units import angstrom_to_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev, openmm_lengths_A
 
 
 @dataclass
@@ -40,7 +39,6 @@ class SampleResult:
 def _load_source(source: Union[str, Path], n_atoms: int, seed: int, workdir: Path):
     """(topology, positions Å, recipe name, recipe temperature or None, pdb path)."""
     from openmm.app import PDBFile
-    from openmm.unit import angstrom
 
     p = Path(source)
     if p.suffix.lower() == ".pdb":
@@ -51,14 +49,14 @@ def _load_source(source: Union[str, Path], n_atoms: int, seed: int, workdir: Pat
         for line in p.read_text().splitlines()[:20]:
             if line.startswith("REMARK") and "cgaa recipe" in line:
                 recipe = line.split("cgaa recipe", 1)[1].strip().split()[0]
-        return pdb.topology, np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(angstrom)), recipe, None, p
+        return pdb.topology, openmm_lengths_A(pdb.getPositions(asNumpy=True)), recipe, None, p
     from cgaa.build import build_box, load_recipe
 
     recipe = load_recipe(source)
     out = workdir / f"{recipe.name}-{n_atoms}.pdb"
     res = build_box(recipe, n_atoms, out, seed=seed)
     pdb = PDBFile(str(res.path))
-    return (pdb.topology, np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(angstrom)),
+    return (pdb.topology, openmm_lengths_A(pdb.getPositions(asNumpy=True)),
             recipe.name, recipe.temperature, res.path)
 
 
@@ -77,8 +75,8 @@ def _state_arrays(ctx):
     e = kjmol_to_ev(st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
     f = forces_kjmol_nm_to_ev_ang(np.asarray(st.getForces(asNumpy=True).value_in_unit(
         unit.kilojoule_per_mole / unit.nanometer)))
-    pos = nm_to_angstrom(np.asarray(st.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
-    cell = nm_to_angstrom(np.asarray(st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
+    pos = openmm_lengths_A(st.getPositions(asNumpy=True))
+    cell = openmm_lengths_A(st.getPeriodicBoxVectors(asNumpy=True))
     return float(e), f, pos, cell
 
 
@@ -186,7 +184,7 @@ def sample_teacher(source: Union[str, Path], output: Union[str, Path], *,
                                             timestep_fs * unit.femtosecond)
     integ.setRandomNumberSeed(seed + 2)
     ctx = openmm.Context(system, integ, get_platform(platform))
-    cell0 = nm_to_angstrom(np.asarray(top.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+    cell0 = openmm_lengths_A(top.getPeriodicBoxVectors())
     _set_config(ctx, pos0, cell0)
     if minimize:
         openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 2000)

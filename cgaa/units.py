@@ -81,3 +81,14 @@ def forces_ev_ang_to_kjmol_nm(x):
 def forces_kjmol_nm_to_ev_ang(x):
     """Force kJ/mol/nm → eV/Å."""
     return x * EVANG_PER_KJMOLNM
+
+
+def openmm_lengths_A(quantity):
+    """An OpenMM length ``Quantity`` (positions, a box's vectors) → float64 numpy array in Å.
+
+    ``openmm_lengths_A(pdb.getPositions(asNumpy=True))`` is (N, 3);
+    ``openmm_lengths_A(topology.getPeriodicBoxVectors())`` is the (3, 3) cell, rows a, b, c."""
+    import numpy as np
+    from openmm import unit
+
+    return nm_to_angstrom(np.asarray(quantity.value_in_unit(unit.nanometer), dtype=float))

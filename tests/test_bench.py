@@ -371,3 +371,19 @@ if __name__ == "__main__":
     else:
         os.kill(child, 9)
         raise AssertionError("the worker outlived its parent")
+
+
+def test_interleaved_cpu_times_alternates_and_builds_arguments_untimed():
+    from cgaa.bench.speed import cpu_summary_ms, interleaved_cpu_times
+
+    log = []
+    made = iter(range(10 ** 6))
+    calls = {"a": lambda i: log.append(("a", i)), "b": lambda i: log.append(("b", i))}
+    times = interleaved_cpu_times(calls, rounds=3, per_round=2, warmup=1, make_args=lambda: (next(made),))
+    assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6}
+    assert all(t >= 0 for v in times.values() for t in v)
+    # warm-up a, b; then rounds of (a, a, b, b), every call with fresh arguments
+    assert [k for k, _ in log] == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert [i for _, i in log] == list(range(14))
+    burn = {"spin": lambda: sum(range(20000))}
+    assert "median" in cpu_summary_ms(interleaved_cpu_times(burn, rounds=2, per_round=1, warmup=0)["spin"])

@@ -58,4 +58,4 @@ def test_energy_and_forces_continuous_at_cutoff(electrolyte_box, mode):
     e_far = float(out["out"]["energy"].detach())
     assert abs(float(out["near"]["energy"].detach()) - e_far) > 1e-9
     assert abs(float(out["in"]["energy"].detach()) - e_far) <= 1e-12
-    assert float((out["in"]["forces"] - out["out"]["forces"]).abs().max()) <= 1e-10
+    assert float((out["in"]["forces"] - out["out"]["forces"]).detach().abs().max()) <= 1e-10

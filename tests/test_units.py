@@ -18,3 +18,21 @@ def test_agree_with_openmm_units():
     assert (1.0 * u.nanometer).value_in_unit(u.angstrom) == units.ANGSTROM_PER_NM
     kb = (u.BOLTZMANN_CONSTANT_kB * u.AVOGADRO_CONSTANT_NA).value_in_unit(u.kilojoule_per_mole / u.kelvin)
     assert abs(kb - units.KB_KJMOL_PER_K) < 1e-5 * kb
+
+
+def test_openmm_lengths_in_angstrom_whatever_unit_they_carry():
+    import openmm
+    from openmm.app import Topology
+
+    pos_nm = np.array([[0.1, 0.2, 0.3], [1.5, -0.25, 2.0]])
+    as_vec3 = [openmm.Vec3(*p) for p in pos_nm] * u.nanometer
+    as_array_A = u.Quantity(pos_nm * 10.0, u.angstrom)
+    for q in (as_vec3, as_array_A):
+        a = units.openmm_lengths_A(q)
+        assert a.shape == (2, 3) and a.dtype == np.float64
+        assert np.allclose(a, 10.0 * pos_nm, rtol=1e-15, atol=0)
+    # a topology's box vectors (a tuple of Vec3) become the (3, 3) cell, rows a, b, c
+    top = Topology()
+    top.setPeriodicBoxVectors([openmm.Vec3(2.0, 0, 0), openmm.Vec3(0.5, 2.5, 0), openmm.Vec3(0, 0, 3.0)])
+    cell = units.openmm_lengths_A(top.getPeriodicBoxVectors())
+    assert np.array_equal(cell, [[20.0, 0, 0], [5.0, 25.0, 0], [0, 0, 30.0]])

@@ -38,9 +38,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from cgaa.units import openmm_lengths_A
 
 ENGINES = ("cgaa", "allatom", "teacher", "sevenn")
 TASKS = ("eval", "md")
@@ -113,6 +115,51 @@ def timed_calls(fn, warmup: int, repeats: int, budget_s: float, min_repeats: int
     return times, cpu
 
 
+def interleaved_cpu_times(calls: Dict[str, Callable[..., Any]], rounds: int, per_round: int,
+                          warmup: int = 2, make_args: Optional[Callable[[], tuple]] = None
+                          ) -> Dict[str, List[float]]:
+    """A/B timing in one process: CPU seconds per call of each of ``calls``, interleaved.
+
+    Each callable is called ``warmup`` times untimed; then, ``rounds`` times over, each in
+    turn gets ``per_round`` timed calls, so that a drift in the machine's load falls on all
+    alike. With ``make_args`` each call is ``fn(*make_args())``, the arguments built outside
+    the timer (e.g. jittered positions, so no cache sees the same input twice); else ``fn()``.
+    Returns {name: [CPU s per timed call]} (``rounds * per_round`` each)."""
+    def args() -> tuple:
+        return make_args() if make_args is not None else ()
+
+    for fn in calls.values():
+        for _ in range(max(0, warmup)):
+            fn(*args())
+    times: Dict[str, List[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            for _ in range(per_round):
+                a = args()
+                c0 = time.process_time()
+                fn(*a)
+                times[name].append(time.process_time() - c0)
+    return times
+
+
+def cpu_summary_ms(times_s: Sequence[float]) -> str:
+    """'median M ms CPU (quartiles Q1-Q3)' of CPU seconds per call."""
+    q1, med, q3 = (1000.0 * float(np.percentile(times_s, q)) for q in (25, 50, 75))
+    return f"median {med:.1f} ms CPU (quartiles {q1:.1f}-{q3:.1f})"
+
+
+def box_tensors_nm(pdb) -> Tuple[Any, Any]:
+    """(positions (N, 3), box vectors (3, 3)) of an OpenMM ``PDBFile`` as float32 torch tensors
+    in nm: the inputs of the OpenMM-facing module (:mod:`cgaa.openmm.wrapper`)."""
+    import torch
+
+    from cgaa.units import angstrom_to_nm
+
+    pos = angstrom_to_nm(openmm_lengths_A(pdb.getPositions(asNumpy=True)))
+    box = angstrom_to_nm(openmm_lengths_A(pdb.topology.getPeriodicBoxVectors()))
+    return torch.tensor(pos, dtype=torch.float32), torch.tensor(box, dtype=torch.float32)
+
+
 def shipped_hyper() -> Dict[str, Any]:
     """Model hyper-parameters of the shipped model's training config (no vocabulary)."""
     import yaml
@@ -138,18 +185,6 @@ def _load_box(pdb: str):
     from openmm.app import PDBFile
 
     return PDBFile(pdb)
-
-
-def _positions_A(pdb) -> np.ndarray:
-    from openmm.unit import angstrom
-
-    return np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(angstrom), dtype=float)
-
-
-def _cell_A(topology) -> np.ndarray:
-    from openmm.unit import angstrom
-
-    return np.array([[float(x) for x in v.value_in_unit(angstrom)] for v in topology.getPeriodicBoxVectors()])
 
 
 def _build_model(spec: Dict[str, Any], topology, numbers: np.ndarray):
@@ -222,7 +257,8 @@ def _worker_ml_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     deployed, gm = _build_model(spec, pdb.topology, numbers)
-    pos, cell = _positions_A(pdb), _cell_A(pdb.topology)
+    pos = openmm_lengths_A(pdb.getPositions(asNumpy=True))
+    cell = openmm_lengths_A(pdb.topology.getPeriodicBoxVectors())
     kw = make_inputs(pos, numbers, gm, deployed.config, cell, dtype=torch.float32, device=dev)
     build_s = time.perf_counter() - t0
     module = deployed.module
@@ -345,7 +381,8 @@ def _worker_sevenn_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict
     from sevenn.calculator import SevenNetCalculator  # noqa: F401  (ImportError → skipped)
 
     t0 = time.perf_counter()
-    atoms = Atoms(numbers=numbers, positions=_positions_A(pdb), cell=_cell_A(pdb.topology), pbc=True)
+    atoms = Atoms(numbers=numbers, positions=openmm_lengths_A(pdb.getPositions(asNumpy=True)),
+                  cell=openmm_lengths_A(pdb.topology.getPeriodicBoxVectors()), pbc=True)
     calc = SevenNetCalculator(spec.get("sevenn_model", "7net-0"), device=spec.get("device", "cpu"))
     build_s = time.perf_counter() - t0
 
@@ -473,7 +510,7 @@ def box_for(recipe: str, n_atoms: int, box_dir: PathLike, seed: int = 0) -> Tupl
     if not path.is_file():
         build_box(recipe, n_atoms, path, seed=seed)
     pdb = PDBFile(str(path))
-    cell = _cell_A(pdb.topology)
+    cell = openmm_lengths_A(pdb.topology.getPeriodicBoxVectors())
     vol = abs(np.linalg.det(cell))
     heights = [vol / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
     return path, pdb.topology.getNumAtoms(), float(min(heights))

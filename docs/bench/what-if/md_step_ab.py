@@ -4,12 +4,13 @@ interleaved: each file's Simulation runs 3 x 60 steps in turn; prints the median
 usage: python md_step_ab.py BOX.pdb MODEL.pt [MODEL.pt ...]
 """
 import sys
-import time
 
+import numpy as np
 import openmm
 import torch
 from openmm import app
 
+from cgaa.bench.speed import interleaved_cpu_times
 from cgaa.openmm.system import create_system
 
 torch.set_num_threads(1)
@@ -24,11 +25,8 @@ for m in models:
     sim.minimizeEnergy(maxIterations=30)
     sim.step(10)
     sims[m] = sim
-times = {m: [] for m in models}
-for _ in range(3):
-    for m in models:
-        t = time.process_time()
-        sims[m].step(60)
-        times[m].append((time.process_time() - t) / 60 * 1000)
+times = interleaved_cpu_times({m: (lambda s=s: s.step(60)) for m, s in sims.items()}, rounds=3, per_round=1,
+                              warmup=0)
 for m, ts in times.items():
-    print(f"{m}: {sorted(ts)[1]:.1f} ms/step CPU ({[round(x, 1) for x in ts]})")
+    per_step = [t / 60 * 1000 for t in ts]
+    print(f"{m}: {np.median(per_step):.1f} ms/step CPU ({[round(x, 1) for x in per_step]})")
