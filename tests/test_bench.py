@@ -387,3 +387,30 @@ def test_interleaved_cpu_times_alternates_and_builds_arguments_untimed():
     assert [i for _, i in log] == list(range(14))
     burn = {"spin": lambda: sum(range(20000))}
     assert "median" in cpu_summary_ms(interleaved_cpu_times(burn, rounds=2, per_round=1, warmup=0)["spin"])
+
+
+def test_observables_resume_continues_and_extends_replicas(tmp_path, tiny_box_and_model):
+    """--resume with a longer run continues each replica from its checkpoint: the first part's
+    frames are kept as they were, the run has the frames of the longer protocol, no minimisation."""
+    import mdtraj
+
+    from cgaa.bench.observables import checkpoint_interval, run_observables
+
+    assert checkpoint_interval(steps=60000, report=100, timestep_fs=1.0) == 2000
+    assert checkpoint_interval(steps=150, report=100, timestep_fs=1.0) == 200  # the run's end, in reports
+    assert checkpoint_interval(steps=60000, report=300, timestep_fs=2.0) == 900
+    box, model = tiny_box_and_model
+    kw = dict(model=model, box=box, replicas=1, equil_ps=0.002, report_ps=0.002, ensemble="nvt", engines=("cgaa",),
+              threads=1, minimize_iterations=0, command="pytest", progress=False)
+    run_observables(tmp_path / "obs", time_ps=0.008, **kw)
+    run_dir = tmp_path / "obs" / "cgaa" / "rep0"
+    first = mdtraj.load(str(run_dir / "traj.dcd"), top=str(run_dir / "topology.pdb")).xyz
+    rep, _ = run_observables(tmp_path / "obs", time_ps=0.014, resume=True, **kw)
+    assert rep["engines"]["cgaa"]["replicas"][0]["status"] == "ok"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert [(h["from_step"], h.get("to_step")) for h in info["history"]] == [(0, 10), (10, 16)]
+    longer = mdtraj.load(str(run_dir / "traj.dcd"), top=str(run_dir / "topology.pdb")).xyz
+    assert len(longer) == len(first) + 3 and np.array_equal(longer[:len(first)], first)
+    # other dynamics (here the frame interval) cannot continue that run: it starts again
+    run_observables(tmp_path / "obs", time_ps=0.014, resume=True, **{**kw, "report_ps": 0.001})
+    assert [h["from_step"] for h in json.loads((run_dir / "run.json").read_text())["history"]] == [0]

@@ -119,13 +119,17 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
     t0 = time.perf_counter()
     if kw["progress"]:
         print(f"cgaa bench observables: {eng} replica {k}: {steps} steps", flush=True)
+    custom = teacher_customizer(kw["teacher_cutoff_nm"]) if eng == "teacher" else None
     try:
-        _run(kw["box"], kw["model"], run_dir, ensemble=kw["ensemble"], temperature=kw["temperature"],
-             timestep_fs=kw["timestep_fs"], steps=steps, report_interval=report,
-             checkpoint_interval=max(report, (steps // report) * report or report),
-             platform=kw["platform"], seed=int(kw["seed"]) + k, overwrite=True, progress=kw["progress"],
-             minimize=kw["minimize_iterations"] > 0, minimize_iterations=max(1, kw["minimize_iterations"]),
-             customize_system=teacher_customizer(kw["teacher_cutoff_nm"]) if eng == "teacher" else None)
+        if kw.get("restart"):  # continue (or extend) the run from its last checkpoint, its own settings
+            _run(None, None, run_dir, steps=steps, restart=True, progress=kw["progress"], customize_system=custom)
+        else:
+            _run(kw["box"], kw["model"], run_dir, ensemble=kw["ensemble"], temperature=kw["temperature"],
+                 timestep_fs=kw["timestep_fs"], steps=steps, report_interval=report,
+                 checkpoint_interval=checkpoint_interval(steps, report, kw["timestep_fs"]),
+                 platform=kw["platform"], seed=int(kw["seed"]) + k, overwrite=True, progress=kw["progress"],
+                 minimize=kw["minimize_iterations"] > 0, minimize_iterations=max(1, kw["minimize_iterations"]),
+                 customize_system=custom)
     except SimulationError as err:
         msg = str(err).split(" -- ")[0]
         write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "failed", "error": msg})
@@ -159,6 +163,33 @@ def _failure(run_dir: Path) -> Optional[str]:
     except (OSError, ValueError):
         return None
     return info.get("error") if info.get("status") == "failed" else None
+
+
+def checkpoint_interval(steps: int, report: int, timestep_fs: float, every_ps: float = 2.0) -> int:
+    """Steps between a replica's checkpoints: about ``every_ps`` ps, a whole number of report
+    intervals (``report`` steps), at most the run (``steps``) rounded up to a report."""
+    per = max(1, int(round(every_ps * 1000.0 / timestep_fs / report))) * report
+    return max(report, min(per, -(-steps // report) * report))
+
+
+def _same_dynamics(run_dir: Path, protocol: Dict[str, Any]) -> bool:
+    """Whether the run in ``run_dir`` (its run.json) has the settings ``protocol``; says so when not."""
+    try:
+        saved = json.loads((run_dir / "run.json").read_text())["settings"]
+    except (OSError, KeyError, ValueError):
+        return False
+    same = all(saved.get(k) == v for k, v in protocol.items())
+    if not same:
+        print(f"cgaa bench observables: {run_dir} was run with other settings; it is run again from the start",
+              flush=True)
+    return same
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    from cgaa.simulate import CHECKPOINT_FILE, CHECKPOINT_META, PREV_CHECKPOINT_FILE, PREV_CHECKPOINT_META
+
+    return any((run_dir / c).is_file() and (run_dir / m).is_file()
+               for c, m in ((CHECKPOINT_FILE, CHECKPOINT_META), (PREV_CHECKPOINT_FILE, PREV_CHECKPOINT_META)))
 
 
 def _finished(run_dir: Path, steps: int) -> bool:
@@ -298,7 +329,9 @@ def run_observables(
     model: deployed CGAA model (default: the shipped one; required for both engines, the
         teacher runs reuse its System set-up). box: PDB (default: built from ``recipe``
         with ``n_atoms``). report_ps: frame spacing (ps). resume: keep finished replica
-        runs found in ``out_dir``. minimize_iterations: energy minimisation of each replica (0: none).
+        runs found in ``out_dir`` and continue unfinished ones from their last checkpoint (every
+        ~2 ps; a larger ``time_ps`` extends finished runs the same way; a run with other dynamics
+        settings starts again). minimize_iterations: energy minimisation of each replica (0: none).
         fit_window_ps: common MSD fit window (lags in ps) for both engines (default: automatic).
         jobs: replica runs at a time, in separate processes (each with ``threads`` threads).
         cgaa_start: ``"box"`` (every replica starts from ``box``) or ``"teacher"`` (CGAA
@@ -360,31 +393,40 @@ def run_observables(
         props_env = os.environ.get("OPENMM_CPU_THREADS")
         os.environ["OPENMM_CPU_THREADS"] = str(threads)
     try:
-        todo, known_failed = [], {}
+        todo, known_failed, restarts = [], {}, set()
+        same_dynamics = {"ensemble": ensemble, "temperature": temperature_K, "timestep_fs": timestep_fs,
+                         "report_interval": report}
         for eng in engines:
             for k in range(replicas):
                 run_dir = out / eng / f"rep{k}"
                 failed = _failure(run_dir) if resume else None
-                if failed:
+                same = resume and (run_dir / "run.json").is_file() and _same_dynamics(run_dir, same_dynamics)
+                if failed and same:
                     known_failed[(eng, k)] = failed
-                elif not (resume and _finished(run_dir, steps)):
+                elif not (same and _finished(run_dir, steps)):
                     todo.append((eng, k))
+                    if same and _has_checkpoint(run_dir):  # interrupted, or shorter than asked
+                        restarts.add((eng, k))
         run_kw = dict(box=str(box), model=str(model), ensemble=ensemble, temperature=temperature_K,
                       timestep_fs=timestep_fs, steps=steps, report=report, platform=platform, seed=seed,
                       minimize_iterations=minimize_iterations, teacher_cutoff_nm=teacher_cutoff_nm,
                       threads=threads, progress=progress and jobs <= 1, out=str(out))
+        def job(e: str, k: int, **extra: Any) -> Dict[str, Any]:
+            return dict(run_kw, engine=e, k=k, restart=(e, k) in restarts, **extra)
+
         if cgaa_start == "box":
-            results = _run_replicas([dict(run_kw, engine=e, k=k) for e, k in todo], jobs, progress)
+            results = _run_replicas([job(e, k) for e, k in todo], jobs, progress)
         else:  # the teacher's runs first: their final states are the CGAA runs' starts
-            results = _run_replicas([dict(run_kw, engine=e, k=k) for e, k in todo if e != "cgaa"], jobs, progress)
+            results = _run_replicas([job(e, k) for e, k in todo if e != "cgaa" or (e, k) in restarts], jobs,
+                                    progress)
             starts = []
-            for e, k in [t for t in todo if t[0] == "cgaa"]:
+            for e, k in [t for t in todo if t[0] == "cgaa" and t not in restarts]:
                 src = out / "teacher" / f"rep{k}"
                 if _failure(src) or not _finished(src, steps):
                     results[(e, k)] = (f"no start state: teacher replica {k} did not finish ({src})", None)
                     continue
                 start = write_final_pdb(src, out / e / f"start-rep{k}.pdb")
-                starts.append(dict(run_kw, engine=e, k=k, box=str(start)))
+                starts.append(job(e, k, box=str(start)))
             results.update(_run_replicas(starts, jobs, progress))
         for eng in engines:
             reps: List[Dict[str, Any]] = []

@@ -153,7 +153,8 @@ def register(subparsers) -> None:
     o.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
     o.add_argument("--seed", type=int, default=0, help="base seed (replica k uses seed + k)")
     o.add_argument("--out", default="bench/observables", help="output directory")
-    o.add_argument("--resume", action="store_true", help="reuse finished replica runs in --out")
+    o.add_argument("--resume", action="store_true", help="reuse finished replica runs in --out; continue interrupted ones from their "
+                   "last checkpoint (every ~2 ps); a longer --time-ps extends finished runs")
     o.add_argument("--fit-window", metavar="START,END",
                    help="common MSD fit window in ps of lag for every species and both engines "
                         "(default: chosen per species by cgaa.analysis)")
