@@ -391,6 +391,12 @@ class _Checkpointer:
                 (self.out / PREV_CHECKPOINT_FILE, self.out / PREV_CHECKPOINT_META)]
 
 
+def has_checkpoint(out_dir: Union[str, Path]) -> bool:
+    """Whether ``out_dir`` holds a checkpoint pair (the last or the previous) that a restart
+    (``run_simulation(restart=True)``) would try."""
+    return any(c.is_file() and m.is_file() for c, m in _Checkpointer(Path(out_dir)).candidates())
+
+
 # ---------------------------------------------------------------------------- reporting
 class _Reporter:
     """Computes state rows, checks them, writes DCD frames and CSV rows."""

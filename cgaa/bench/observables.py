@@ -185,13 +185,6 @@ def _same_dynamics(run_dir: Path, protocol: Dict[str, Any]) -> bool:
     return same
 
 
-def _has_checkpoint(run_dir: Path) -> bool:
-    from cgaa.simulate import CHECKPOINT_FILE, CHECKPOINT_META, PREV_CHECKPOINT_FILE, PREV_CHECKPOINT_META
-
-    return any((run_dir / c).is_file() and (run_dir / m).is_file()
-               for c, m in ((CHECKPOINT_FILE, CHECKPOINT_META), (PREV_CHECKPOINT_FILE, PREV_CHECKPOINT_META)))
-
-
 def _finished(run_dir: Path, steps: int) -> bool:
     try:
         info = json.loads((run_dir / "run.json").read_text())
@@ -344,7 +337,7 @@ def run_observables(
 
     from cgaa.bench.report import available_cores, header
     from cgaa.build import build_box
-    from cgaa.simulate import write_final_pdb
+    from cgaa.simulate import has_checkpoint, write_final_pdb
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -400,12 +393,12 @@ def run_observables(
             for k in range(replicas):
                 run_dir = out / eng / f"rep{k}"
                 failed = _failure(run_dir) if resume else None
-                same = resume and (run_dir / "run.json").is_file() and _same_dynamics(run_dir, same_dynamics)
+                same = resume and _same_dynamics(run_dir, same_dynamics)
                 if failed and same:
                     known_failed[(eng, k)] = failed
                 elif not (same and _finished(run_dir, steps)):
                     todo.append((eng, k))
-                    if same and _has_checkpoint(run_dir):  # interrupted, or shorter than asked
+                    if same and has_checkpoint(run_dir):  # interrupted, or shorter than asked
                         restarts.add((eng, k))
         run_kw = dict(box=str(box), model=str(model), ensemble=ensemble, temperature=temperature_K,
                       timestep_fs=timestep_fs, steps=steps, report=report, platform=platform, seed=seed,
