@@ -83,6 +83,33 @@ def test_speed_tiny(speed_report):
         assert _finite(r[k]) and r[k] > 0
 
 
+def test_speed_report_on_gpu_gives_cuda_memory_and_its_ratio(tmp_path):
+    """A GPU run's report tabulates CUDA max allocated memory, gives the all-atom / CGAA
+    ratio of it, and plots wall time and CUDA memory (no GPU needed: synthetic entries)."""
+    from cgaa.bench.report import header
+    from cgaa.bench.speed import finish_speed_report, speed_markdown, write_speed_outputs
+
+    rep = header("speed", "pytest")
+    rep.update(recipe="r", threads=1, device="cuda", model={"source": "m"}, cgaa_cutoff_A=8.0,
+               allatom_cutoff_A=5.0, boxes=[{"target_atoms": n, "n_atoms": n} for n in (1000, 3000)], results=[])
+    for n, (t_cg, t_aa, m_cg, m_aa) in {1000: (0.02, 0.03, 90.0, 270.0), 3000: (0.03, 0.09, 150.0, 750.0)}.items():
+        for eng, t, m in (("cgaa", t_cg, m_cg), ("allatom", t_aa, m_aa)):
+            rep["results"].append({"engine": eng, "task": "eval", "target_atoms": n, "n_atoms": n, "status": "ok",
+                                   "median_s": t, "median_cpu_s": t, "peak_rss_MiB": 1800.0,
+                                   "delta_rss_MiB": 900.0, "cuda_max_allocated_MiB": m})
+    finish_speed_report(rep)
+    assert [r["allatom_over_cgaa_cuda_max_allocated"] for r in rep["ratios"]] == pytest.approx([3.0, 5.0])
+    assert [r["allatom_over_cgaa_time"] for r in rep["ratios"]] == pytest.approx([1.5, 3.0])
+    md = speed_markdown(rep)
+    assert "CUDA max allocated MiB" in md and "all-atom / CGAA CUDA max allocated" in md
+    files = write_speed_outputs(rep, tmp_path)
+    assert files["png"].stat().st_size > 0
+    rep["device"] = "cpu"
+    for e in rep["results"]:
+        del e["cuda_max_allocated_MiB"]
+    assert "CUDA" not in speed_markdown(finish_speed_report(rep))
+
+
 def test_speed_skips_too_small_box(tmp_path):
     from cgaa.bench.speed import run_speed
 

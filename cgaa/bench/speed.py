@@ -214,7 +214,7 @@ def _build_model(spec: Dict[str, Any], topology, numbers: np.ndarray):
     el, keys, names = vocabulary([gm], [numbers])
     cfg = ModelConfig.from_dict({**hyper, "elements": el, "grain_types": keys, "grain_type_names": names})
     torch.manual_seed(int(spec.get("seed", 0)))
-    model = CGAAModel(cfg).eval()
+    model = CGAAModel(cfg).to(spec.get("device", "cpu")).eval()
     scripted = inference_only(torch.jit.script(model))
     return DeployedModel(module=scripted, metadata=model_metadata(model), path=None), gm
 
@@ -731,6 +731,8 @@ def finish_speed_report(rep: Dict[str, Any]) -> Dict[str, Any]:
             r["allatom_over_cgaa_peak_rss"] = aa["peak_rss_MiB"] / cg["peak_rss_MiB"]
             if cg["delta_rss_MiB"] > 0:
                 r["allatom_over_cgaa_delta_rss"] = aa["delta_rss_MiB"] / cg["delta_rss_MiB"]
+            if cg.get("cuda_max_allocated_MiB", 0) > 0 and "cuda_max_allocated_MiB" in aa:
+                r["allatom_over_cgaa_cuda_max_allocated"] = aa["cuda_max_allocated_MiB"] / cg["cuda_max_allocated_MiB"]
         if cg and sv:
             r["sevenn_over_cgaa_time"] = sv["median_s"] / cg["median_s"]
             r["sevenn_over_cgaa_peak_rss"] = sv["peak_rss_MiB"] / cg["peak_rss_MiB"]
@@ -770,25 +772,30 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
              f"Recipe `{rep['recipe']}`; CGAA model: {rep['model']['source']}; "
              f"CGAA cutoff {rep['cgaa_cutoff_A']} Å between grain centres, all-atom baseline cutoff "
              f"{rep['allatom_cutoff_A']} Å; {rep['threads']} threads; device {rep['device']}.", ""]
+    cuda = any("cuda_max_allocated_MiB" in e for e in rep["results"])
     rows = []
     for e in rep["results"]:
         if e.get("status") != "ok":
-            rows.append([e["engine"], e["task"], str(e["n_atoms"]), "—", "—", "—", "—", "—",
-                         f"{e.get('status')}: {e.get('reason')}"])
+            rows.append([e["engine"], e["task"], str(e["n_atoms"])] + ["—"] * (6 if cuda else 5)
+                        + [f"{e.get('status')}: {e.get('reason')}"])
             continue
         t, tc = fmt(_time_of(e) * 1e3), fmt(_time_of(e, True) * 1e3)
         md = "—" if e["task"] == "eval" else f"{fmt(e['ns_per_day'])} / {fmt(e.get('ns_per_day_cpu'))}"
         graph = f"{e['n_grains']} nodes, {e['n_edges']} edges" if "n_edges" in e else ""
-        rows.append([e["engine"], e["task"], str(e["n_atoms"]), t, tc, md, fmt(e["peak_rss_MiB"], 4),
-                     fmt(e["delta_rss_MiB"], 4), graph])
+        mem = [fmt(e["peak_rss_MiB"], 4), fmt(e["delta_rss_MiB"], 4)]
+        if cuda:
+            mem.append(fmt(e.get("cuda_max_allocated_MiB"), 4) if "cuda_max_allocated_MiB" in e else "—")
+        rows.append([e["engine"], e["task"], str(e["n_atoms"]), t, tc, md] + mem + [graph])
     lines.append(markdown_table(["engine", "task", "atoms", "median wall ms (per eval / per step)",
                                  "median CPU ms", "ns/day at 1 fs (wall / CPU)", "peak RSS MiB",
-                                 "RSS above baseline MiB", "graph / note"], rows))
+                                 "RSS above baseline MiB"] + (["CUDA max allocated MiB"] if cuda else [])
+                                + ["graph / note"], rows))
     lines.append("")
     if rep.get("ratios"):
         keys = [("allatom_over_cgaa_time", "all-atom / CGAA time"),
                 ("allatom_over_cgaa_peak_rss", "all-atom / CGAA peak RSS"),
                 ("allatom_over_cgaa_delta_rss", "all-atom / CGAA RSS above baseline"),
+                ("allatom_over_cgaa_cuda_max_allocated", "all-atom / CGAA CUDA max allocated"),
                 ("sevenn_over_cgaa_time", "SevenNet-0 / CGAA time"),
                 ("cgaa_md_over_teacher_md_time", "CGAA MD / teacher MD time per step"),
                 ("allatom_md_over_cgaa_md_time", "all-atom MD / CGAA MD time per step"),
@@ -820,24 +827,35 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     ok = [e for e in rep["results"] if e.get("status") == "ok"]
     if not ok:
         return None
+    # on a GPU the host's CPU time says little about the device's work: plot wall time, and
+    # the CUDA max allocated memory instead of the process's RSS (mostly the CUDA context)
+    gpu = str(rep.get("device", "cpu")).startswith("cuda")
+    clock = "wall" if gpu else "CPU"
+    mem_key = "cuda_max_allocated_MiB" if gpu else "peak_rss_MiB"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     style = {"cgaa": "o-", "allatom": "s--", "teacher": "^-.", "sevenn": "d:"}
     for eng in ENGINES:
         for ax, task in ((axes[0], "eval"), (axes[1], "md")):
-            pts = sorted((e["n_atoms"], _time_of(e, True) * 1e3) for e in ok if e["engine"] == eng and e["task"] == task)
+            pts = sorted((e["n_atoms"], _time_of(e, not gpu) * 1e3) for e in ok
+                         if e["engine"] == eng and e["task"] == task)
             if pts:
                 ax.loglog(*zip(*pts), style[eng], label=eng)
-        pts = sorted((e["n_atoms"], e["peak_rss_MiB"]) for e in ok if e["engine"] == eng and e["task"] == "eval")
+        pts = sorted((e["n_atoms"], e[mem_key]) for e in ok
+                     if e["engine"] == eng and e["task"] == "eval" and mem_key in e)
         if pts:
             axes[2].loglog(*zip(*pts), style[eng], label=eng)
-    for ax, t in zip(axes, ("energy+forces evaluation, CPU ms", "OpenMM MD step (1 fs), CPU ms",
-                            "peak RSS of the eval process (MiB)")):
+    for ax, t in zip(axes, (f"energy+forces evaluation, {clock} ms", f"OpenMM MD step (1 fs), {clock} ms",
+                            "CUDA max allocated of the eval process (MiB)" if gpu
+                            else "peak RSS of the eval process (MiB)")):
         ax.set_xlabel("atoms")
         ax.set_title(t, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.suptitle(f"cgaa bench speed — {rep['machine']['cpu']}, {rep['threads']} threads, {rep['date'][:10]}",
+        else:
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=ax.transAxes)
+    where = rep["machine"].get("gpu") if gpu and rep["machine"].get("gpu") else rep["machine"]["cpu"]
+    fig.suptitle(f"cgaa bench speed — {where}, {rep['threads']} threads, {rep['date'][:10]}",
                  fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)

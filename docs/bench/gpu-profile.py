@@ -1,0 +1,66 @@
+"""Where a CGAA energy+force evaluation spends its time on a GPU (torch.profiler).
+
+For each box: kernel launches per evaluation, GPU busy time (sum of kernel times) against
+wall time, device-to-host copies (each one a synchronisation), and the ops with the
+largest CPU time. Run after docs/bench/gpu-speed.sh packed/copied the boxes:
+
+    python docs/bench/gpu-profile.py BOX.pdb [BOX.pdb ...] [--model PATH] [--evals 5]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from openmm.app import PDBFile
+from torch.profiler import ProfilerActivity, profile
+
+from cgaa.deploy import load_model
+from cgaa.grains import grains_from_topology
+from cgaa.inputs import make_inputs
+from cgaa.resources import forcefields_dir
+from cgaa.units import openmm_lengths_A
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("boxes", nargs="+")
+    ap.add_argument("--model", default=str(forcefields_dir() / "models" / "lipf6-ec-emc-1m.pt"))
+    ap.add_argument("--evals", type=int, default=5)
+    ap.add_argument("--device", default="cuda")
+    a = ap.parse_args()
+    deployed = load_model(a.model, a.device)
+    for box in a.boxes:
+        pdb = PDBFile(box)
+        numbers = np.array([at.element.atomic_number for at in pdb.topology.atoms()])
+        gm = grains_from_topology(pdb.topology)
+        kw = make_inputs(openmm_lengths_A(pdb.getPositions(asNumpy=True)), numbers, gm, deployed.config,
+                         openmm_lengths_A(pdb.topology.getPeriodicBoxVectors()), device=a.device)
+
+        def call():
+            out = deployed.module(kw["pos"], kw["species"], kw["grain_index"], kw["grain_type"], kw["cell"], True, False)
+            float(out["energy"].detach())
+
+        for _ in range(10):
+            call()
+        if a.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(a.evals):
+                call()
+        wall = (time.perf_counter() - t0) / a.evals
+        ev = prof.key_averages()
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        gpu_ms = sum(e.device_time for e in kernels) / 1e3 / a.evals
+        d2h = sum(e.count for e in ev if "Memcpy DtoH" in e.key or e.key in ("aten::item", "aten::_local_scalar_dense"))
+        syncs = sum(e.count for e in ev if "Synchronize" in e.key)
+        print(f"\n{box}: {len(numbers)} atoms, {int(gm.grain_index.max()) + 1} grains; wall {wall * 1e3:.1f} ms/eval "
+              f"(profiled), GPU kernels {len(kernels) / a.evals:.0f} per eval, busy {gpu_ms:.2f} ms/eval; "
+              f"D2H copies/item {d2h / a.evals:.1f}, synchronize calls {syncs / a.evals:.1f} per eval")
+        print(ev.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=45))
+
+
+if __name__ == "__main__":
+    main()
