@@ -14,7 +14,7 @@ Options of ``MLPotential('cgaa', ...)`` (also accepted by ``createSystem``, whic
 
 * ``model``: deployed-model path, DeployedModel or eager CGAAModel (None: shipped default);
 * ``outputs_forces``: see :func:`cgaa.openmm.make_torch_force` (default True);
-* ``properties``: TorchForce properties (e.g. ``{"useCUDAGraphs": "true"}``).
+* ``properties``: TorchForce properties, passed through (leave ``useCUDAGraphs`` off: the model has data-dependent shapes; docs/openmm.md).
 """
 from __future__ import annotations
 

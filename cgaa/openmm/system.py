@@ -182,7 +182,8 @@ def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence
     outputs_forces: the TorchForce takes forces from the model (default True, both force
         modes); False (conservative models only) lets OpenMM-Torch backpropagate the energy.
     force_group: OpenMM force group (0-31).
-    properties: TorchForce properties, e.g. ``{"useCUDAGraphs": "true"}``.
+    properties: TorchForce properties, set as given (leave ``useCUDAGraphs`` off: the model has
+        data-dependent shapes and reads values back from the device; docs/openmm.md).
     """
     ensure_torch_plugins()
     import openmmtorch
