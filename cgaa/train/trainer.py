@@ -334,7 +334,7 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
                 loss = loss / len(batch)
                 if not torch.isfinite(loss):
                     raise TrainingError(
-                        f"loss is {float(loss)} at epoch {epoch}, step {b0 // n_new}: training stopped; "
+                        f"loss is {float(loss.detach())} at epoch {epoch}, step {b0 // n_new}: training stopped; "
                         f"the last good checkpoint is {last_path if last_path.exists() else 'not written yet'} "
                         "(lower training.lr or check the data)")
                 loss.backward()
