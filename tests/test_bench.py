@@ -313,6 +313,13 @@ def test_observables_report_handles_an_unstable_engine():
     rep["engines"]["cgaa"] = {"replicas": [r], "summary": noisy, "failed_replicas": 0}
     rep["comparison"] = c2
     assert "D_Li_within_15pct: met (inconclusive" in observables_markdown(rep)
+    # several replicas: their D values are listed one by one
+    rep["engines"]["cgaa"]["replicas"] = [{**r, "D_m2_s": {"Li": 0.8e-10, "EC": 2e-10}, "run_dir": "c/rep0"},
+                                          {**r, "D_m2_s": {"Li": 1.4e-10, "EC": 2e-10}, "run_dir": "c/rep1"}]
+    text = observables_markdown(rep)
+    assert "D per replica" in text and "| teacher rep0 | cgaa rep0 | cgaa rep1 |" in text
+    row = next(l for l in text.splitlines() if l.startswith("| D[Li] | "))
+    assert row.split("|")[2:5] == [" 1 ", " 0.8 ", " 1.4 "]
 
 
 def test_bond_stretch_scan_tiny(tiny_box_and_model):

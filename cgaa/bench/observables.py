@@ -508,6 +508,12 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
     if dead:
         rows = [r[:1 + len(engs)] + ["failed: no stable replica"] * len(dead) + r[1 + len(engs):] for r in rows]
     lines.append(markdown_table(["quantity"] + engs + dead + ["CGAA vs teacher"], rows))
+    # the spread between replicas, which the standard errors summarise, shown directly
+    per = [(e, r) for e in engs for r in rep["engines"][e]["replicas"] if r.get("status", "ok") == "ok" and r.get("D_m2_s")]
+    if len(per) > len(engs):
+        rows = [[f"D[{n}]"] + [fmt(r["D_m2_s"].get(n, float("nan")) * 1e10, 3) for _, r in per] for n in names]
+        lines += ["", "D per replica (1e-10 m²/s):", "",
+                  markdown_table(["species"] + [f"{e} {Path(r.get('run_dir', '?')).name}" for e, r in per], rows)]
     if cmp.get("targets_met"):
         sure = cmp.get("targets_conclusive", {})
         lines += ["", "Targets: " + ", ".join(
