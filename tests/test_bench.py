@@ -55,6 +55,7 @@ def test_speed_tiny(speed_report):
     on_disk = json.loads((out / "speed.json").read_text())
     assert on_disk["command"] == "pytest"
     assert (out / "speed.md").read_text().startswith("## Speed and memory")
+    assert "What one evaluation launches" in (out / "speed.md").read_text()
     assert (out / "speed.png").stat().st_size > 0
     by = {(e["engine"], e["task"]): e for e in rep["results"]}
     for key in (("cgaa", "eval"), ("allatom", "eval"), ("cgaa", "md"), ("allatom", "md"),
@@ -68,6 +69,8 @@ def test_speed_tiny(speed_report):
         if key[1] == "eval":
             assert _finite(e["median_s"]) and e["median_s"] > 0 and _finite(e["median_cpu_s"])
             assert e["energy_finite"] and e["forces_finite"]
+            if key[0] != "teacher":
+                assert e["profile"]["aten_ops_per_call"] > 0 and "cuda_kernels_per_call" not in e["profile"]
         else:
             assert _finite(e["median_ms_per_step"]) and _finite(e["ns_per_day"]) and e["ns_per_day"] > 0
             assert _finite(e["median_cpu_ms_per_step"])
@@ -96,17 +99,21 @@ def test_speed_report_on_gpu_gives_cuda_memory_and_its_ratio(tmp_path):
         for eng, t, m in (("cgaa", t_cg, m_cg), ("allatom", t_aa, m_aa)):
             rep["results"].append({"engine": eng, "task": "eval", "target_atoms": n, "n_atoms": n, "status": "ok",
                                    "median_s": t, "median_cpu_s": t, "peak_rss_MiB": 1800.0,
-                                   "delta_rss_MiB": 900.0, "cuda_max_allocated_MiB": m})
+                                   "delta_rss_MiB": 900.0, "cuda_max_allocated_MiB": m,
+                                   "profile": {"aten_ops_per_call": 2000.0, "cuda_kernels_per_call": 1350.0,
+                                               "cuda_busy_ms_per_call": 2.5, "cuda_syncs_per_call": 34.0}})
     finish_speed_report(rep)
     assert [r["allatom_over_cgaa_cuda_max_allocated"] for r in rep["ratios"]] == pytest.approx([3.0, 5.0])
     assert [r["allatom_over_cgaa_time"] for r in rep["ratios"]] == pytest.approx([1.5, 3.0])
     md = speed_markdown(rep)
     assert "CUDA max allocated MiB" in md and "all-atom / CGAA CUDA max allocated" in md
+    assert "| engine | atoms | ATen ops | CUDA kernels | GPU busy ms | host syncs |" in md
     files = write_speed_outputs(rep, tmp_path)
     assert files["png"].stat().st_size > 0
     rep["device"] = "cpu"
     for e in rep["results"]:
         del e["cuda_max_allocated_MiB"]
+        e["profile"] = {"aten_ops_per_call": 2000.0}
     assert "CUDA" not in speed_markdown(finish_speed_report(rep))
 
 

@@ -80,3 +80,4 @@ def test_bench_speed_runs_untrained_models_on_cuda(tmp_path):
         assert e["status"] == "ok", e
         assert e["energy_finite"] and e["forces_finite"]
         assert e["cuda_max_allocated_MiB"] > 0
+        assert e["profile"]["cuda_kernels_per_call"] > 0 and e["profile"]["cuda_busy_ms_per_call"] > 0

@@ -15,7 +15,8 @@ and each *task*:
 
 * ``eval`` — one energy+force evaluation (TorchScript model called on the box; for the
   teacher ``Context.getState(energy, forces)``): warm-up calls, then the median of up to
-  ``repeats`` timed calls (s);
+  ``repeats`` timed calls (s); for the ML models also what one call launches
+  (:func:`launch_profile`: ATen ops; on a GPU CUDA kernels, GPU busy time, host syncs);
 * ``md`` — OpenMM MD steps (``LangevinMiddleIntegrator``, 1 fs, 298.15 K, CPU platform,
   ``create_system(topology, model)`` for the ML models): median ms/step and ns/day.
 
@@ -113,6 +114,37 @@ def timed_calls(fn, warmup: int, repeats: int, budget_s: float, min_repeats: int
         if spent >= budget_s and len(times) >= min(min_repeats, repeats):
             break
     return times, cpu
+
+
+def launch_profile(fn, calls: int = 1, cuda: bool = False) -> Tuple[Dict[str, float], Any]:
+    """Count what ``calls`` calls of ``fn`` launch (torch.profiler): ATen ops (host side,
+    outermost only),
+    and on a GPU the CUDA kernels, the time the GPU spends in them (ms) and the host's
+    synchronisations, each per call. Where time is per-op overhead rather than arithmetic
+    (small graphs, GPUs), these say why. Returns (numbers, the profiler's key averages)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=acts) as prof:
+        for _ in range(calls):
+            fn()
+    if cuda:
+        torch.cuda.synchronize()
+    events = prof.events()
+    avg = prof.key_averages()
+    # ATen ops called by the model or autograd, not those nested inside other ATen ops
+    top = [e for e in events if e.name.startswith("aten::")
+           and not (e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::"))]
+    out = {"aten_ops_per_call": len(top) / calls}
+    if cuda:
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        out["cuda_kernels_per_call"] = len(kernels) / calls
+        out["cuda_busy_ms_per_call"] = sum(e.device_time for e in kernels) / 1e3 / calls
+        out["cuda_syncs_per_call"] = sum(e.count for e in avg if "Synchronize" in e.key) / calls
+    return out, avg
 
 
 def interleaved_cpu_times(calls: Dict[str, Callable[..., Any]], rounds: int, per_round: int,
@@ -274,7 +306,8 @@ def _worker_ml_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str
            "cpu_times_s": cpu, "median_cpu_s": float(np.median(cpu)),
            "build_s": build_s, "energy_finite": bool(torch.isfinite(out["energy"]).item()),
            "forces_finite": bool(torch.isfinite(out["forces"]).all().item())}
-    res.update(_memory(rss0, dev))
+    res.update(_memory(rss0, dev))  # before the profiler's own allocations
+    res["profile"] = launch_profile(call, 1, cuda=dev.startswith("cuda"))[0]
     res.update(_graph_stats(deployed, gm, numbers, pos, cell))
     return res
 
@@ -807,6 +840,15 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
         if keys:
             rows = [[str(r["target_atoms"])] + [fmt(r.get(k)) for k, _ in keys] for r in rep["ratios"]]
             lines += ["Ratios (same run):", "", markdown_table(["atoms (target)"] + [lab for _, lab in keys], rows), ""]
+    prof = [e for e in rep["results"] if e.get("status") == "ok" and e.get("profile")]
+    if prof:
+        gpu = any("cuda_kernels_per_call" in e["profile"] for e in prof)
+        rows = [[e["engine"], str(e["n_atoms"]), fmt(e["profile"]["aten_ops_per_call"], 4)]
+                + ([fmt(e["profile"].get("cuda_kernels_per_call"), 4), fmt(e["profile"].get("cuda_busy_ms_per_call")),
+                    fmt(e["profile"].get("cuda_syncs_per_call"))] if gpu else []) for e in prof]
+        lines += ["What one evaluation launches (torch.profiler, one call):", "",
+                  markdown_table(["engine", "atoms", "ATen ops"]
+                                 + (["CUDA kernels", "GPU busy ms", "host syncs"] if gpu else []), rows), ""]
     if rep.get("scaling"):
         rows = [[s["engine"], s["task"], fmt(s["exponent"]), fmt(s["exponent_err"]), fmt(s.get("exponent_cpu")),
                  fmt(s.get("exponent_cpu_err")), ", ".join(str(n) for n in s["n_atoms"])] for s in rep["scaling"]]

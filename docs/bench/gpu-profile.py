@@ -1,8 +1,8 @@
 """Where a CGAA energy+force evaluation spends its time on a GPU (torch.profiler).
 
-For each box: kernel launches per evaluation, GPU busy time (sum of kernel times) against
-wall time, device-to-host copies (each one a synchronisation), and the ops with the
-largest CPU time. Run after docs/bench/gpu-speed.sh packed/copied the boxes:
+For each box: ATen ops and CUDA kernels per evaluation, GPU busy time (sum of kernel times)
+against wall time, host synchronisations (cgaa.bench.speed.launch_profile, which `cgaa bench
+speed` also records), and the ops with the largest CPU time. Run after docs/bench/gpu-speed.sh packed/copied the boxes:
 
     python docs/bench/gpu-profile.py BOX.pdb [BOX.pdb ...] [--model PATH] [--evals 5]
 """
@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 from openmm.app import PDBFile
-from torch.profiler import ProfilerActivity, profile
 
+from cgaa.bench.speed import launch_profile
 from cgaa.deploy import load_model
 from cgaa.grains import grains_from_topology
 from cgaa.inputs import make_inputs
@@ -44,21 +44,11 @@ def main() -> None:
 
         for _ in range(10):
             call()
-        if a.device.startswith("cuda"):
-            torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(a.evals):
-                call()
+        nums, ev = launch_profile(call, a.evals, cuda=a.device.startswith("cuda"))
         wall = (time.perf_counter() - t0) / a.evals
-        ev = prof.key_averages()
-        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        gpu_ms = sum(e.device_time for e in kernels) / 1e3 / a.evals
-        d2h = sum(e.count for e in ev if "Memcpy DtoH" in e.key or e.key in ("aten::item", "aten::_local_scalar_dense"))
-        syncs = sum(e.count for e in ev if "Synchronize" in e.key)
         print(f"\n{box}: {len(numbers)} atoms, {int(gm.grain_index.max()) + 1} grains; wall {wall * 1e3:.1f} ms/eval "
-              f"(profiled), GPU kernels {len(kernels) / a.evals:.0f} per eval, busy {gpu_ms:.2f} ms/eval; "
-              f"D2H copies/item {d2h / a.evals:.1f}, synchronize calls {syncs / a.evals:.1f} per eval")
+              f"(profiled); per eval: " + ", ".join(f"{k.replace('_per_call', '')} {v:.2f}" for k, v in nums.items()))
         print(ev.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=45))
 
 
