@@ -41,7 +41,8 @@ export PYTHONUNBUFFERED=1
     --sizes $SIZES --warmup 10 --repeats 30 --budget 5 --timeout 180 --out $W/shipped
   cp $W/shipped/speed.json "$OUT"/speed-gpu.json; cp $W/shipped/speed.md "$OUT"/speed-gpu.md
   cp $W/shipped/speed.png "$OUT"/speed-gpu.png
-  # 4. the Coulomb-prior candidate model (its reciprocal-space term is extra work)
+  # 4. the Coulomb-prior candidate model (same network as the shipped one; its prior is an OpenMM
+  #    force, not part of this evaluation, so about the same time is expected: a check)
   if [ -f "$CANDIDATE" ]; then
     python3 -m cgaa bench speed --device $DEVICE --engines cgaa --tasks eval --model "$CANDIDATE" \
       --sizes $SIZES --warmup 10 --repeats 30 --budget 5 --timeout 180 --out $W/candidate
