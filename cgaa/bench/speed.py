@@ -797,6 +797,12 @@ def finish_speed_report(rep: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # ============================================================================ output
+def _on_gpu(rep: Dict[str, Any]) -> bool:
+    """Whether a speed report was measured with ``device='cuda'`` (then it has CUDA memory and
+    kernel counts, and wall rather than CPU time describes the work)."""
+    return str(rep.get("device", "cpu")).startswith("cuda")
+
+
 def speed_markdown(rep: Dict[str, Any]) -> str:
     """Markdown tables of a speed report."""
     from cgaa.bench.report import fmt, header_markdown, markdown_table
@@ -805,7 +811,7 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
              f"Recipe `{rep['recipe']}`; CGAA model: {rep['model']['source']}; "
              f"CGAA cutoff {rep['cgaa_cutoff_A']} Å between grain centres, all-atom baseline cutoff "
              f"{rep['allatom_cutoff_A']} Å; {rep['threads']} threads; device {rep['device']}.", ""]
-    cuda = any("cuda_max_allocated_MiB" in e for e in rep["results"])
+    cuda = _on_gpu(rep)
     rows = []
     for e in rep["results"]:
         if e.get("status") != "ok":
@@ -842,13 +848,12 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
             lines += ["Ratios (same run):", "", markdown_table(["atoms (target)"] + [lab for _, lab in keys], rows), ""]
     prof = [e for e in rep["results"] if e.get("status") == "ok" and e.get("profile")]
     if prof:
-        gpu = any("cuda_kernels_per_call" in e["profile"] for e in prof)
         rows = [[e["engine"], str(e["n_atoms"]), fmt(e["profile"]["aten_ops_per_call"], 4)]
                 + ([fmt(e["profile"].get("cuda_kernels_per_call"), 4), fmt(e["profile"].get("cuda_busy_ms_per_call")),
-                    fmt(e["profile"].get("cuda_syncs_per_call"))] if gpu else []) for e in prof]
+                    fmt(e["profile"].get("cuda_syncs_per_call"))] if cuda else []) for e in prof]
         lines += ["What one evaluation launches (torch.profiler, one call):", "",
                   markdown_table(["engine", "atoms", "ATen ops"]
-                                 + (["CUDA kernels", "GPU busy ms", "host syncs"] if gpu else []), rows), ""]
+                                 + (["CUDA kernels", "GPU busy ms", "host syncs"] if cuda else []), rows), ""]
     if rep.get("scaling"):
         rows = [[s["engine"], s["task"], fmt(s["exponent"]), fmt(s["exponent_err"]), fmt(s.get("exponent_cpu")),
                  fmt(s.get("exponent_cpu_err")), ", ".join(str(n) for n in s["n_atoms"])] for s in rep["scaling"]]
@@ -871,7 +876,7 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
         return None
     # on a GPU the host's CPU time says little about the device's work: plot wall time, and
     # the CUDA max allocated memory instead of the process's RSS (mostly the CUDA context)
-    gpu = str(rep.get("device", "cpu")).startswith("cuda")
+    gpu = _on_gpu(rep)
     clock = "wall" if gpu else "CPU"
     mem_key = "cuda_max_allocated_MiB" if gpu else "peak_rss_MiB"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
