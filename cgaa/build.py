@@ -1,4 +1,5 @@
-"""Build electrolyte boxes: recipe -> molecule counts -> packmol -> PDB (OpenMM-readable).
+"""Build electrolyte boxes: recipe -> molecule counts -> packmol -> PDB or PDBx/mmCIF
+(OpenMM- and mdtraj-readable; :mod:`cgaa.boxfile`).
 
 Recipes: salt(s), concentration, solvent ratios, temperature, density.
 
@@ -24,12 +25,12 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import yaml
 
-from cgaa.fileio import atomic_path
+from cgaa.boxfile import check_box_file, write_box
 from cgaa.resources import systems_dir
 from cgaa.species import Species, get_salt, get_species
 from cgaa.units import AVOGADRO
@@ -366,6 +367,21 @@ def pack(counts: Dict[str, int], box_length: float, *, seed: int = 0, tolerance:
     return np.asarray(xyz, dtype=float)
 
 
+def atoms_in(counts: Dict[str, int]) -> int:
+    """Number of atoms of a composition (species -> number of molecules)."""
+    return int(sum(n * get_species(s).n_atoms for s, n in counts.items()))
+
+
+def box_suffix_for(recipe: Union[Recipe, str, Path], n_atoms: int) -> str:
+    """Suffix of the box file for :func:`build_box` of ``recipe`` at about ``n_atoms`` atoms:
+    ``.pdb``, or ``.cif`` when the rounded molecule counts give more than 99,999 atoms."""
+    from cgaa.boxfile import box_suffix
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    return box_suffix(atoms_in(composition_counts(recipe, n_atoms)))
+
+
 def molecule_index(counts: Dict[str, int]) -> np.ndarray:
     """0-based molecule (= grain = residue) index of every atom, in packing order."""
     sizes = [get_species(s).n_atoms for s, n in counts.items() for _ in range(n)]
@@ -417,30 +433,14 @@ def make_topology(counts: Dict[str, int], box_length: Optional[float] = None):
     return top
 
 
-def write_pdb(path: Union[str, Path], topology, positions: np.ndarray,
-              remarks: Sequence[str] = ()) -> Path:
-    """Write a PDB with CRYST1 and CONECT records for every bond, atomically (temp file in
-    the same folder, then rename). positions in Å; remarks: extra REMARK lines."""
-    from openmm.app import PDBFile
-    from openmm.unit import angstrom
-
-    path = Path(path)
-    if topology.getNumAtoms() > 99999:
-        raise ValueError(f"{path}: {topology.getNumAtoms()} atoms do not fit the PDB format (max 99999)")
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        for r in remarks:
-            fh.write(f"REMARK   {r}\n")
-        PDBFile.writeFile(topology, positions * angstrom, fh, keepIds=False)
-    return path
-
-
 def build_box(recipe: Union[Recipe, str, Path], n_atoms: int, output: Union[str, Path], *,
               seed: int = 0, tolerance: float = 2.0, density: Optional[float] = None,
               packmol: Optional[str] = None) -> BuildResult:
-    """Build a packed, periodic electrolyte box and write it as PDB.
+    """Build a packed, periodic electrolyte box and write it as PDB or PDBx/mmCIF.
 
     recipe: a :class:`Recipe`, a shipped recipe name or a YAML path; n_atoms: target atom
-    count (the actual count follows from rounding the molecule counts); output: PDB path;
+    count (the actual count follows from rounding the molecule counts); output: ``.pdb``
+    (at most 99,999 atoms) or ``.cif`` path (:mod:`cgaa.boxfile`), checked before packing;
     seed: packmol seed; tolerance: minimum packmol distance between molecules (Å);
     density: override of the recipe density (g/cm³) used to size the box.
     """
@@ -449,6 +449,7 @@ def build_box(recipe: Union[Recipe, str, Path], n_atoms: int, output: Union[str,
     if density is not None:
         recipe = Recipe(**{**recipe.__dict__, "density": float(density)}).validate()
     counts = composition_counts(recipe, n_atoms)
+    check_box_file(output, atoms_in(counts))
     volume = box_volume_A3(counts, recipe.density)
     L = volume ** (1.0 / 3.0)
     pos = pack(counts, L, seed=seed, tolerance=tolerance, packmol=packmol, label=f"recipe '{recipe.name}'")
@@ -458,6 +459,6 @@ def build_box(recipe: Union[Recipe, str, Path], n_atoms: int, output: Union[str,
         raise RuntimeError(f"recipe '{recipe.name}': packmol left atoms of different molecules "
                            f"{dmin:.2f} A apart (tolerance {tolerance} A); try another seed or more atoms")
     top = make_topology(counts, L)
-    path = write_pdb(output, top, pos, remarks=[f"cgaa recipe {recipe.name} seed {seed}"])
+    path = write_box(output, top, pos, remarks=[f"cgaa recipe {recipe.name} seed {seed}"])
     return BuildResult(path=path, recipe=recipe, counts=counts, n_atoms=len(pos), box_length=L,
                        composition=describe_counts(counts, recipe, volume), min_distance=dmin, seed=seed)

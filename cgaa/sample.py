@@ -37,26 +37,24 @@ class SampleResult:
 
 
 def _load_source(source: Union[str, Path], n_atoms: int, seed: int, workdir: Path):
-    """(topology, positions Å, recipe name, recipe temperature or None, pdb path)."""
-    from openmm.app import PDBFile
+    """(topology, positions Å, recipe name, recipe temperature or None, box file path)."""
+    from cgaa.boxfile import BOX_SUFFIXES, box_remarks, read_box
 
     p = Path(source)
-    if p.suffix.lower() == ".pdb":
-        if not p.is_file():
-            raise FileNotFoundError(f"PDB file {p} does not exist")
-        pdb = PDBFile(str(p))
+    if p.suffix.lower() in BOX_SUFFIXES:
+        box = read_box(p)
         recipe = "unknown"
-        for line in p.read_text().splitlines()[:20]:
-            if line.startswith("REMARK") and "cgaa recipe" in line:
-                recipe = line.split("cgaa recipe", 1)[1].strip().split()[0]
-        return pdb.topology, openmm_lengths_A(pdb.getPositions(asNumpy=True)), recipe, None, p
-    from cgaa.build import build_box, load_recipe
+        for remark in box_remarks(p):
+            if "cgaa recipe" in remark:
+                recipe = remark.split("cgaa recipe", 1)[1].strip().split()[0]
+        return box.topology, openmm_lengths_A(box.getPositions(asNumpy=True)), recipe, None, p
+    from cgaa.build import box_suffix_for, build_box, load_recipe
 
     recipe = load_recipe(source)
-    out = workdir / f"{recipe.name}-{n_atoms}.pdb"
+    out = workdir / f"{recipe.name}-{n_atoms}{box_suffix_for(recipe, n_atoms)}"
     res = build_box(recipe, n_atoms, out, seed=seed)
-    pdb = PDBFile(str(res.path))
-    return (pdb.topology, openmm_lengths_A(pdb.getPositions(asNumpy=True)),
+    box = read_box(res.path)
+    return (box.topology, openmm_lengths_A(box.getPositions(asNumpy=True)),
             recipe.name, recipe.temperature, res.path)
 
 
@@ -133,8 +131,8 @@ def sample_teacher(source: Union[str, Path], output: Union[str, Path], *,
                    workdir: Optional[Union[str, Path]] = None, stress: bool = True) -> SampleResult:
     """Run classical MD with the teacher and write labelled frames as extxyz.
 
-    source: a PDB from ``cgaa build`` or a recipe name/YAML (then a box of ``n_atoms`` is
-    built next to ``output``). temperatures (K): default the recipe temperature (or
+    source: a box file (PDB or PDBx/mmCIF) from ``cgaa build`` or a recipe name/YAML (then
+    a box of ``n_atoms`` is built next to ``output``). temperatures (K): default the recipe temperature (or
     298.15 K). n_frames: equilibrium frames per temperature, one every ``stride`` MD steps
     of ``timestep_fs`` fs after ``equilibration_steps``. ensemble: 'nvt' or 'npt' (Monte
     Carlo barostat at ``pressure_bar``). constraints: None (flexible, the default, so

@@ -1,11 +1,12 @@
 """Run, restart and guard CGAA molecular dynamics in OpenMM (the library behind ``cgaa simulate``).
 
-:func:`run_simulation` takes a PDB from ``cgaa build`` (or a recipe name, built on the
-fly, or a topology with positions), a deployed model and an ensemble, minimises the
+:func:`run_simulation` takes a box file from ``cgaa build`` (PDB or PDBx/mmCIF; or a
+recipe name, built on the fly, or a topology with positions), a deployed model and an ensemble, minimises the
 energy, integrates, and writes a run directory::
 
     out_dir/
-      topology.pdb          input topology (one residue per grain, CONECT, box)
+      topology.pdb          input topology (one residue per grain, CONECT, box);
+                            topology.cif (PDBx/mmCIF) above 99,999 atoms
       model.pt              copy of the deployed model (the run is self-contained)
       traj.dcd              unwrapped trajectory (enforcePeriodicBox=False), frame 0 = step 0
       state.csv             step, time, energies, temperature, volume, density, ns/day
@@ -46,6 +47,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from cgaa import units
+from cgaa.boxfile import RUN_TOPOLOGY_STEM, find_run_topology, read_box, run_topology_name, write_box
 from cgaa.fileio import atomic_path, write_text_atomic
 
 ENSEMBLES = ("nvt", "npt", "nve")
@@ -53,7 +55,7 @@ PLATFORMS = ("Reference", "CPU", "CUDA", "OpenCL")
 PRECISIONS = ("single", "mixed", "double")
 
 TRAJ_FILE = "traj.dcd"
-TOPOLOGY_FILE = "topology.pdb"
+TOPOLOGY_FILE = "topology.pdb"  # topology.cif above 99,999 atoms (cgaa.boxfile.run_topology_name)
 STATE_FILE = "state.csv"
 CHECKPOINT_FILE = "checkpoint.chk"
 CHECKPOINT_META = "checkpoint.json"
@@ -62,7 +64,7 @@ PREV_CHECKPOINT_META = "checkpoint.prev.json"
 FINAL_STATE_FILE = "final_state.xml"
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pt"
-INPUT_FILE = "input.pdb"
+INPUT_FILE = "input.pdb"  # a box built from a recipe; input.cif above 99,999 atoms
 
 STATE_COLUMNS = ("step", "time_ps", "potential_energy_kJ_mol", "kinetic_energy_kJ_mol",
                  "total_energy_kJ_mol", "temperature_K", "volume_nm3", "density_g_cm3",
@@ -196,9 +198,8 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
 
 # ---------------------------------------------------------------------------- inputs
 def _load_input(system_input, out_dir: Path, settings: Dict[str, Any]):
-    """(topology, positions Quantity, description) from a PDB path, a recipe name, a
-    PDBFile-like object or a (topology, positions) pair."""
-    from openmm.app import PDBFile
+    """(topology, positions Quantity, description) from a box file path (PDB or PDBx/mmCIF),
+    a recipe name, a PDBFile-like object or a (topology, positions) pair."""
     from openmm.unit import is_quantity, nanometer
 
     if isinstance(system_input, (tuple, list)) and len(system_input) == 2:
@@ -209,21 +210,23 @@ def _load_input(system_input, out_dir: Path, settings: Dict[str, Any]):
     if hasattr(system_input, "topology") and hasattr(system_input, "positions"):
         return system_input.topology, system_input.positions, "PDBFile given in Python"
     if not isinstance(system_input, (str, Path)):
-        raise TypeError("system_input must be a PDB path, a recipe name, a PDBFile or (topology, positions), "
-                        f"not {type(system_input).__name__}")
+        raise TypeError("system_input must be a box file path (.pdb/.cif), a recipe name, a PDBFile or "
+                        f"(topology, positions), not {type(system_input).__name__}")
     path = Path(system_input)
     if path.is_file():
-        pdb = PDBFile(str(path))
-        return pdb.topology, pdb.positions, str(path)
+        box = read_box(path)
+        return box.topology, box.positions, str(path)
     try:
-        from cgaa.build import build_box, list_recipes
+        from cgaa.build import box_suffix_for, build_box, list_recipes
     except ImportError:  # pragma: no cover - cgaa.build missing
         raise FileNotFoundError(f"no input file {path}") from None
     name = str(system_input)
     if name in list_recipes() or name.endswith((".yaml", ".yml")):
-        res = build_box(name, int(settings["n_atoms"]), out_dir / INPUT_FILE, seed=int(settings["seed"]))
-        pdb = PDBFile(str(res.path))
-        return pdb.topology, pdb.positions, f"recipe {name} ({res.n_atoms} atoms, built by cgaa.build)"
+        n_atoms = int(settings["n_atoms"])
+        input_file = (out_dir / INPUT_FILE).with_suffix(box_suffix_for(name, n_atoms))
+        res = build_box(name, n_atoms, input_file, seed=int(settings["seed"]))
+        box = read_box(res.path)
+        return box.topology, box.positions, f"recipe {name} ({res.n_atoms} atoms, built by cgaa.build)"
     raise FileNotFoundError(f"no input file {path}, and '{name}' is not a recipe "
                             f"(recipes: {', '.join(list_recipes())})")
 
@@ -611,13 +614,14 @@ def _openmm_message(err: Exception) -> str:
 
 def write_final_pdb(run_dir: Union[str, Path], path: Union[str, Path]) -> Path:
     """Write the last state of a run (``final_state.xml``: positions and box, nm) with the
-    run's topology (``topology.pdb``) as a PDB file ``path``, atomically — a start
-    structure for another run, e.g. a CGAA run from a teacher run's equilibrated box."""
+    run's topology (``topology.pdb`` or ``.cif``) as a box file ``path`` (PDB, or
+    PDBx/mmCIF for a ``.cif`` path), atomically — a start structure for another run, e.g. a
+    CGAA run from a teacher run's equilibrated box."""
     import openmm
-    from openmm.app import PDBFile
 
     run_dir = Path(run_dir)
-    top_file, state_file = run_dir / TOPOLOGY_FILE, run_dir / FINAL_STATE_FILE
+    top_file = find_run_topology(run_dir) or run_dir / TOPOLOGY_FILE
+    state_file = run_dir / FINAL_STATE_FILE
     for f in (top_file, state_file):
         if not f.is_file():
             raise FileNotFoundError(f"{f} not found: {run_dir} is not a finished cgaa run")
@@ -625,15 +629,12 @@ def write_final_pdb(run_dir: Union[str, Path], path: Union[str, Path]) -> Path:
         state = openmm.XmlSerializer.deserialize(state_file.read_text())
     except Exception as err:  # OpenMM raises a bare Exception for a corrupt file
         raise ValueError(f"{state_file}: not a readable OpenMM state ({err})") from None
-    topology = PDBFile(str(top_file)).topology
+    topology = read_box(top_file).topology
     if state.getPositions(asNumpy=True).shape[0] != topology.getNumAtoms():
         raise ValueError(f"{state_file} has {state.getPositions(asNumpy=True).shape[0]} atoms but "
                          f"{top_file} has {topology.getNumAtoms()}")
     topology.setPeriodicBoxVectors(state.getPeriodicBoxVectors())
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        PDBFile.writeFile(topology, state.getPositions(), fh, keepIds=True)
-    return path
+    return write_box(path, topology, state.getPositions(), keep_ids=True)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -671,10 +672,11 @@ def run_simulation(
 ) -> SimulationResult:
     """Run (or continue) CGAA molecular dynamics in OpenMM and write ``out_dir``.
 
-    system_input: PDB path (from ``cgaa build``; one residue per grain, CONECT, CRYST1),
-        a recipe name or YAML path (built on the fly with ``n_atoms`` atoms, default 3000),
-        an ``openmm.app.PDBFile`` or a ``(topology, positions nm)`` pair. On restart it
-        may be None (the run's topology.pdb is used).
+    system_input: box file path (from ``cgaa build``; PDB with CONECT and CRYST1, or
+        PDBx/mmCIF; one residue per grain), a recipe name or YAML path (built on the fly
+        with ``n_atoms`` atoms, default 3000), an ``openmm.app.PDBFile``/``PDBxFile`` or a
+        ``(topology, positions nm)`` pair. On restart it may be None (the run's topology
+        file is used).
     model: deployed model path, DeployedModel or eager CGAAModel; None: the shipped
         default (on restart: the run's copy, model.pt). It is copied to ``out_dir/model.pt``.
     ensemble: ``nvt`` (Langevin middle, default), ``npt`` (+ MonteCarloBarostat) or ``nve`` (Verlet).
@@ -717,7 +719,7 @@ def run_simulation(
     becomes unphysical (last good checkpoint kept).
     """
     import openmm
-    from openmm.app import PDBFile, Simulation
+    from openmm.app import Simulation
     from openmm.unit import kelvin
 
     from cgaa.openmm.system import check_cutoff, create_system
@@ -738,9 +740,12 @@ def run_simulation(
         run_info = _read_json(out / RUN_FILE)
         settings = resolve_settings(given, run_info["settings"])
         if system_input is not None:
-            raise ValueError("restart continues the run in out_dir from its topology.pdb; do not give an input")
-        pdb = PDBFile(str(out / TOPOLOGY_FILE))
-        topology, positions, source = pdb.topology, pdb.positions, run_info.get("input")
+            raise ValueError("restart continues the run in out_dir from its topology file; do not give an input")
+        top_file = find_run_topology(out)
+        if top_file is None:
+            raise FileNotFoundError(f"restart: no {TOPOLOGY_FILE} (or {RUN_TOPOLOGY_STEM}.cif) in {out}")
+        box = read_box(top_file)
+        topology, positions, source = box.topology, box.positions, run_info.get("input")
     else:
         if system_input is None:
             raise ValueError("give an input: a PDB file (cgaa build), a recipe name, or restart=True")
@@ -749,7 +754,7 @@ def run_simulation(
                 raise ValueError(f"{out} already holds a run; continue it with restart=True (--restart), "
                                  "replace it with overwrite=True (--overwrite), or choose another directory")
             for f in (RUN_FILE, STATE_FILE, CHECKPOINT_FILE, CHECKPOINT_META, PREV_CHECKPOINT_FILE,
-                      PREV_CHECKPOINT_META, TRAJ_FILE, FINAL_STATE_FILE):
+                      PREV_CHECKPOINT_META, TRAJ_FILE, FINAL_STATE_FILE, TOPOLOGY_FILE, RUN_TOPOLOGY_STEM + ".cif"):
                 (out / f).unlink(missing_ok=True)
         settings = resolve_settings(given)
         out.mkdir(parents=True, exist_ok=True)
@@ -780,7 +785,8 @@ def run_simulation(
     plat, props = get_platform(settings["platform"], settings["precision"])
     simulation = Simulation(topology, system, integrator, plat, props)
 
-    files = {k: out / v for k, v in (("trajectory", TRAJ_FILE), ("topology", TOPOLOGY_FILE),
+    topology_file = run_topology_name(topology.getNumAtoms())
+    files = {k: out / v for k, v in (("trajectory", TRAJ_FILE), ("topology", topology_file),
                                       ("state", STATE_FILE), ("checkpoint", CHECKPOINT_FILE),
                                       ("final_state", FINAL_STATE_FILE), ("run", RUN_FILE),
                                       ("model", MODEL_FILE))}
@@ -811,8 +817,7 @@ def run_simulation(
         box = simulation.context.getState().getPeriodicBoxVectors()
         check_cutoff(deployed.config.cutoff, box)
     else:
-        with atomic_path(out / TOPOLOGY_FILE) as tmp, open(tmp, "w") as fh:
-            PDBFile.writeFile(topology, positions, fh, keepIds=True)
+        write_box(files["topology"], topology, positions, keep_ids=True)
         simulation.context.setPositions(positions)
         simulation.context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
 

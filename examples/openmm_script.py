@@ -2,6 +2,7 @@
 
     python examples/openmm_script.py box.pdb model.pt          # box from `cgaa build`
     python examples/openmm_script.py box.pdb                   # the shipped default model
+    python examples/openmm_script.py big.cif model.pt          # PDBx/mmCIF (boxes > 99,999 atoms)
 
 Builds the System with cgaa.openmm.create_system (an openmmtorch.TorchForce wrapping the
 deployed model, periodic, element masses, the PDB's box, the model's classical prior, bonds
@@ -15,11 +16,11 @@ import sys
 
 import openmm
 from openmm import unit
-from openmm.app import DCDReporter, PDBFile, Simulation, StateDataReporter
+from openmm.app import DCDReporter, PDBFile, PDBxFile, Simulation, StateDataReporter
 
 from cgaa.openmm import create_system
 
-pdb = PDBFile(sys.argv[1])
+pdb = (PDBxFile if sys.argv[1].endswith((".cif", ".pdbx")) else PDBFile)(sys.argv[1])
 model = sys.argv[2] if len(sys.argv) > 2 else None  # None: the shipped default model
 
 # refuses unknown species or a box too small for the cutoff

@@ -438,3 +438,18 @@ print(evaluate(create_system(top, model), pos, "CPU")[0])
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.split()[-1]) != 0.0
+
+
+def test_openmmtorch_deprecation_notice_is_dropped():
+    """openmmtorch 1.5 imports ``simtk.openmm``, which logs "importing 'simtk.openmm' is
+    deprecated" on stderr of every `cgaa simulate`: cgaa's import drops that notice only."""
+    import subprocess
+    import sys
+
+    code = ("import openmm, logging\n"
+            "from cgaa.openmm.system import import_openmmtorch\n"
+            "print(import_openmmtorch().TorchForce.__name__)\n"
+            "logging.getLogger().warning('other notices still show')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "TorchForce", out.stderr[-2000:]
+    assert "simtk" not in out.stderr and "other notices still show" in out.stderr, out.stderr

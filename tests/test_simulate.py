@@ -335,3 +335,33 @@ def test_recipe_input_built_on_the_fly(tmp_path):
     info = json.loads((out / "run.json").read_text())
     assert "recipe lipf6-ec-emc-1m" in info["input"] and info["n_atoms"] > 600
     assert len(load_state_csv(out / "state.csv")["step"]) == 1
+
+
+def test_run_directory_above_the_pdb_limit_uses_pdbx(tmp_path, system_parts, monkeypatch):
+    """Above 99,999 atoms (here: the limit lowered to 50 atoms for a 68-atom box) the run's
+    topology is PDBx/mmCIF, and restart, analysis and start structures all use it."""
+    from cgaa.analysis.io import find_run_files, load_trajectory
+    from cgaa.simulate import write_final_pdb
+
+    monkeypatch.setattr("cgaa.boxfile.PDB_MAX_ATOMS", 50)
+    out = tmp_path / "run"
+    _run(system_parts, out, steps=20, seed=2)
+    assert (out / "topology.cif").is_file() and not (out / "topology.pdb").exists()
+    assert json.loads((out / "run.json").read_text())["files"]["topology"] == "topology.cif"
+    res = _run(system_parts, out, steps=40, restart=True)
+    assert res.restarted_from == 20 and res.steps == 40
+    trajs, top = find_run_files(out)
+    assert top == out / "topology.cif"
+    traj, dt = load_trajectory(trajs[0], top)
+    assert traj.n_frames == 5 and dt == pytest.approx(0.01)
+    assert traj.topology.n_bonds == system_parts[1].getNumBonds() > 0
+    final = openmm.XmlSerializer.deserialize((out / "final_state.xml").read_text())
+    assert np.abs(traj.xyz[-1] - final.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).max() < 1e-5
+    # a start structure for another run: PDBx works, PDB is refused with the way out named
+    from cgaa.boxfile import read_box
+
+    start = read_box(write_final_pdb(out, tmp_path / "end.cif"))
+    assert np.abs(start.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+                  - final.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).max() < 1e-5
+    with pytest.raises(ValueError, match=r"end\.pdb: 68 atoms do not fit the PDB format .*end\.cif"):
+        write_final_pdb(out, tmp_path / "end.pdb")

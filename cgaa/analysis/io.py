@@ -1,13 +1,14 @@
 """Loading trajectories for analysis, with checks that name the culprit.
 
 Any format mdtraj reads works (DCD, XTC, TRR, NetCDF, HDF5 ...) with a topology file
-(PDB with one residue per molecule, ideally with CONECT bonds). The time between frames
+(PDB or PDBx/mmCIF with one residue per molecule, ideally with bonds). The time between frames
 comes, in order of preference, from the user (``dt_ps``), from the DCD header (OpenMM
 writes the integration step and the report interval there: mdtraj does not read it),
 or from the frame times stored in the file (XTC, TRR, NetCDF, HDF5).
 
-A run directory from ``cgaa simulate`` holds ``traj.dcd`` and ``topology.pdb`` (else
-the single ``*.pdb`` of the directory is used) and ``state.csv`` (OpenMM
+A run directory from ``cgaa simulate`` holds ``traj.dcd`` and ``topology.pdb`` (or
+``topology.cif`` above 99,999 atoms; else the single ``*.pdb``/``*.cif`` of the directory
+is used) and ``state.csv`` (OpenMM
 StateDataReporter output, whose mean temperature is used when none is given).
 """
 from __future__ import annotations
@@ -145,8 +146,10 @@ def find_run_files(run_dir: PathLike) -> Tuple[List[Path], Path]:
     """Trajectory and topology of a ``cgaa simulate`` run directory.
 
     Looks for ``traj.dcd`` (else all ``*.dcd``/``*.xtc`` files, sorted, as replicas) and
-    ``topology.pdb`` (else the single ``*.pdb`` in the directory).
+    ``topology.pdb`` or ``topology.cif`` (else the single ``*.pdb``/``*.cif`` in the directory).
     """
+    from cgaa.boxfile import BOX_SUFFIXES, find_run_topology
+
     d = Path(run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"run directory not found: {d}")
@@ -154,14 +157,14 @@ def find_run_files(run_dir: PathLike) -> Tuple[List[Path], Path]:
         list(d.glob("*.dcd")) + list(d.glob("*.xtc")))
     if not trajs:
         raise FileNotFoundError(f"no trajectory in {d}: expected traj.dcd (or *.dcd / *.xtc)")
-    top = d / "topology.pdb"
-    if not top.is_file():
-        pdbs = sorted(d.glob("*.pdb"))
-        if len(pdbs) != 1:
+    top = find_run_topology(d)
+    if top is None:
+        boxes = sorted(p for p in d.iterdir() if p.suffix.lower() in BOX_SUFFIXES and p.is_file())
+        if len(boxes) != 1:
             raise FileNotFoundError(
-                f"no topology.pdb in {d} and {'no' if not pdbs else 'several'} other *.pdb "
-                f"({', '.join(p.name for p in pdbs)}): give --top")
-        top = pdbs[0]
+                f"no topology.pdb or topology.cif in {d} and {'no' if not boxes else 'several'} other "
+                f"*.pdb/*.cif ({', '.join(p.name for p in boxes)}): give --top")
+        top = boxes[0]
     return trajs, top
 
 

@@ -146,7 +146,7 @@ def analyze(
     Args:
         trajectories: trajectory file(s) (DCD, XTC, ...) or mdtraj Trajectories; several
             = independent replicas of the same system (errors from replicas).
-        topology: topology file (PDB, one residue per molecule) for trajectory files.
+        topology: topology file (PDB or PDBx/mmCIF, one residue per molecule) for trajectory files.
         dt_ps: time between saved frames, ps (default: from the DCD header / file times).
         temperature_K: temperature, K (default 298.15 K, with a warning).
         viscosity_Pa_s: shear viscosity for the Yeh–Hummer correction, Pa·s (optional).
@@ -337,7 +337,7 @@ def _structure(result: AnalysisResult, trajs, top, species: List[Species], cente
 def analyze_run_dir(run_dir: Union[str, Path], **kwargs) -> AnalysisResult:
     """:func:`analyze` on a ``cgaa simulate`` run directory.
 
-    Uses ``traj.dcd`` + ``topology.pdb`` (or the single ``*.pdb``), and the mean
+    Uses ``traj.dcd`` + ``topology.pdb``/``.cif`` (or the single ``*.pdb``/``*.cif``), and the mean
     temperature of ``state.csv`` unless ``temperature_K`` is given.
     """
     trajs, top = find_run_files(run_dir)

@@ -205,9 +205,11 @@ def analyse_replica(run_dir: PathLike, equil_ps: float, report_ps: float, temper
     from cgaa.analysis import analyze
     from cgaa.simulate import load_state_csv
 
+    from cgaa.analysis.io import find_run_files
+
     run_dir = Path(run_dir)
-    top = run_dir / "topology.pdb"
-    traj = md.load_dcd(str(run_dir / "traj.dcd"), top=str(top))
+    trajs, top = find_run_files(run_dir)
+    traj = md.load_dcd(str(trajs[0]), top=str(top))
     skip = int(round(equil_ps / report_ps))
     if traj.n_frames - skip < 4:
         raise ValueError(f"{run_dir}: only {traj.n_frames - skip} frames after {equil_ps} ps of equilibration; "
@@ -336,7 +338,7 @@ def run_observables(
     import torch
 
     from cgaa.bench.report import available_cores, header
-    from cgaa.build import build_box
+    from cgaa.build import box_suffix_for, build_box
     from cgaa.simulate import has_checkpoint, write_final_pdb
 
     out = Path(out_dir).resolve()
@@ -360,7 +362,7 @@ def run_observables(
         model = default_model_path()
     model = Path(model).resolve()
     if box is None:
-        box = out / f"box-{Path(str(recipe)).stem}-{n_atoms}.pdb"
+        box = out / f"box-{Path(str(recipe)).stem}-{n_atoms}{box_suffix_for(recipe, n_atoms)}"
         if not Path(box).is_file():
             build_box(recipe, n_atoms, box, seed=seed)
     box = Path(box).resolve()
@@ -418,7 +420,7 @@ def run_observables(
                 if _failure(src) or not _finished(src, steps):
                     results[(e, k)] = (f"no start state: teacher replica {k} did not finish ({src})", None)
                     continue
-                start = write_final_pdb(src, out / e / f"start-rep{k}.pdb")
+                start = write_final_pdb(src, out / e / f"start-rep{k}{box.suffix}")
                 starts.append(job(e, k, box=str(start)))
             results.update(_run_replicas(starts, jobs, progress))
         for eng in engines:

@@ -181,7 +181,7 @@ def cpu_summary_ms(times_s: Sequence[float]) -> str:
 
 
 def box_tensors_nm(pdb) -> Tuple[Any, Any]:
-    """(positions (N, 3), box vectors (3, 3)) of an OpenMM ``PDBFile`` as float32 torch tensors
+    """(positions (N, 3), box vectors (3, 3)) of an OpenMM ``PDBFile``/``PDBxFile`` as float32 torch tensors
     in nm: the inputs of the OpenMM-facing module (:mod:`cgaa.openmm.wrapper`)."""
     import torch
 
@@ -213,10 +213,10 @@ def shipped_model_path() -> Optional[Path]:
 
 
 # ============================================================================ worker side
-def _load_box(pdb: str):
-    from openmm.app import PDBFile
+def _load_box(path: str):
+    from cgaa.boxfile import read_box
 
-    return PDBFile(pdb)
+    return read_box(path)
 
 
 def _build_model(spec: Dict[str, Any], topology, numbers: np.ndarray):
@@ -533,16 +533,16 @@ def run_worker(spec: Dict[str, Any], timeout_s: float = 600.0, mem_limit_gib: fl
 
 
 def box_for(recipe: str, n_atoms: int, box_dir: PathLike, seed: int = 0) -> Tuple[Path, int, float]:
-    """(PDB path, actual atoms, shortest box height Å) of a packed box, built once and reused."""
-    from openmm.app import PDBFile
-
-    from cgaa.build import build_box
+    """(box file path, actual atoms, shortest box height Å) of a packed box, built once and
+    reused: PDB, or PDBx/mmCIF above 99,999 atoms."""
+    from cgaa.boxfile import read_box
+    from cgaa.build import box_suffix_for, build_box
 
     box_dir = Path(box_dir)
-    path = box_dir / f"{Path(str(recipe)).stem}-{n_atoms}-s{seed}.pdb"
+    path = box_dir / f"{Path(str(recipe)).stem}-{n_atoms}-s{seed}{box_suffix_for(recipe, n_atoms)}"
     if not path.is_file():
         build_box(recipe, n_atoms, path, seed=seed)
-    pdb = PDBFile(str(path))
+    pdb = read_box(path)
     cell = openmm_lengths_A(pdb.topology.getPeriodicBoxVectors())
     vol = abs(np.linalg.det(cell))
     heights = [vol / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]

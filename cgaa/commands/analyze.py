@@ -10,7 +10,7 @@ from pathlib import Path
 DESCRIPTION = """\
 Transport and structure analysis of an electrolyte MD trajectory.
 
-  cgaa analyze RUN_DIR                  # traj.dcd + topology.pdb (or the single *.pdb) in RUN_DIR
+  cgaa analyze RUN_DIR                  # traj.dcd + topology.pdb/.cif (or the single *.pdb/*.cif) in RUN_DIR
   cgaa analyze --traj traj.dcd --top box.pdb --out analysis/
 
 Trajectories must be unwrapped (OpenMM: DCDReporter(..., enforcePeriodicBox=False));
@@ -50,10 +50,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "analyze", help="diffusivity, conductivity, RDF/coordination and Li solvation of a trajectory",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", nargs="?", help="run directory of `cgaa simulate` (traj.dcd + topology.pdb)")
+    p.add_argument("run_dir", nargs="?", help="run directory of `cgaa simulate` (traj.dcd + topology.pdb or .cif)")
     p.add_argument("--traj", nargs="+", metavar="FILE",
                    help="trajectory file(s) (DCD, XTC, ...); several = independent replicas")
-    p.add_argument("--top", metavar="PDB", help="topology (PDB, one residue per molecule)")
+    p.add_argument("--top", metavar="PDB", help="topology (PDB or PDBx/mmCIF, one residue per molecule)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/analysis or ./analysis)")
     p.add_argument("--dt-ps", type=float, help="time between saved frames in ps (default: from the file)")
     p.add_argument("--stride", type=int, default=1, help="use every N-th frame (default 1)")

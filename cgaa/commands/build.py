@@ -1,4 +1,5 @@
-"""``cgaa build``: pack an electrolyte box (recipe or explicit composition) into a PDB."""
+"""``cgaa build``: pack an electrolyte box (recipe or explicit composition) into a PDB or
+PDBx/mmCIF file."""
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,10 @@ def _pairs(text: str, what: str) -> dict:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "build", help="build a packed electrolyte box (PDB) from a recipe or a composition",
+        "build", help="build a packed electrolyte box (PDB or PDBx/mmCIF) from a recipe or a composition",
         description="Molecule counts from the composition, box size from the density, packing "
-                    "with packmol; writes a PDB with CONECT records and the periodic box.")
+                    "with packmol; writes a PDB with CONECT records and the periodic box, or PDBx/mmCIF "
+                    "(-o box.cif; needed above 99,999 atoms, which PDB cannot number).")
     src = p.add_argument_group("composition (a recipe, or --salt/--solvents)")
     src.add_argument("--recipe", help="shipped recipe name (see --list) or a recipe YAML file")
     src.add_argument("--salt", help="salt(s): NAME or NAME:CONC[,NAME:CONC] (e.g. LiPF6 or LiPF6:1.0,LiFSI:0.2)")
@@ -34,7 +36,8 @@ def register(subparsers) -> None:
     src.add_argument("--density", type=float, help="density in g/cm^3 used to size the box (required with --solvents; overrides a recipe's)")
     src.add_argument("--temperature", type=float, default=298.15, help="temperature recorded in a custom recipe, K")
     p.add_argument("--atoms", type=int, default=3000, help="target number of atoms (default 3000)")
-    p.add_argument("-o", "--output", default="box.pdb", help="output PDB (default box.pdb)")
+    p.add_argument("-o", "--output", help="output file, .pdb or .cif (PDBx/mmCIF) (default box.pdb, or box.cif "
+                   "above 99,999 atoms)")
     p.add_argument("--seed", type=int, default=0, help="packmol seed (default 0)")
     p.add_argument("--tolerance", type=float, default=2.0, help="packmol minimum distance between molecules, Angstrom (default 2.0)")
     p.add_argument("--list", action="store_true", help="list shipped recipes, salts and species, then exit")
@@ -42,7 +45,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cgaa.build import build_box, list_recipes, load_recipe, make_recipe
+    from cgaa.build import box_suffix_for, build_box, list_recipes, load_recipe, make_recipe
     from cgaa.cli import CLIError
     from cgaa.species import get_species, list_salts, list_species
 
@@ -73,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
                              temperature=args.temperature, density=args.density)
     else:
         raise CLIError("give --recipe NAME or --salt/--molarity/--solvents/--density (see cgaa build --list)")
+    output = args.output
+    if output is None:
+        output = "box" + box_suffix_for(recipe, args.atoms)
     try:
-        res = build_box(recipe, args.atoms, args.output, seed=args.seed, tolerance=args.tolerance,
+        res = build_box(recipe, args.atoms, output, seed=args.seed, tolerance=args.tolerance,
                         density=args.density if args.recipe else None)
     except RuntimeError as err:  # packmol failures: message carries its log
         raise CLIError(str(err)) from None

@@ -10,7 +10,7 @@ def register(subparsers) -> None:
         description="Minimise, equilibrate and sample a box with the classical teacher force field; "
                     "writes frames with REF_energy (eV), REF_forces (eV/A), grain and resname, "
                     "plus a fraction of hot and distorted frames.")
-    p.add_argument("source", help="PDB from 'cgaa build', or a recipe name/YAML (a box is built on the fly)")
+    p.add_argument("source", help="box file (.pdb/.cif) from 'cgaa build', or a recipe name/YAML (a box is built on the fly)")
     p.add_argument("-o", "--output", default="frames.xyz", help="output extxyz (default frames.xyz)")
     p.add_argument("--temperatures", default=None, help="comma-separated temperatures in K (default: the recipe's, else 298.15)")
     p.add_argument("--frames", type=int, default=10, help="equilibrium frames per temperature (default 10)")

@@ -11,11 +11,12 @@ All-atom MD with a CGAA model in OpenMM.
   cgaa simulate lipf6-ec-emc-1m --n-atoms 3000 --ensemble npt --time-ps 100 --out run/
   cgaa simulate --restart --out run/ --steps 400000      # continue (and extend) a run
 
-INPUT is a PDB from `cgaa build` (one residue per molecule, CONECT records, CRYST1 box)
-or a recipe name (built on the fly). The energy is minimised first, then the run writes
+INPUT is a box file from `cgaa build` (PDB with CONECT records and CRYST1 box, or
+PDBx/mmCIF .cif above 99,999 atoms; one residue per molecule) or a recipe name (built on
+the fly). The energy is minimised first, then the run writes
 to --out: traj.dcd (unwrapped, for MSD), state.csv (time, energies, temperature,
 volume, density, ns/day), checkpoint.chk (+ the previous one), final_state.xml,
-topology.pdb, model.pt and run.json. A run stops with a clear message on NaN energy,
+topology.pdb (topology.cif above 99,999 atoms), model.pt and run.json. A run stops with a clear message on NaN energy,
 absurd forces or temperature, keeping the last good checkpoint; Ctrl-C saves a
 checkpoint and exits with code 130. --restart continues from the last checkpoint and
 appends to traj.dcd and state.csv. Units: K, bar, fs, ps.
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     """Add the ``simulate`` sub-command."""
     p = subparsers.add_parser("simulate", help="run CGAA molecular dynamics in OpenMM (NVT/NPT/NVE)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", nargs="?", help="PDB file from `cgaa build`, or a recipe name")
+    p.add_argument("input", nargs="?", help="box file (.pdb or .cif) from `cgaa build`, or a recipe name")
     p.add_argument("--out", "-o", default="run", help="run directory (default: run)")
     p.add_argument("--model", "-m", help="deployed model .pt (default: the shipped model; on --restart the run's copy)")
     p.add_argument("--ensemble", choices=("nvt", "npt", "nve"), help="nvt (Langevin, default), npt (+ Monte Carlo barostat), nve (Verlet)")
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.restart and args.input:
         raise CLIError("--restart continues the run in --out; do not give INPUT")
     if not args.restart and not args.input:
-        raise CLIError("give INPUT (a PDB from `cgaa build` or a recipe name), or --restart")
+        raise CLIError("give INPUT (a box file from `cgaa build` or a recipe name), or --restart")
     if args.threads is not None:
         if args.threads < 1:
             raise CLIError(f"--threads must be >= 1, got {args.threads}")

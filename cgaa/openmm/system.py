@@ -18,6 +18,7 @@ Units at this boundary: nm, kJ/mol, kJ/mol/nm; the model works in Å, eV, eV/Å 
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -62,6 +63,27 @@ def ensure_torch_plugins() -> None:
             openmm.Platform.loadPluginLibrary(m.group(1))
         except Exception:  # e.g. the CUDA plugin without a CUDA driver: that platform is absent anyway
             pass
+
+
+class _DropSimtkNotice(logging.Filter):
+    """Drops the "importing 'simtk.openmm' is deprecated" notice that openmmtorch 1.5's own
+    ``import simtk.openmm`` logs on the root logger (not actionable by cgaa's users)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "simtk.openmm" not in record.getMessage()
+
+
+def import_openmmtorch():
+    """``import openmmtorch`` (after :func:`ensure_torch_plugins`), without its deprecation notice."""
+    ensure_torch_plugins()
+    root = logging.getLogger()
+    quiet = _DropSimtkNotice()
+    root.addFilter(quiet)
+    try:
+        import openmmtorch
+    finally:
+        root.removeFilter(quiet)
+    return openmmtorch
 
 
 def default_model_path() -> Path:
@@ -185,8 +207,7 @@ def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence
     properties: TorchForce properties, set as given (leave ``useCUDAGraphs`` off: the model has
         data-dependent shapes and reads values back from the device; docs/openmm.md).
     """
-    ensure_torch_plugins()
-    import openmmtorch
+    openmmtorch = import_openmmtorch()
 
     from cgaa.openmm.wrapper import script_force_module
 
