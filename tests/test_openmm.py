@@ -447,6 +447,8 @@ def test_openmmtorch_deprecation_notice_is_dropped():
     import sys
 
     code = ("import openmm, logging\n"
+            "from cgaa.bench.report import versions\n"
+            "assert versions()['openmmtorch'] != 'not importable'\n"     # bench reports import it first
             "from cgaa.openmm.system import import_openmmtorch\n"
             "print(import_openmmtorch().TorchForce.__name__)\n"
             "logging.getLogger().warning('other notices still show')\n")

@@ -200,16 +200,13 @@ def analyse_replica(run_dir: PathLike, equil_ps: float, report_ps: float, temper
 
     fit_window_ps: fixed MSD fit window (ps of lag) for every species, so replicas and engines
     are compared over the same lags (default: the analysis picks a window per species)."""
-    import mdtraj as md
-
     from cgaa.analysis import analyze
+    from cgaa.analysis.io import find_run_files, load_trajectory
     from cgaa.simulate import load_state_csv
-
-    from cgaa.analysis.io import find_run_files
 
     run_dir = Path(run_dir)
     trajs, top = find_run_files(run_dir)
-    traj = md.load_dcd(str(trajs[0]), top=str(top))
+    traj, _ = load_trajectory(trajs[0], top, dt_ps=report_ps)  # (quiet: no dcdplugin chatter)
     skip = int(round(equil_ps / report_ps))
     if traj.n_frames - skip < 4:
         raise ValueError(f"{run_dir}: only {traj.n_frames - skip} frames after {equil_ps} ps of equilibration; "

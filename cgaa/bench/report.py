@@ -66,7 +66,12 @@ def versions() -> Dict[str, str]:
 
     for mod in ("cgaa", "torch", "e3nn", "openmm", "openmmtorch", "sevenn"):
         try:
-            m = __import__(mod)
+            if mod == "openmmtorch":  # through cgaa, which drops its simtk deprecation notice
+                from cgaa.openmm.system import import_openmmtorch
+
+                m = import_openmmtorch()
+            else:
+                m = __import__(mod)
             v = getattr(m, "__version__", None)
             if v is None:
                 v = metadata.version(mod)
