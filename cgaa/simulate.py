@@ -1,8 +1,8 @@
 """Run, restart and guard CGAA molecular dynamics in OpenMM (the library behind ``cgaa simulate``).
 
 :func:`run_simulation` takes a box file from ``cgaa build`` (PDB or PDBx/mmCIF; or a
-recipe name, built on the fly, or a topology with positions), a deployed model and an ensemble, minimises the
-energy, integrates, and writes a run directory::
+recipe name, built on the fly, or a topology with positions), a deployed model and an
+ensemble, minimises the energy, integrates, and writes a run directory::
 
     out_dir/
       topology.pdb          input topology (one residue per grain, CONECT, box);

@@ -8,8 +8,8 @@ or from the frame times stored in the file (XTC, TRR, NetCDF, HDF5).
 
 A run directory from ``cgaa simulate`` holds ``traj.dcd`` and ``topology.pdb`` (or
 ``topology.cif`` above 99,999 atoms; else the single ``*.pdb``/``*.cif`` of the directory
-is used) and ``state.csv`` (OpenMM
-StateDataReporter output, whose mean temperature is used when none is given).
+is used) and ``state.csv`` (OpenMM StateDataReporter output, whose mean temperature is used
+when none is given).
 """
 from __future__ import annotations
 
