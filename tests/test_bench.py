@@ -247,11 +247,16 @@ def test_observables_tiny(tmp_path, tiny_box_and_model):
         for n, v in s["D_m2_s"].items():
             assert _finite(v), (eng, n)
         assert _finite(s["density_g_cm3"]) and 0.5 < s["density_g_cm3"] < 3.0
+        for r in e["replicas"]:  # block means of the same density series bracket its mean
+            blocks = r["density_blocks_g_cm3"]
+            assert 2 <= len(blocks) <= 6 and all(_finite(v) for v in blocks), blocks
+            assert min(blocks) - 1e-12 <= r["density_g_cm3"] <= max(blocks) + 1e-12
         assert _finite(s["rdf_first_peak_nm"]) or s["rdf_first_peak_nm"] is None or math.isnan(s["rdf_first_peak_nm"])
     c = rep["comparison"]
     assert _finite(c["D"]["Li"]["relative"]) and _finite(c["density"]["relative"])
     assert json.loads(files["json"].read_text())["mode"] == "observables"
     assert "teacher" in files["markdown"].read_text() and files["png"].stat().st_size > 0
+    assert "consecutive blocks" in files["markdown"].read_text()  # NPT: density per block and replica
     # the teacher replica really ran the classical force field
     eng = json.loads((tmp_path / "obs" / "teacher" / "rep0" / "engine.json").read_text())
     assert eng["engine"] == "teacher"
@@ -261,6 +266,13 @@ def test_observables_tiny(tmp_path, tiny_box_and_model):
                                minimize_iterations=0, resume=True, command="pytest", progress=False)
     for eng in ("teacher", "cgaa"):
         assert again["engines"][eng]["summary"]["D_m2_s"] == rep["engines"][eng]["summary"]["D_m2_s"]
+
+
+def test_block_means():
+    from cgaa.bench.observables import block_means
+
+    assert block_means(np.arange(13.0), 3) == [1.5, 5.5, 9.5]      # blocks of 4; the 13th value dropped
+    assert block_means(np.arange(2.0), 6) == [0.0, 1.0] and block_means(np.array([]), 6) == []
 
 
 def test_observables_cgaa_starts_from_the_teachers_final_state(tmp_path, tiny_box_and_model):

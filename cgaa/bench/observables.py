@@ -11,7 +11,8 @@ with :func:`cgaa.analysis.analyze` per replica:
 * self-diffusion coefficients of Li, PF6, EC, EMC (m²/s, molecule centres, centre-of-mass
   drift removed; no finite-size correction, which cancels in the ratio: same box);
 * the Li–O(carbonyl) RDF first-peak position (nm) and first-shell coordination number;
-* the density (g/cm³, mean of state.csv after equilibration; NPT only).
+* the density (g/cm³, mean of state.csv after equilibration; NPT only), and its means in
+  six consecutive blocks per replica, which show whether a replica had settled.
 
 Engine values are replica means with standard errors (std/√n); relative differences
 CGAA/teacher − 1 carry the propagated uncertainty. Targets of the benchmark (not test
@@ -37,6 +38,7 @@ CGAA_STARTS = ("box", "teacher")
 DIFFUSING = ("Li", "PF6", "EC", "EMC")
 RDF_PAIR = "Li-O_carbonyl"
 #: Benchmark targets: (quantity, kind, tolerance).
+DENSITY_BLOCKS = 6  # density block means per replica in the report: drift shows as a trend
 TARGETS = {"D_Li": ("relative", 0.15), "density": ("relative", 0.02), "rdf_peak": ("absolute_nm", 0.005)}
 ENGINE_FILE = "engine.json"
 
@@ -229,9 +231,21 @@ def analyse_replica(run_dir: PathLike, equil_ps: float, report_ps: float, temper
     st = load_state_csv(run_dir / "state.csv")
     keep = st["time_ps"] >= equil_ps - 1e-9
     out["density_g_cm3"] = float(np.mean(st["density_g_cm3"][keep])) if keep.any() else float("nan")
+    out["density_blocks_g_cm3"] = block_means(st["density_g_cm3"][keep], DENSITY_BLOCKS)
     out["temperature_K"] = float(np.mean(st["temperature_K"][keep])) if keep.any() else float("nan")
     out["ns_per_day"] = float(np.nanmean(st["speed_ns_day"][1:])) if len(st["speed_ns_day"]) > 1 else float("nan")
     return out
+
+
+def block_means(values: np.ndarray, n_blocks: int) -> List[float]:
+    """Means of ``n_blocks`` consecutive, equal blocks of ``values`` (a trailing remainder
+    shorter than a block is dropped; fewer blocks if there are fewer values)."""
+    values = np.asarray(values, dtype=float)
+    n = min(int(n_blocks), len(values))
+    if n == 0:
+        return []
+    size = len(values) // n
+    return [float(values[k * size:(k + 1) * size].mean()) for k in range(n)]
 
 
 def summarise(replicas: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -513,6 +527,15 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
         rows = [[f"D[{n}]"] + [fmt(r["D_m2_s"].get(n, float("nan")) * 1e10, 3) for _, r in per] for n in names]
         lines += ["", "D per replica (1e-10 m²/s):", "",
                   markdown_table(["species"] + [f"{e} {Path(r.get('run_dir', '?')).name}" for e, r in per], rows)]
+    if rep.get("protocol", {}).get("ensemble") == "npt" and any(r.get("density_blocks_g_cm3") for _, r in per):
+        nb = max(len(r.get("density_blocks_g_cm3", [])) for _, r in per)
+        rows = []
+        for e, r in per:
+            blocks = [fmt(v, 4) for v in r.get("density_blocks_g_cm3", [])]
+            rows.append([f"{e} {Path(r.get('run_dir', '?')).name}"] + blocks + [""] * (nb - len(blocks)))
+        lines += ["", f"Density (g/cm³) in {nb} consecutive blocks of the analysed time, per replica (a trend "
+                      "means the replica had not settled; the ± above, from replica means, does not see it):", "",
+                  markdown_table(["replica"] + [f"block {k + 1}" for k in range(nb)], rows)]
     if cmp.get("targets_met"):
         sure = cmp.get("targets_conclusive", {})
         lines += ["", "Targets: " + ", ".join(
