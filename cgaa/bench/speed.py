@@ -213,12 +213,6 @@ def shipped_model_path() -> Optional[Path]:
 
 
 # ============================================================================ worker side
-def _load_box(path: str):
-    from cgaa.boxfile import read_box
-
-    return read_box(path)
-
-
 def _build_model(spec: Dict[str, Any], topology, numbers: np.ndarray):
     """(DeployedModel, grain map) for the spec's engine (cgaa or allatom)."""
     import torch
@@ -444,7 +438,9 @@ def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         from cgaa.openmm.system import ensure_torch_plugins
 
         ensure_torch_plugins()
-    pdb = _load_box(spec["pdb"])
+    from cgaa.boxfile import read_box
+
+    pdb = read_box(spec["pdb"])
     numbers = np.array([a.element.atomic_number for a in pdb.topology.atoms()], dtype=np.int64)
     rss0 = peak_rss_mib()
     eng, task = spec["engine"], spec["task"]
