@@ -81,3 +81,45 @@ def test_bench_speed_runs_untrained_models_on_cuda(tmp_path):
         assert e["energy_finite"] and e["forces_finite"]
         assert e["cuda_max_allocated_MiB"] > 0
         assert e["profile"]["cuda_kernels_per_call"] > 0 and e["profile"]["cuda_busy_ms_per_call"] > 0
+
+
+def test_training_on_cuda_matches_cpu_and_deploys_for_the_cpu(tmp_path):
+    """`training.device: cuda` trains the float64 model to the CPU's weights (two epochs,
+    rounding-level differences only), and its checkpoint deploys to a model that runs on a
+    machine without a GPU."""
+    import yaml
+
+    from cgaa.deploy import deploy_checkpoint, load_model
+    from cgaa.inputs import inputs_from_atoms
+    from cgaa.train.config import load_config
+    from cgaa.train.trainer import load_checkpoint, train
+    from toy_teacher import write_dataset
+
+    data = write_dataset(tmp_path / "frames.xyz", {"Li": 2, "PF6": 2, "EC": 4, "EMC": 3}, 10, seed=1)
+    weights, losses = {}, {}
+    for dev in ("cpu", "cuda"):
+        cfg = {"data": {"train": [str(data)], "val_fraction": 0.2, "test_fraction": 0.2},
+               "model": {"cutoff": 5.0, "channels": 8, "num_layers": 1, "num_basis": 6,
+                         "radial_hidden": 16, "lmax": 1},
+               "training": {"epochs": 2, "batch_size": 2, "lr": 0.01, "ema_decay": 0.5, "seed": 3,
+                            "dtype": "float64", "device": dev, "early_stopping_patience": 0},
+               "output": {"dir": str(tmp_path / dev)}}
+        path = tmp_path / f"{dev}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        res = train(load_config(path), progress=False)
+        ckpt = load_checkpoint(res.last_checkpoint)
+        weights[dev] = ckpt["model"]
+        losses[dev] = [h["val_loss"] for h in ckpt["history"]]
+    assert all(w.device.type == "cpu" for w in weights["cuda"].values())   # checkpoints load anywhere
+    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=1e-6)
+    for k, w in weights["cpu"].items():
+        if w.numel():
+            assert rel_err(weights["cuda"][k].double(), w.double()) < 1e-6, k
+    out_path, _ = deploy_checkpoint(tmp_path / "cuda" / "best.pt", tmp_path / "gpu-trained.pt")
+    deployed = load_model(out_path, "cpu")
+    from ase.io import read
+
+    atoms = read(data, index=0)
+    kw = inputs_from_atoms(atoms, deployed.config, device="cpu")
+    out = deployed.module(kw["pos"], kw["species"], kw["grain_index"], kw["grain_type"], kw["cell"], True, False)
+    assert torch.isfinite(out["forces"]).all() and out["forces"].device.type == "cpu"
