@@ -112,3 +112,31 @@ def test_ewc_penalty_is_quadratic_in_the_weight_change(scenario):
             p.add_(0.01)
     expected = 0.5 * 3.0 * sum(float((f * 0.01 ** 2).sum()) for f in fisher.values())
     assert float(pen(model).detach()) == pytest.approx(expected, rel=1e-4)
+
+
+def test_start_model_from_checkpoint_or_deployed_model(scenario, tmp_path):
+    """finetune.start takes a training checkpoint or a deployed model (same weights, no
+    torch.load warning about TorchScript archives), and names a file that is neither."""
+    import warnings
+
+    from cgaa.deploy import deploy_checkpoint
+    from cgaa.train.finetune import load_start_model
+
+    d, old, _, ckpt = scenario
+    deployed, _ = deploy_checkpoint(ckpt, tmp_path / "m.pt", weights="model")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from_deployed = load_start_model(deployed)
+    assert not [w for w in caught if "TorchScript archive" in str(w.message)]
+    from_ckpt = load_start_model(ckpt)
+    frame = load_frames(old)[0]
+    from cgaa.data.dataset import frame_tensors
+    from cgaa.train.loss import predict
+
+    outs = [predict(m, frame_tensors(frame, m.config, torch.float32)) for m in (from_ckpt, from_deployed)]
+    assert torch.allclose(outs[0]["energy"], outs[1]["energy"], rtol=1e-6)
+    assert torch.allclose(outs[0]["forces"], outs[1]["forces"], rtol=1e-5, atol=1e-6)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="broken.pt is neither a deployed cgaa model nor a training checkpoint"):
+        load_start_model(bad)

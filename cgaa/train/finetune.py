@@ -37,12 +37,15 @@ def load_start_model(path: Path) -> CGAAModel:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"finetune.start: no file {path}")
+    from cgaa.deploy import is_deployed_model, load_model
+
+    if is_deployed_model(path):
+        return load_model(path).to_eager()
     try:
         return model_from_checkpoint(load_checkpoint(path))
-    except (ValueError, RuntimeError, Exception):  # not a checkpoint: try a deployed model
-        from cgaa.deploy import load_model
-
-        return load_model(path).to_eager()
+    except Exception as err:  # a corrupt or foreign file: say which, never start from something else
+        raise ValueError(f"finetune.start: {path} is neither a deployed cgaa model nor a training "
+                         f"checkpoint ({err})") from None
 
 
 def extend_vocabulary(model: CGAAModel, frames: Sequence[Frame]) -> CGAAModel:
