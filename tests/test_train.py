@@ -178,3 +178,27 @@ def test_model_card_states_prior_and_targets():
     assert "| prior | teacher_bonded |" in prior and "| pair_cutoff | 5.0 |" in prior
     assert "residual labels" in prior and "bond guard stays off" in prior and "Measured: stable." in prior
     assert "**not met**" in plain  # 0.25 eV/Å misses the 0.2 eV/Å target
+
+
+def test_evaluate_reports_the_signed_mean_energy_error(tmp_path, dataset):
+    """`cgaa evaluate`'s energy_mean_error_meV_per_atom is model − reference: raising every
+    reference energy by δ per atom lowers it by exactly δ and leaves the force errors as they
+    were (a known answer)."""
+    from ase.io import read, write
+
+    from cgaa.deploy import deploy_checkpoint
+    from cgaa.train.evaluate import evaluate
+
+    res = train(load_config(_config(tmp_path, dataset, epochs=1)), progress=False)
+    model, _ = deploy_checkpoint(res.best_checkpoint, tmp_path / "m.pt")
+    frames = read(dataset, index=":4")
+    write(tmp_path / "a.xyz", frames, format="extxyz")
+    delta = 0.002  # eV/atom
+    for f in frames:
+        f.info["REF_energy"] = float(f.info["REF_energy"]) + delta * len(f)
+    write(tmp_path / "b.xyz", frames, format="extxyz")
+    a = evaluate(model, tmp_path / "a.xyz", tmp_path / "ea")
+    b = evaluate(model, tmp_path / "b.xyz", tmp_path / "eb")
+    assert b["energy_mean_error_meV_per_atom"] == pytest.approx(a["energy_mean_error_meV_per_atom"] - 2.0, abs=1e-6)
+    assert abs(a["energy_mean_error_meV_per_atom"]) <= a["energy_mae_meV_per_atom"] + 1e-9
+    assert b["forces_rmse_eV_per_A"] == pytest.approx(a["forces_rmse_eV_per_A"], rel=1e-12)

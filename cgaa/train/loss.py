@@ -131,6 +131,8 @@ class ErrorAccumulator:
             "n_frames": int(len(e)),
             "energy_rmse_meV_per_atom": float(np.sqrt((e ** 2).mean()) * 1000) if len(e) else float("nan"),
             "energy_mae_meV_per_atom": float(np.abs(e).mean() * 1000) if len(e) else float("nan"),
+            # signed, model − reference: an offset between data sets shows which states the model favours
+            "energy_mean_error_meV_per_atom": float(e.mean() * 1000) if len(e) else float("nan"),
         }
         if self.p_err:
             v = np.concatenate(self.vir_err)
