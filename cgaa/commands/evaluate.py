@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
 
     m = evaluate(args.model, args.data, args.out, device=args.device)
     print(f"{m['n_frames']} frames: energy RMSE {m['energy_rmse_meV_per_atom']:.2f} meV/atom "
-          f"(MAE {m['energy_mae_meV_per_atom']:.2f}, mean error {m['energy_mean_error_meV_per_atom']:+.2f}); force RMSE {m['forces_rmse_eV_per_A']:.3f} eV/Å "
+          f"(MAE {m['energy_mae_meV_per_atom']:.2f}, mean error {m['energy_mean_error_meV_per_atom']:+.2f}); "
+          f"force RMSE {m['forces_rmse_eV_per_A']:.3f} eV/Å "
           f"(inter-grain net {m['grain_net_forces_rmse_eV_per_A']:.3f}, intra {m['forces_intra_rmse_eV_per_A']:.3f})")
     if "pressure_rmse_bar" in m:
         print(f"{m['n_frames_with_stress']} frames with stress: pressure RMSE {m['pressure_rmse_bar']:.0f} bar "
