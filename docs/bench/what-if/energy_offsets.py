@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import torch
-from ase.io import read
+from ase.data import atomic_masses
 
 from cgaa.data.dataset import load_frames
 from cgaa.deploy import load_model
@@ -26,9 +26,10 @@ rows = []
 for path in args.frames:
     frames = load_frames(path, all_atom=False, prior=config.prior)
     step = max(1, len(frames) // 30)
-    s = errors(deployed.module, config, frames[::step], dtype=deployed.module.masses.dtype).summary()
-    atoms = read(path, index=f"::{step}")
-    rho = float(np.mean([a.get_masses().sum() / AVOGADRO / (a.get_volume() * 1e-24) for a in atoms]))  # g/cm³
+    frames = frames[::step]
+    s = errors(deployed.module, config, frames, dtype=deployed.module.masses.dtype).summary()
+    rho = float(np.mean([atomic_masses[f.numbers].sum() / AVOGADRO / (abs(np.linalg.det(f.cell)) * 1e-24)
+                         for f in frames]))  # g/cm³
     row = {"file": path, "frames": s["n_frames"], "density_g_cm3": rho,
            "energy_mean_error_meV_per_atom": s["energy_mean_error_meV_per_atom"],
            "energy_rmse_meV_per_atom": s["energy_rmse_meV_per_atom"],
