@@ -53,12 +53,24 @@ Priors known here (:data:`PRIORS`):
   ionic systems (Yue et al., J. Chem. Phys. 154, 034111 (2021); Deep Potential Long-Range,
   Zhang et al., J. Chem. Phys. 156, 124107 (2022)). With a DFT teacher the charges are the
   classical force field's, a baseline the network corrects at short range.
+* ``teacher_dispersion`` — ``teacher_coulomb`` plus the London dispersion between molecules:
+  −C6/(r⁶ + σ⁶) over atom pairs of different molecules, with the teacher's Lennard-Jones
+  C6 = 4εσ⁶ (OPLS geometric mixing), the damping radius σ (Becke–Johnson-type rational damping,
+  as in DFT-D3(BJ): Grimme et al., J. Comput. Chem. 32, 1456 (2011)), the teacher's 1 nm cutoff
+  (:func:`coulomb_cutoff_nm`) and OpenMM's long-range correction beyond it, as the teacher has.
+  The network is left with the exchange repulsion and the short-range difference between the
+  damped and the true r⁻⁶ (for the classical teacher both decay as r⁻¹²). Why: the teacher's
+  Lennard-Jones attraction between molecules whose centres are 8–10 Å apart (−3 to −7 meV/Å per
+  pair at 8.25 Å) lies beyond the 8 Å grain cutoff; the Coulomb candidate lacked exactly that
+  force there and pulled pairs 6–7.5 Å apart 1–3 meV/Å too hard instead (docs/benchmarks.md,
+  *What the model gets wrong between molecules*). A fixed dispersion tail under a short-ranged
+  learned potential is the usual remedy (MLP + D3, e.g. SevenNet-D3, MACE-MP+D3).
 
 The terms of ``teacher_bonded`` to ``teacher_intra`` act inside a grain (molecule), so they
 never change a grain's net force (inter-grain forces come from the network alone) nor the
 molecular virial; ``teacher_coulomb`` adds net forces on grains and a molecular virial, which
-labels and stresses account for like any other prior energy. It cannot join a System that
-already has a NonbondedForce (:func:`check_prior_fits`). Units: OpenMM's (nm, kJ/mol) inside the
+labels and stresses account for like any other prior energy; so does ``teacher_dispersion``. Neither
+can join a System that already has a NonbondedForce (:func:`check_prior_fits`). Units: OpenMM's (nm, kJ/mol) inside the
 OpenMM forces; :class:`PriorEvaluator` returns eV and eV/Å through :mod:`cgaa.units`.
 """
 from __future__ import annotations
@@ -77,6 +89,12 @@ COULOMB = "Coulomb"
 COULOMB_CUTOFF_NM = 1.0
 #: OpenMM ``ewaldErrorTolerance`` of the ``teacher_coulomb`` PME sum (the teacher's default).
 COULOMB_EWALD_TOLERANCE = 5e-4
+#: Pseudo force class of ``teacher_dispersion``: damped London dispersion between molecules
+#: (a ``CustomNonbondedForce``, the teacher's cutoff and long-range correction).
+DISPERSION = "Dispersion"
+#: Energy of ``teacher_dispersion`` per atom pair (kJ/mol, nm): −C6/(r⁶ + σ⁶), C6 = 4εσ⁶, with
+#: the teacher's OPLS geometric mixing σ = sqrt(σ_i σ_j), ε = sqrt(ε_i ε_j).
+DISPERSION_ENERGY = "-4*eps*s6/(r^6+s6); s6=(sig1*sig2)^3; eps=sqrt(eps1*eps2)"
 
 #: Prior name → OpenMM force classes copied from the teacher force field.
 PRIORS: Dict[str, Tuple[str, ...]] = {
@@ -87,6 +105,8 @@ PRIORS: Dict[str, Tuple[str, ...]] = {
                       "NonbondedForce"),
     "teacher_coulomb": ("HarmonicBondForce", "HarmonicAngleForce", "CustomAngleForce", "PeriodicTorsionForce",
                         "NonbondedForce", COULOMB),
+    "teacher_dispersion": ("HarmonicBondForce", "HarmonicAngleForce", "CustomAngleForce", "PeriodicTorsionForce",
+                           "NonbondedForce", COULOMB, DISPERSION),
 }
 #: Energy of the intramolecular non-bonded pairs of ``teacher_intra`` (kJ/mol, nm, e):
 #: Coulomb with OpenMM's 1/(4π ε0) plus 12-6 Lennard-Jones with per-pair sigma and epsilon.
@@ -195,6 +215,11 @@ def prior_forces(topology, name: str, atoms: Optional[Sequence[int]] = None) -> 
                                                   topology.getPeriodicBoxVectors())
                 coulomb.setName(PRIOR_FORCE_PREFIX + COULOMB)
                 out.append(coulomb)
+            if DISPERSION in classes:
+                disp = _intermolecular_dispersion(f, sub, index, topology.getNumAtoms(),
+                                                  topology.getPeriodicBoxVectors())
+                disp.setName(PRIOR_FORCE_PREFIX + DISPERSION)
+                out.append(disp)
         else:  # pragma: no cover - PRIORS only names the classes above
             raise ValueError(f"prior {name!r}: unsupported force class {cls}")
         g.setName(PRIOR_FORCE_PREFIX + cls)
@@ -238,6 +263,36 @@ def _intermolecular_coulomb(nb, sub, index: Sequence[int], n_atoms: int, box):
         g.setCutoffDistance(coulomb_cutoff_nm(box))
         g.setEwaldErrorTolerance(COULOMB_EWALD_TOLERANCE)
     g.setUseDispersionCorrection(False)
+    return g
+
+
+def _intermolecular_dispersion(nb, sub, index: Sequence[int], n_atoms: int, box):
+    """CustomNonbondedForce of :data:`DISPERSION_ENERGY` over all ``n_atoms`` atoms: the teacher's
+    Lennard-Jones sigma and epsilon (``nb``, built for ``sub``) on the atoms of ``sub`` (``index``
+    maps them), epsilon 0 elsewhere; every pair inside a residue excluded. Periodic with cutoff
+    :func:`coulomb_cutoff_nm` and the long-range correction when ``box`` is given, else no cutoff."""
+    import openmm
+
+    g = openmm.CustomNonbondedForce(DISPERSION_ENERGY)
+    g.addPerParticleParameter("sig")
+    g.addPerParticleParameter("eps")
+    params = [[0.1, 0.0] for _ in range(int(n_atoms))]
+    for i in range(nb.getNumParticles()):
+        _q, sig, eps = nb.getParticleParameters(i)
+        params[index[i]] = [sig._value, eps._value]
+    for p in params:
+        g.addParticle(p)
+    for res in sub.residues():
+        ids = [index[a.index] for a in res.atoms()]
+        for a in range(len(ids)):
+            for b in range(a + 1, len(ids)):
+                g.addExclusion(ids[a], ids[b])
+    if box is None:
+        g.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
+    else:
+        g.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+        g.setCutoffDistance(coulomb_cutoff_nm(box))
+        g.setUseLongRangeCorrection(True)
     return g
 
 
@@ -291,8 +346,8 @@ def check_prior_fits(system, name: str) -> None:
     if COULOMB in PRIORS[check_prior(name)] and any(isinstance(f, openmm.NonbondedForce)
                                                     for f in system.getForces()):
         raise ValueError(f"prior {name!r} adds the Coulomb energy between molecules, but the System already "
-                         "has a NonbondedForce (e.g. an MM force field's): its charges would be counted "
-                         "twice; use a model with an intramolecular prior (teacher_intra) there")
+                         "has a NonbondedForce (e.g. an MM force field's): its charges (and Lennard-Jones) "
+                         "would be counted twice; use a model with an intramolecular prior (teacher_intra) there")
 
 
 def add_prior(system, topology, name: str, atoms: Optional[Sequence[int]] = None,
@@ -393,6 +448,6 @@ def subtract_prior(atoms_list: Iterable, name: str, *, source: str = "frames",
     return len(frames)
 
 
-__all__ = ["COULOMB", "PRIORS", "PRIOR_FORCE_PREFIX", "PriorEvaluator", "add_prior", "check_prior",
+__all__ = ["COULOMB", "DISPERSION", "PRIORS", "PRIOR_FORCE_PREFIX", "PriorEvaluator", "add_prior", "check_prior",
            "check_prior_fits", "coulomb_cutoff_nm", "prior_forces",
            "subtract_prior", "topology_for_atoms"]

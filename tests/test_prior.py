@@ -97,9 +97,11 @@ def test_teacher_intra_is_the_teachers_intramolecular_energy(species):
     assert abs((t1 - t0) - (p1 - p0)) <= 1e-3 * abs(t1 - t0) + 1e-5
 
 
-def _intermolecular_lj(pos, cell, grain, sig, eps, cutoff):
+def _intermolecular_lj(pos, cell, grain, sig, eps, cutoff, minus_dispersion=False):
     """Reference: the teacher's OPLS Lennard-Jones (geometric mixing; sig, cutoff in Å, eps in
-    eV) between atoms of different molecules, minimum image, plain cutoff. Energy (eV), forces (eV/Å)."""
+    eV) between atoms of different molecules, minimum image, plain cutoff; with
+    ``minus_dispersion`` less the damped dispersion −4εσ⁶/(r⁶ + σ⁶) of teacher_dispersion.
+    Energy (eV), forces (eV/Å)."""
     inv = np.linalg.inv(cell)
     e, f = 0.0, np.zeros_like(pos)
     for i in range(len(pos) - 1):
@@ -109,7 +111,12 @@ def _intermolecular_lj(pos, cell, grain, sig, eps, cutoff):
         m = (r < cutoff) & (grain[i + 1:] != grain[i])
         s, ep, rr = np.sqrt(sig[i] * sig[i + 1:][m]), np.sqrt(eps[i] * eps[i + 1:][m]), r[m]
         e += float((4 * ep * ((s / rr) ** 12 - (s / rr) ** 6)).sum())
-        fv = (4 * ep * (-12 * s ** 12 / rr ** 13 + 6 * s ** 6 / rr ** 7) / rr)[:, None] * d[m]
+        de_dr = 4 * ep * (-12 * s ** 12 / rr ** 13 + 6 * s ** 6 / rr ** 7)
+        if minus_dispersion:
+            s6 = s ** 6
+            e += float((4 * ep * s6 / (rr ** 6 + s6)).sum())
+            de_dr -= 24 * ep * s6 * rr ** 5 / (rr ** 6 + s6) ** 2
+        fv = (de_dr / rr)[:, None] * d[m]
         f[i] += fv.sum(0)
         np.add.at(f, np.arange(i + 1, len(pos))[m], -fv)
     return e, f
@@ -149,6 +156,104 @@ def test_teacher_coulomb_leaves_the_teachers_intermolecular_lennard_jones():
         assert np.abs(net).max() > 0.1
         energies.append(e_t - e_p - e_lj)
     assert abs(energies[1] - energies[0]) <= 2e-3  # eV
+
+
+def _teacher_lj_parameters(teacher):
+    lj = next(f for f in teacher.system.getForces() if f.getName() == "LennardJonesOPLS")
+    par = np.array([lj.getParticleParameters(i) for i in range(lj.getNumParticles())])
+    return units.nm_to_angstrom(par[:, 0]), units.kjmol_to_ev(par[:, 1])
+
+
+def test_teacher_dispersion_leaves_the_teachers_short_range_repulsion():
+    """teacher_dispersion = teacher_coulomb less the damped dispersion −4εσ⁶/(r⁶ + σ⁶) between
+    molecules: teacher forces − prior forces equal an independent numpy sum of the intermolecular
+    LJ plus 4εσ⁶/(r⁶ + σ⁶) (same cutoff), energy differences too; and that rest is short-ranged:
+    for molecules ≥ 6 Å apart it is < 2 % of the teacher's LJ force, which the prior carries."""
+    from cgaa.prior import coulomb_cutoff_nm
+    from cgaa.teacher import Teacher
+
+    atoms, gidx = molecule_box({"Li": 2, "PF6": 2, "EC": 2, "EMC": 2}, np.diag([18.0] * 3), seed=4, spacing=6.0)
+    top = _topology(atoms, gidx)
+    for res in top.residues():
+        res.name = res.name.upper()
+    rc = coulomb_cutoff_nm(top.getPeriodicBoxVectors())  # 0.81 nm: 0.45 × the box height
+    teacher = Teacher(top, cutoff=rc)
+    prior = PriorEvaluator(top, "teacher_dispersion")
+    sig, eps = _teacher_lj_parameters(teacher)
+    cell = np.asarray(atoms.cell[:])
+    rng = np.random.default_rng(1)
+    energies = []
+    for scale in (0.0, 0.1):
+        pos = atoms.positions + rng.normal(scale=scale, size=atoms.positions.shape)
+        e_t, f_t = teacher.compute(pos, cell)
+        e_p, f_p = prior.compute(pos, cell)
+        e_rest, f_rest = _intermolecular_lj(pos, cell, gidx, sig, eps, 10 * rc, minus_dispersion=True)
+        assert np.abs(f_rest).max() > 0.1  # eV/Å: repulsion at contact
+        np.testing.assert_allclose(f_t - f_p, f_rest, atol=2e-3)  # eV/Å; PME error of both sums ~5e-4
+        energies.append(e_t - e_p - e_rest)
+    assert abs(energies[1] - energies[0]) <= 2e-3  # eV: the tail corrections are constants of the box
+
+    # two EC molecules 7 Å apart (closest atoms > 3.5 Å): the rest is < 2 % of the LJ force
+    from ase import Atoms
+
+    from molecules import SPECIES, random_rotation
+
+    sym, xyz = SPECIES["EC"]
+    xyz = np.asarray(xyz, dtype=float) - np.mean(xyz, axis=0)
+    rot = np.random.default_rng(2)
+    pos2 = np.vstack([xyz @ random_rotation(rot).T + 15.0, xyz @ random_rotation(rot).T + [22.0, 15.0, 15.0]])
+    atoms2, g2 = Atoms(sym + sym, positions=pos2, cell=np.diag([30.0] * 3), pbc=True), np.repeat([0, 1], len(sym))
+    assert np.linalg.norm(pos2[g2 == 0][:, None] - pos2[g2 == 1][None], axis=2).min() > 3.0
+    top2 = _topology(atoms2, g2)
+    for res in top2.residues():
+        res.name = res.name.upper()
+    t2 = Teacher(top2, cutoff=1.0)
+    sig2, eps2 = _teacher_lj_parameters(t2)
+    pos2, cell2 = atoms2.positions, np.asarray(atoms2.cell[:])
+    _, f_lj = _intermolecular_lj(pos2, cell2, g2, sig2, eps2, 10.0)
+    _, f_rest2 = _intermolecular_lj(pos2, cell2, g2, sig2, eps2, 10.0, minus_dispersion=True)
+    net_lj, net_rest = f_lj[g2 == 0].sum(0), f_rest2[g2 == 0].sum(0)
+    assert np.linalg.norm(net_lj) > 1e-3  # eV/Å: the LJ attraction between them is there
+    assert np.linalg.norm(net_rest) < 0.02 * np.linalg.norm(net_lj)
+    e_d, f_d = PriorEvaluator(top2, "teacher_dispersion").compute(pos2, cell2)
+    e_c, f_c = PriorEvaluator(top2, "teacher_coulomb").compute(pos2, cell2)
+    np.testing.assert_allclose((f_d - f_c)[g2 == 0].sum(0), net_lj - net_rest, atol=1e-6)
+
+
+def test_teacher_dispersion_carries_the_teachers_long_range_correction():
+    """Beyond the cutoff the damped r⁻⁶ is the teacher's LJ to < 0.5 %, so the prior's long-range
+    correction (OpenMM's, switched on as in the teacher) equals the teacher's."""
+    from cgaa.prior import DISPERSION, coulomb_cutoff_nm
+    from cgaa.teacher import Teacher
+
+    atoms, gidx = molecule_box({"Li": 1, "PF6": 1, "EC": 2, "EMC": 2}, np.diag([21.0] * 3), seed=2, spacing=7.0)
+    top = _topology(atoms, gidx)
+    for res in top.residues():
+        res.name = res.name.upper()
+
+    def tail(force):
+        out = []
+        for on in (True, False):
+            force.setUseLongRangeCorrection(on)
+            system = openmm.System()
+            for a in top.atoms():
+                system.addParticle(a.element.mass)
+            system.setDefaultPeriodicBoxVectors(*top.getPeriodicBoxVectors())
+            system.addForce(openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(force)))
+            ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+            ctx.setPositions(units.angstrom_to_nm(atoms.positions) * unit.nanometer)
+            out.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+        return out[0] - out[1]
+
+    rc = coulomb_cutoff_nm(top.getPeriodicBoxVectors())  # 0.945 nm: 0.45 × the box height
+    teacher = Teacher(top, cutoff=rc)  # alive while its forces are read
+    teacher_lj = next(f for f in teacher.system.getForces() if f.getName() == "LennardJonesOPLS")
+    disp = next(f for f in prior_forces(top, "teacher_dispersion") if f.getName() == PRIOR_FORCE_PREFIX + DISPERSION)
+    assert disp.getUseLongRangeCorrection()
+    assert disp.getCutoffDistance().value_in_unit(unit.nanometer) == pytest.approx(rc)
+    want, got = tail(teacher_lj), tail(disp)
+    assert want < -0.5  # kJ/mol
+    assert got == pytest.approx(want, rel=5e-3)
 
 
 def test_teacher_coulomb_without_a_box_is_the_plain_coulomb_sum():
@@ -255,7 +360,7 @@ def _prior_model(atoms, gidx, prior):
     return model, make_inputs(atoms.positions, atoms.numbers, gm, model.config, atoms.cell[:], dtype=torch.float64)
 
 
-@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_intra", "teacher_coulomb"])
+@pytest.mark.parametrize("prior", ["teacher_bonded", "teacher_intra", "teacher_coulomb", "teacher_dispersion"])
 def test_openmm_adds_the_prior(tmp_path, prior):
     """create_system with a prior model = TorchForce + prior forces; add_cgaa_force on a
     subset adds the prior of those molecules only; no prior, no extra forces."""
@@ -272,7 +377,8 @@ def test_openmm_adds_the_prior(tmp_path, prior):
     names = [f.getName() for f in system.getForces()]
     assert PRIOR_FORCE_PREFIX + "HarmonicBondForce" in names
     assert (PRIOR_FORCE_PREFIX + "NonbondedForce" in names) == (prior != "teacher_bonded")
-    assert (PRIOR_FORCE_PREFIX + "Coulomb" in names) == (prior == "teacher_coulomb")
+    assert (PRIOR_FORCE_PREFIX + "Coulomb" in names) == (prior in ("teacher_coulomb", "teacher_dispersion"))
+    assert (PRIOR_FORCE_PREFIX + "Dispersion" in names) == (prior == "teacher_dispersion")
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     ctx.setPositions(pos_nm * unit.nanometer)
     st = ctx.getState(getEnergy=True, getForces=True)
@@ -299,10 +405,14 @@ def test_openmm_adds_the_prior(tmp_path, prior):
     bonds = [f for f in sys2.getForces() if f.getName() == PRIOR_FORCE_PREFIX + "HarmonicBondForce"][0]
     touched = {i for b in range(bonds.getNumBonds()) for i in bonds.getBondParameters(b)[:2]}
     assert touched and touched <= set(sub)
-    if prior == "teacher_coulomb":  # charges on the subset only; an MM NonbondedForce would count them twice
+    if prior in ("teacher_coulomb", "teacher_dispersion"):  # charges on the subset only; an MM NonbondedForce would count them twice
         coul = [f for f in sys2.getForces() if f.getName() == PRIOR_FORCE_PREFIX + "Coulomb"][0]
         charged = {i for i in range(coul.getNumParticles()) if coul.getParticleParameters(i)[0]._value != 0}
         assert charged and charged <= set(sub)
+        if prior == "teacher_dispersion":
+            disp = [f for f in sys2.getForces() if f.getName() == PRIOR_FORCE_PREFIX + "Dispersion"][0]
+            dispersive = {i for i in range(disp.getNumParticles()) if disp.getParticleParameters(i)[1] != 0}
+            assert dispersive and dispersive <= set(sub)
         mm = openmm.System()
         for a in top.atoms():
             mm.addParticle(a.element.mass)
