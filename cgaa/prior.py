@@ -237,6 +237,15 @@ def coulomb_cutoff_nm(box) -> float:
     return min(COULOMB_CUTOFF_NM, 0.45 * float(box_heights_nm(box).min()))
 
 
+def _intramolecular_pairs(sub, index: Sequence[int]):
+    """Every pair of atoms inside one residue of ``sub``, as indices of the full topology."""
+    for res in sub.residues():
+        ids = [index[a.index] for a in res.atoms()]
+        for a in range(len(ids)):
+            for b in range(a + 1, len(ids)):
+                yield ids[a], ids[b]
+
+
 def _intermolecular_coulomb(nb, sub, index: Sequence[int], n_atoms: int, box):
     """Charges-only NonbondedForce over all ``n_atoms`` atoms: the teacher's charges (``nb``,
     built for ``sub``) on the atoms of ``sub`` (``index`` maps them), zero elsewhere; every
@@ -251,11 +260,8 @@ def _intermolecular_coulomb(nb, sub, index: Sequence[int], n_atoms: int, box):
         charges[index[i]] = nb.getParticleParameters(i)[0]._value
     for q in charges:
         g.addParticle(q, 0.1, 0.0)
-    for res in sub.residues():
-        ids = [index[a.index] for a in res.atoms()]
-        for a in range(len(ids)):
-            for b in range(a + 1, len(ids)):
-                g.addException(ids[a], ids[b], 0.0, 0.1, 0.0)
+    for i, j in _intramolecular_pairs(sub, index):
+        g.addException(i, j, 0.0, 0.1, 0.0)
     if box is None:
         g.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
     else:
@@ -282,11 +288,8 @@ def _intermolecular_dispersion(nb, sub, index: Sequence[int], n_atoms: int, box)
         params[index[i]] = [sig._value, eps._value]
     for p in params:
         g.addParticle(p)
-    for res in sub.residues():
-        ids = [index[a.index] for a in res.atoms()]
-        for a in range(len(ids)):
-            for b in range(a + 1, len(ids)):
-                g.addExclusion(ids[a], ids[b])
+    for i, j in _intramolecular_pairs(sub, index):
+        g.addExclusion(i, j)
     if box is None:
         g.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
     else:

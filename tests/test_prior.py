@@ -122,63 +122,31 @@ def _intermolecular_lj(pos, cell, grain, sig, eps, cutoff, minus_dispersion=Fals
     return e, f
 
 
-def test_teacher_coulomb_leaves_the_teachers_intermolecular_lennard_jones():
-    """teacher_coulomb = the teacher minus its Lennard-Jones between molecules: on a periodic
-    box of ions and solvent at contact distances, teacher forces − prior forces equal an
-    independent numpy sum of the intermolecular LJ forces, and so do energy differences between
-    two configurations (the LJ tail correction is a constant of the box)."""
+def _teacher_lj_parameters(teacher):
+    """Per-atom LJ sigma (Å) and epsilon (eV) of a Teacher's System."""
+    lj = next(f for f in teacher.system.getForces() if f.getName() == "LennardJonesOPLS")
+    par = np.array([lj.getParticleParameters(i) for i in range(lj.getNumParticles())])
+    return units.nm_to_angstrom(par[:, 0]), units.kjmol_to_ev(par[:, 1])
+
+
+@pytest.mark.parametrize("prior", ["teacher_coulomb", "teacher_dispersion"])
+def test_prior_leaves_the_teachers_intermolecular_rest(prior):
+    """On a periodic box of ions and solvent at contact distances, teacher forces − prior forces
+    equal an independent numpy sum over atom pairs of different molecules (same cutoff) of
+    teacher_coulomb: the teacher's Lennard-Jones; teacher_dispersion: that LJ plus
+    4εσ⁶/(r⁶ + σ⁶), i.e. less the prior's damped dispersion. Energy differences between two
+    configurations too (the LJ tail corrections are constants of the box)."""
+    from cgaa.prior import coulomb_cutoff_nm
     from cgaa.teacher import Teacher
 
     atoms, gidx = molecule_box({"Li": 2, "PF6": 2, "EC": 2, "EMC": 2}, np.diag([18.0] * 3), seed=4, spacing=6.0)
     top = _topology(atoms, gidx)
     for res in top.residues():  # the teacher's residue names (Li -> LI)
         res.name = res.name.upper()
-    teacher = Teacher(top, cutoff=0.85)
-    prior = PriorEvaluator(top, "teacher_coulomb")
-    intra = PriorEvaluator(top, "teacher_intra")
-    lj = next(f for f in teacher.system.getForces() if f.getName() == "LennardJonesOPLS")
-    par = np.array([lj.getParticleParameters(i) for i in range(lj.getNumParticles())])
-    sig, eps = units.nm_to_angstrom(par[:, 0]), units.kjmol_to_ev(par[:, 1])
-    cell = np.asarray(atoms.cell[:])
-    rng = np.random.default_rng(1)
-    energies = []
-    for scale in (0.0, 0.1):
-        pos = atoms.positions + rng.normal(scale=scale, size=atoms.positions.shape)
-        e_t, f_t = teacher.compute(pos, cell)
-        e_p, f_p = prior.compute(pos, cell)
-        e_lj, f_lj = _intermolecular_lj(pos, cell, gidx, sig, eps, 8.5)
-        assert np.abs(f_lj).max() > 0.1  # eV/Å: molecules in contact
-        np.testing.assert_allclose(f_t - f_p, f_lj, atol=2e-3)  # eV/Å; PME error of both sums ~5e-4
-        # the Coulomb between molecules is really there: ions feel net forces teacher_intra has not
-        f_c = f_p - intra.compute(pos, cell)[1]
-        net = np.zeros((gidx.max() + 1, 3))
-        np.add.at(net, gidx, f_c)
-        assert np.abs(net).max() > 0.1
-        energies.append(e_t - e_p - e_lj)
-    assert abs(energies[1] - energies[0]) <= 2e-3  # eV
-
-
-def _teacher_lj_parameters(teacher):
-    lj = next(f for f in teacher.system.getForces() if f.getName() == "LennardJonesOPLS")
-    par = np.array([lj.getParticleParameters(i) for i in range(lj.getNumParticles())])
-    return units.nm_to_angstrom(par[:, 0]), units.kjmol_to_ev(par[:, 1])
-
-
-def test_teacher_dispersion_leaves_the_teachers_short_range_repulsion():
-    """teacher_dispersion = teacher_coulomb less the damped dispersion −4εσ⁶/(r⁶ + σ⁶) between
-    molecules: teacher forces − prior forces equal an independent numpy sum of the intermolecular
-    LJ plus 4εσ⁶/(r⁶ + σ⁶) (same cutoff), energy differences too; and that rest is short-ranged:
-    for molecules ≥ 6 Å apart it is < 2 % of the teacher's LJ force, which the prior carries."""
-    from cgaa.prior import coulomb_cutoff_nm
-    from cgaa.teacher import Teacher
-
-    atoms, gidx = molecule_box({"Li": 2, "PF6": 2, "EC": 2, "EMC": 2}, np.diag([18.0] * 3), seed=4, spacing=6.0)
-    top = _topology(atoms, gidx)
-    for res in top.residues():
-        res.name = res.name.upper()
     rc = coulomb_cutoff_nm(top.getPeriodicBoxVectors())  # 0.81 nm: 0.45 × the box height
     teacher = Teacher(top, cutoff=rc)
-    prior = PriorEvaluator(top, "teacher_dispersion")
+    ev = PriorEvaluator(top, prior)
+    intra = PriorEvaluator(top, "teacher_intra")
     sig, eps = _teacher_lj_parameters(teacher)
     cell = np.asarray(atoms.cell[:])
     rng = np.random.default_rng(1)
@@ -186,16 +154,26 @@ def test_teacher_dispersion_leaves_the_teachers_short_range_repulsion():
     for scale in (0.0, 0.1):
         pos = atoms.positions + rng.normal(scale=scale, size=atoms.positions.shape)
         e_t, f_t = teacher.compute(pos, cell)
-        e_p, f_p = prior.compute(pos, cell)
-        e_rest, f_rest = _intermolecular_lj(pos, cell, gidx, sig, eps, 10 * rc, minus_dispersion=True)
-        assert np.abs(f_rest).max() > 0.1  # eV/Å: repulsion at contact
+        e_p, f_p = ev.compute(pos, cell)
+        e_rest, f_rest = _intermolecular_lj(pos, cell, gidx, sig, eps, 10 * rc,
+                                            minus_dispersion=prior == "teacher_dispersion")
+        assert np.abs(f_rest).max() > 0.1  # eV/Å: molecules in contact
         np.testing.assert_allclose(f_t - f_p, f_rest, atol=2e-3)  # eV/Å; PME error of both sums ~5e-4
+        # the Coulomb between molecules is really there: ions feel net forces teacher_intra has not
+        f_c = f_p - intra.compute(pos, cell)[1]
+        net = np.zeros((gidx.max() + 1, 3))
+        np.add.at(net, gidx, f_c)
+        assert np.abs(net).max() > 0.1
         energies.append(e_t - e_p - e_rest)
-    assert abs(energies[1] - energies[0]) <= 2e-3  # eV: the tail corrections are constants of the box
+    assert abs(energies[1] - energies[0]) <= 2e-3  # eV
 
-    # two EC molecules 7 Å apart (closest atoms > 3.5 Å): the rest is < 2 % of the LJ force
+
+def test_teacher_dispersion_leaves_a_short_ranged_rest():
+    """For two EC molecules 7 Å apart the teacher's LJ force between them is in the prior: what
+    the network is left with is < 2 % of it, and the prior's net force is the difference."""
     from ase import Atoms
 
+    from cgaa.teacher import Teacher
     from molecules import SPECIES, random_rotation
 
     sym, xyz = SPECIES["EC"]
@@ -211,12 +189,12 @@ def test_teacher_dispersion_leaves_the_teachers_short_range_repulsion():
     sig2, eps2 = _teacher_lj_parameters(t2)
     pos2, cell2 = atoms2.positions, np.asarray(atoms2.cell[:])
     _, f_lj = _intermolecular_lj(pos2, cell2, g2, sig2, eps2, 10.0)
-    _, f_rest2 = _intermolecular_lj(pos2, cell2, g2, sig2, eps2, 10.0, minus_dispersion=True)
-    net_lj, net_rest = f_lj[g2 == 0].sum(0), f_rest2[g2 == 0].sum(0)
+    _, f_rest = _intermolecular_lj(pos2, cell2, g2, sig2, eps2, 10.0, minus_dispersion=True)
+    net_lj, net_rest = f_lj[g2 == 0].sum(0), f_rest[g2 == 0].sum(0)
     assert np.linalg.norm(net_lj) > 1e-3  # eV/Å: the LJ attraction between them is there
     assert np.linalg.norm(net_rest) < 0.02 * np.linalg.norm(net_lj)
-    e_d, f_d = PriorEvaluator(top2, "teacher_dispersion").compute(pos2, cell2)
-    e_c, f_c = PriorEvaluator(top2, "teacher_coulomb").compute(pos2, cell2)
+    f_d = PriorEvaluator(top2, "teacher_dispersion").compute(pos2, cell2)[1]
+    f_c = PriorEvaluator(top2, "teacher_coulomb").compute(pos2, cell2)[1]
     np.testing.assert_allclose((f_d - f_c)[g2 == 0].sum(0), net_lj - net_rest, atol=1e-6)
 
 
