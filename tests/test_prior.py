@@ -97,6 +97,14 @@ def test_teacher_intra_is_the_teachers_intramolecular_energy(species):
     assert abs((t1 - t0) - (p1 - p0)) <= 1e-3 * abs(t1 - t0) + 1e-5
 
 
+def _teacher_topology(atoms, gidx):
+    """_topology with the teacher's residue names (Li -> LI), as a Teacher needs."""
+    top = _topology(atoms, gidx)
+    for res in top.residues():
+        res.name = res.name.upper()
+    return top
+
+
 def _intermolecular_lj(pos, cell, grain, sig, eps, cutoff, minus_dispersion=False):
     """Reference: the teacher's OPLS Lennard-Jones (geometric mixing; sig, cutoff in Å, eps in
     eV) between atoms of different molecules, minimum image, plain cutoff; with
@@ -140,9 +148,7 @@ def test_prior_leaves_the_teachers_intermolecular_rest(prior):
     from cgaa.teacher import Teacher
 
     atoms, gidx = molecule_box({"Li": 2, "PF6": 2, "EC": 2, "EMC": 2}, np.diag([18.0] * 3), seed=4, spacing=6.0)
-    top = _topology(atoms, gidx)
-    for res in top.residues():  # the teacher's residue names (Li -> LI)
-        res.name = res.name.upper()
+    top = _teacher_topology(atoms, gidx)
     rc = coulomb_cutoff_nm(top.getPeriodicBoxVectors())  # 0.81 nm: 0.45 × the box height
     teacher = Teacher(top, cutoff=rc)
     ev = PriorEvaluator(top, prior)
@@ -182,9 +188,7 @@ def test_teacher_dispersion_leaves_a_short_ranged_rest():
     pos2 = np.vstack([xyz @ random_rotation(rot).T + 15.0, xyz @ random_rotation(rot).T + [22.0, 15.0, 15.0]])
     atoms2, g2 = Atoms(sym + sym, positions=pos2, cell=np.diag([30.0] * 3), pbc=True), np.repeat([0, 1], len(sym))
     assert np.linalg.norm(pos2[g2 == 0][:, None] - pos2[g2 == 1][None], axis=2).min() > 3.0
-    top2 = _topology(atoms2, g2)
-    for res in top2.residues():
-        res.name = res.name.upper()
+    top2 = _teacher_topology(atoms2, g2)
     t2 = Teacher(top2, cutoff=1.0)
     sig2, eps2 = _teacher_lj_parameters(t2)
     pos2, cell2 = atoms2.positions, np.asarray(atoms2.cell[:])
@@ -205,9 +209,7 @@ def test_teacher_dispersion_carries_the_teachers_long_range_correction():
     from cgaa.teacher import Teacher
 
     atoms, gidx = molecule_box({"Li": 1, "PF6": 1, "EC": 2, "EMC": 2}, np.diag([21.0] * 3), seed=2, spacing=7.0)
-    top = _topology(atoms, gidx)
-    for res in top.residues():
-        res.name = res.name.upper()
+    top = _teacher_topology(atoms, gidx)
 
     def tail(force):
         out = []

@@ -42,25 +42,25 @@ def add(key, b, err, lj):
 
 
 for path in args.frames:
-    atoms_list = read(path, f"::{args.stride}")
     frames = load_frames(path, all_atom=False, prior=dep.config.prior)[::args.stride]
-    top = topology_for_atoms(atoms_list[0])
+    first = read(path, 0)  # residue names for the teacher's topology
+    top = topology_for_atoms(first)
     system = create_system(top, cutoff=1.0)
     lj = next(f for f in system.getForces() if f.getName() == "LennardJonesOPLS")
     par = np.array([lj.getParticleParameters(i) for i in range(lj.getNumParticles())])
     sig, eps = nm_to_angstrom(par[:, 0]), kjmol_to_ev(par[:, 1])
     residues = [[a.index for a in r.atoms()] for r in top.residues()]
     names = [r.name for r in top.residues()]
-    m = atomic_masses[atoms_list[0].numbers]
-    for atoms, f in zip(atoms_list, frames):
+    m = atomic_masses[first.numbers]
+    for f in frames:
         ref = frame_tensors(f, dep.config, dep.module.masses.dtype)
         out = predict(dep.module, ref)
         dg = (out["grain_forces"].detach() - ref["grain_forces"]).double().numpy()  # grain g = residue g
-        box = np.diag(atoms.cell.array)
+        box = np.diag(f.cell)
         whole = []
         for idx in residues:  # molecules made whole around their first atom
-            d = atoms.positions[idx] - atoms.positions[idx[0]]
-            whole.append(atoms.positions[idx[0]] + d - box * np.round(d / box))
+            d = f.positions[idx] - f.positions[idx[0]]
+            whole.append(f.positions[idx[0]] + d - box * np.round(d / box))
         com = np.array([(m[idx, None] * w).sum(0) / m[idx].sum() for idx, w in zip(residues, whole)])
         for i in range(len(residues)):
             for j in range(i + 1, len(residues)):

@@ -12,6 +12,8 @@ import mdtraj as md
 import numpy as np
 from ase.io import read
 
+from cgaa.analysis.msd import molecule_centers
+
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("topology")
 ap.add_argument("files", nargs="+")
@@ -21,6 +23,7 @@ args = ap.parse_args()
 top = md.load_topology(args.topology)
 solvents = [r for r in top.residues if r.name in ("EC", "EMC")]
 is_ec = np.array([r.name == "EC" for r in solvents])
+molecules = [np.array([a.index for a in r.atoms]) for r in solvents]
 li = np.array([r.atom(0).index for r in top.residues if r.name == "LI"])
 masses = np.array([a.element.mass for a in top.atoms])
 bonds = {a.index: set() for a in top.atoms}
@@ -46,12 +49,7 @@ def descriptors(x, box):
     def mic(d):
         return d - box * np.round(d / box)
 
-    com = []
-    for r in solvents:
-        idx = [a.index for a in r.atoms]
-        y = x[idx[0]] + mic(x[idx] - x[idx[0]])
-        com.append((masses[idx, None] * y).sum(0) / masses[idx].sum())
-    com = np.array(com)
+    com = molecule_centers(x[None], molecules, masses, np.diag(box)[None])[0]
     near = np.linalg.norm(mic(x[li][:, None] - x[carbonyl][None]), axis=2) < 2.6
     ec = com[is_ec]
     r = np.linalg.norm(mic(ec[:, None] - ec[None]), axis=2)
