@@ -30,13 +30,16 @@ for flag in ("-o", "--out"):
         if args[0] in ("simulate", "evaluate"):
             out.mkdir(parents=True, exist_ok=True)
             (out / "parity.png").touch()
+        elif args[0] == "bench":
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "observables.json").touch()
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.touch()
 """
 
 
-def _run(tmp_path: Path, parallel: str = "0") -> list:
+def _run(tmp_path: Path, parallel: str = "0", final: str = "") -> list:
     fake = tmp_path / "fake-cgaa"
     fake.write_text(FAKE)
     fake.chmod(0o755)
@@ -44,7 +47,8 @@ def _run(tmp_path: Path, parallel: str = "0") -> list:
     log.unlink(missing_ok=True)
     work = tmp_path / "work"
     env = dict(os.environ, CGAA=str(fake), PYTHON=str(fake), FAKE_LOG=str(log), WORK=str(work),
-               MODEL=str(tmp_path / "out" / "m.pt"), CONFIGS="cfg/x", NOTES="", AL_PARALLEL=parallel)
+               MODEL=str(tmp_path / "out" / "m.pt"), CONFIGS="cfg/x", NOTES="", AL_PARALLEL=parallel,
+               FINAL=final)
     (tmp_path / "out").mkdir(exist_ok=True)
     (work / "run").mkdir(parents=True, exist_ok=True)
     (work / "run" / "learning_curve.png").touch()
@@ -99,3 +103,40 @@ def test_recipe_resumes_where_it_stopped(tmp_path, parallel):
     (work / "run" / "test_metrics.json").touch()
     calls = _run(tmp_path, parallel)
     assert [c.split()[0] for c in calls] == ["evaluate", "-m"]  # only the card is made again
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not available")
+def test_recipe_final_stage(tmp_path):
+    """FINAL adds stage 4: the stage-3 model's NPT comparison from the teacher's states (run
+    once, for both replicas), its and the teacher's frames relabelled, then the FINAL config
+    trained into MODEL; the card reads the FINAL run's metrics. Only what is missing is redone."""
+    work = tmp_path / "work"
+    final = tmp_path / "cfg" / "final.train.yaml"
+    final.parent.mkdir()
+    final.write_text("data: {train: [a.xyz]}\noutput: {dir: ../work/run-final}\n")
+    run_final = tmp_path / "cfg" / ".." / "work" / "run-final"
+    run_final.mkdir(parents=True)
+    (run_final / "learning_curve.png").touch()
+    calls = _run(tmp_path, final=str(final))
+    verbs = [c.split()[0] for c in calls]
+    i3 = calls.index("train --no-progress cfg/x.train.yaml")
+    assert calls[i3 + 1] == f"deploy {work / 'run'}/best.pt -o {work / 'stage3.pt'}"
+    bench = [i for i, c in enumerate(calls) if c.startswith("bench observables")]
+    assert len(bench) == 1 and bench[0] > i3
+    assert f"--model {work / 'stage3.pt'} --out {work / 'npt3'}" in calls[bench[0]]
+    assert "--cgaa-start teacher" in calls[bench[0]]
+    labels = [c for c in calls[bench[0]:] if c.startswith("label")]
+    assert sorted(c.split()[1] for c in labels) == sorted(
+        str(work / "npt3" / e / f"rep{k}") for e in ("cgaa", "teacher") for k in (0, 1))
+    i4 = calls.index(f"train --no-progress {final}")
+    assert i4 > max(i for i, v in enumerate(verbs) if v == "label")
+    assert calls[i4 + 1] == f"deploy {run_final}/best.pt -o {tmp_path / 'out' / 'm.pt'}"
+    assert f"{run_final}/metrics.csv" in calls[-1]
+    assert f"FINAL={final}" in calls[-1]  # the card's command names the stage-4 config
+
+    # one teacher relabelling lost: only that label is redone, without a new MD comparison
+    (work / "al" / "teacher-npt-1.xyz").unlink()
+    (run_final / "test_metrics.json").touch()
+    calls = _run(tmp_path, final=str(final))
+    assert [c.split()[0] for c in calls] == ["label", "evaluate", "-m"]
+    assert calls[0].startswith(f"label {work / 'npt3' / 'teacher' / 'rep1'}")

@@ -20,9 +20,17 @@
 #   NOTES    Markdown added to the model card (default forcefields/models/lipf6-ec-emc-1m.notes.md;
 #            empty: none)
 #   AL_PARALLEL=1  run the two MD runs of each active-learning round at once, one thread each
+#   FINAL    config of an optional stage 4, trained on the stage-3 data plus two NPT comparisons
+#            from the teacher's equilibrated states (`cgaa bench observables --cgaa-start teacher`
+#            in $WORK/npt3): the stage-3 model's own NPT MD and the teacher's, relabelled by the
+#            teacher ($WORK/al/md3-*.xyz, $WORK/al/teacher-npt-*.xyz). With FINAL the stage-3
+#            model goes to $WORK/stage3.pt and the stage-4 model to MODEL.
 # e.g. the Coulomb-prior candidate (docs/benchmarks.md, *Long-range electrostatics*):
 #   CONFIGS=docs/bench/what-if/coulomb-model/lipf6-ec-emc-1m-coulomb WORK=build/coulomb-model \
 #   MODEL=build/coulomb-model/lipf6-ec-emc-1m-coulomb.pt NOTES= bash forcefields/models/make_default_model.sh
+# and the dispersion-prior candidate (*The dispersion-prior candidate*) on top of it: the same with
+#   FINAL=docs/bench/what-if/dispersion-model/lipf6-ec-emc-1m-dispersion.train.yaml
+#   MODEL=build/coulomb-model/lipf6-ec-emc-1m-dispersion.pt
 set -euo pipefail
 here=forcefields/models
 configs=${CONFIGS:-$here/lipf6-ec-emc-1m}
@@ -33,7 +41,7 @@ mkdir -p "$work"
 cgaa=${CGAA:-.venv/bin/cgaa}
 python=${PYTHON:-.venv/bin/python}
 if [ "$configs" = "$here/lipf6-ec-emc-1m" ]; then card_command="make default-model"
-else card_command="CONFIGS=$configs WORK=$work MODEL=$model bash $here/make_default_model.sh"; fi
+else card_command="CONFIGS=$configs WORK=$work MODEL=$model${FINAL:+ FINAL=$FINAL} bash $here/make_default_model.sh"; fi
 
 # once OUT CMD...: run CMD unless OUT exists (every cgaa output file is written atomically)
 once() {
@@ -120,12 +128,34 @@ al_round "$work/stage1.pt" md 70 0.5 0,0 0,1
 # stage 2: + the first round
 once "$work/stage2.pt" train_stage "$configs.stage2.train.yaml" "$work/run-stage2" "$work/stage2.pt"
 al_round "$work/stage2.pt" md2 15 0.2 5,5 6,6
-# stage 3 (shipped): + the second round, over the prior teacher_intra (stages 1-2: teacher_valence;
-# stage 2's MD folded EMC into intramolecular contacts its network had never seen)
-once "$model" train_stage "$configs.train.yaml" "$work/run" "$model"
+# stage 3 (shipped without FINAL): + the second round, over the prior teacher_intra (stages 1-2:
+# teacher_valence; stage 2's MD folded EMC into intramolecular contacts its network had never seen)
+final_run=$work/run
+if [ -z "${FINAL:-}" ]; then
+    once "$model" train_stage "$configs.train.yaml" "$work/run" "$model"
+else
+    once "$work/stage3.pt" train_stage "$configs.train.yaml" "$work/run" "$work/stage3.pt"
+    # stage 4 (shipped): + the teacher's and the stage-3 model's NPT states at 298 K (the stage-3
+    # data hold teacher MD at the packed density only), 60 ps each after 10 ps of equilibration,
+    # the CGAA runs continuing from the teacher's final states; 1 frame per ps, relabelled by the
+    # teacher
+    for k in 0 1; do
+        if [ ! -e "$work/al/md3-$k.xyz" ] || [ ! -e "$work/al/teacher-npt-$k.xyz" ]; then
+            once "$work/npt3/observables.json" "$cgaa" bench observables --atoms 1000 --replicas 2 \
+                --ensemble npt --equil-ps 10 --time-ps 60 --report-ps 0.1 --fit-window 5,30 --threads 1 \
+                --jobs 2 --resume --cgaa-start teacher --model "$work/stage3.pt" --out "$work/npt3"
+        fi
+        once "$work/al/md3-$k.xyz" "$cgaa" label "$work/npt3/cgaa/rep$k" -c teacher --stress --no-progress \
+            --no-keep-previous --start-ps 1 --every-ps 1 -o "$work/al/md3-$k.xyz"
+        once "$work/al/teacher-npt-$k.xyz" "$cgaa" label "$work/npt3/teacher/rep$k" -c teacher --stress \
+            --no-progress --no-keep-previous --start-ps 10 --every-ps 1 -o "$work/al/teacher-npt-$k.xyz"
+    done
+    final_run=$("$python" -c 'import sys; from cgaa.train.config import load_config; c = load_config(sys.argv[1]); print(c.resolve(c.output.dir))' "$FINAL")
+    once "$model" train_stage "$FINAL" "$final_run" "$model"
+fi
 "$cgaa" evaluate "$model" "$work/test.xyz" --out "$work/eval"
 cp "$work/eval/parity.png" "${model%.pt}.parity.png"
-cp "$work/run/learning_curve.png" "${model%.pt}.learning_curve.png"
+cp "$final_run/learning_curve.png" "${model%.pt}.learning_curve.png"
 "$python" -m cgaa.train.modelcard "$model" "$work/eval/metrics.json" \
-    "$work/run/metrics.csv" "${model%.pt}.md" --command "$card_command" \
+    "$final_run/metrics.csv" "${model%.pt}.md" --command "$card_command" \
     ${notes:+--notes "$notes"}
