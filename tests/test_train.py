@@ -178,6 +178,11 @@ def test_model_card_states_prior_and_targets():
     assert "| prior | teacher_bonded |" in prior and "| pair_cutoff | 5.0 |" in prior
     assert "residual labels" in prior and "bond guard stays off" in prior and "Measured: stable." in prior
     assert "**not met**" in plain  # 0.25 eV/Å misses the 0.2 eV/Å target
+    assert "inside grains only" in prior and "NonbondedForce" not in prior
+    between = model_card(dict(base, config=dict(cfg, prior="teacher_dispersion")), metrics, None, "make x", "m")
+    assert "inside grains only" not in between
+    assert "PME Coulomb energy and its damped r⁻⁶ dispersion), so net grain forces are network + prior" in between
+    assert "cannot join a System that already has a `NonbondedForce`" in between
 
 
 def test_evaluate_reports_the_signed_mean_energy_error(tmp_path, dataset):

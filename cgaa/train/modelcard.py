@@ -22,6 +22,16 @@ def _target_line(name: str, value: float, target: float, unit: str) -> str:
     return f"| {name} | {value:.3f} {unit} | ≤ {target} {unit} | **not met** (by {value - target:.3f} {unit}, {value / target:.1f}×) |"
 
 
+def _between_molecules(prior: str) -> str:
+    """What of prior ``prior`` acts between molecules, in words ('' for priors inside grains)."""
+    from cgaa.prior import COULOMB, DISPERSION, PRIORS
+
+    classes = PRIORS.get(prior, ())
+    parts = [what for cls, what in ((COULOMB, "the teacher's PME Coulomb energy"),
+                                    (DISPERSION, "its damped r⁻⁶ dispersion")) if cls in classes]
+    return " and ".join(parts)
+
+
 def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str, name: str,
                notes: Optional[str] = None) -> str:
     """The card's Markdown text (``notes``: extra Markdown for the *Use in MD* section,
@@ -78,10 +88,13 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
               _target_line("energy RMSE", metrics["energy_rmse_meV_per_atom"], TARGETS["energy_rmse_meV_per_atom"],
                            "meV/atom"),
               ""]
+    between = _between_molecules(prior)
     if prior != "none":
+        where = (f"The prior also acts between molecules ({between}), so net grain forces are network + prior."
+                 if between else "The prior acts inside grains only, so net grain forces are the network's alone.")
         lines += [f"Errors are those of model + prior (`{prior}`, see `cgaa.prior`) against the teacher; the "
                   "reference RMS and R² below are of the residual labels (teacher − prior) that the network "
-                  "learns. The prior acts inside grains only, so net grain forces are the network's alone.", ""]
+                  f"learns. {where}", ""]
     lines += ["| quantity | RMSE | MAE | reference RMS | R² |", "|---|---|---|---|---|",
               f"| energy (meV/atom) | {metrics['energy_rmse_meV_per_atom']:.3f} | {metrics['energy_mae_meV_per_atom']:.3f} | | |"]
     for key, label in (("forces", "force, total (eV/Å)"), ("forces_inter", "force, inter-grain part per atom (eV/Å)"),
@@ -116,6 +129,11 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
                   "(`cgaa.openmm.create_system`, `MLPotential('cgaa')`, `cgaa simulate`); it holds bonds and angles "
                   "together however far MD strays from the training data, so `cgaa simulate`'s bond guard stays "
                   "off by default. Its default H-bond constraints allow 1 fs steps.", ""]
+        if between:
+            lines += ["Its terms between molecules hold the teacher's charges, so it cannot join a System that "
+                      "already has a `NonbondedForce` (an MM force field's, e.g. in `createMixedSystem`): "
+                      "`add_cgaa_force` refuses, as the charges would count twice. For ML/MM embedding use a "
+                      "model with an intramolecular prior (`teacher_intra`).", ""]
     if notes:
         lines += [notes.strip(), ""]
     lines += [f"![parity]({name}.parity.png)", "", f"![learning curve]({name}.learning_curve.png)", "",
