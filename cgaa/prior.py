@@ -377,23 +377,54 @@ class PriorEvaluator:
     """
 
     def __init__(self, topology, name: str):
+        self.name = check_prior(name)
+        self.topology = topology
+        self.context = self._context(topology.getPeriodicBoxVectors())
+
+    def _context(self, box):
+        """A Reference-platform Context of the prior's forces, their cutoffs (if any) set for ``box``
+        (OpenMM box vectors, nm; None: not periodic)."""
+        import copy
+
         import openmm
 
-        self.name = check_prior(name)
         system = openmm.System()
-        for _ in range(topology.getNumAtoms()):
+        for _ in range(self.topology.getNumAtoms()):
             system.addParticle(1.0)
-        box = topology.getPeriodicBoxVectors()
+        top = self.topology
         if box is not None:
             system.setDefaultPeriodicBoxVectors(*box)
-        add_prior(system, topology, self.name)
-        self.context = openmm.Context(system, openmm.VerletIntegrator(0.001),
-                                      openmm.Platform.getPlatformByName("Reference"))
+            top = copy.copy(self.topology)  # the same atoms and residues, the cutoffs chosen for this box
+            top.setPeriodicBoxVectors(box)
+        add_prior(system, top, self.name)
+        self._cutoffs = [f.getCutoffDistance()._value for f in system.getForces()
+                         if isinstance(f, (openmm.NonbondedForce, openmm.CustomNonbondedForce))
+                         and f.usesPeriodicBoundaryConditions()]
+        return openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+
+    def _fit(self, cell: Optional[np.ndarray]) -> None:
+        """Rebuild the Context for ``cell`` (Å) when it is too small for the current cutoffs
+        (a compressed box: OpenMM needs each cutoff below half the shortest height); the
+        new cutoffs, chosen for ``cell``, then serve every later call. The PME energy does
+        not depend on the cutoff (to the Ewald tolerance); the dispersion's, with its
+        long-range correction, depends on it only through the structure beyond it (0.7 % in
+        a 6-molecule test box, less in a liquid)."""
+        if cell is None or not self._cutoffs:
+            return
+        from openmm import Vec3
+
+        from cgaa.openmm.system import box_heights_nm
+        from cgaa.units import angstrom_to_nm
+
+        box = [Vec3(*(angstrom_to_nm(np.asarray(v, dtype=float)))) for v in np.asarray(cell, dtype=float)]
+        if max(self._cutoffs) >= 0.5 * float(box_heights_nm(box).min()):
+            self.context = self._context(box)
 
     def compute(self, positions: np.ndarray, cell: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
         """Prior energy (eV) and forces (N×3, eV/Å) at ``positions`` (Å) in ``cell`` (3×3 rows, Å)."""
         from cgaa.teacher import context_energy_forces
 
+        self._fit(cell)
         return context_energy_forces(self.context, positions, cell, what="the prior's topology")
 
     def stress(self, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
@@ -401,6 +432,7 @@ class PriorEvaluator:
         by :func:`cgaa.teacher.context_stress`."""
         from cgaa.teacher import context_stress
 
+        self._fit(cell)
         return context_stress(self.context, positions, cell, what="the prior's topology")
 
 

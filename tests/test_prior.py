@@ -430,3 +430,25 @@ def test_simulate_bond_guard_follows_the_prior(tmp_path):
     assert not any(n.startswith(PRIOR_FORCE_PREFIX) for n in seen["none"])
     assert BOND_GUARD_NAME not in seen["teacher_bonded"]
     assert PRIOR_FORCE_PREFIX + "HarmonicAngleForce" in seen["teacher_bonded"]
+
+
+@pytest.mark.parametrize("prior", ["teacher_coulomb", "teacher_dispersion"])
+def test_prior_evaluator_follows_a_compressed_box(prior):
+    """Compressed below twice its cutoff (a density scan, a shrinking NPT box), the evaluator
+    rebuilds its forces for the new box: it gives what an evaluator made for that box gives,
+    where OpenMM alone refuses the box."""
+    from openmm import Vec3
+
+    atoms, gidx = _box()
+    top = _topology(atoms, gidx)
+    ev = PriorEvaluator(top, prior)
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    s = 0.85  # heights 17 -> 14.45 Å: below twice the 7.65 Å cutoff chosen for 17 Å
+    small_cell, small_pos = cell * s, atoms.positions * s
+    e, f = ev.compute(small_pos, small_cell)
+    small_top = _topology(atoms, gidx)
+    small_top.setPeriodicBoxVectors([Vec3(*units.angstrom_to_nm(v)) for v in small_cell])
+    e_ref, f_ref = PriorEvaluator(small_top, prior).compute(small_pos, small_cell)
+    assert e == pytest.approx(e_ref, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(f, f_ref, rtol=1e-9, atol=1e-9)
+    assert np.all(np.isfinite(ev.stress(small_pos, small_cell)))
