@@ -24,7 +24,8 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info
 
-# Rebuild the shipped default model (teacher data → training → deploy → model card); ~4-8 h on 2 CPU cores
-# (three trainings, 2 x 70 + 2 x 15 ps of NPT MD); resumable: run it again after an interruption.
+# Rebuild the shipped default model (teacher data → training → deploy → model card); ~10 h on 2 CPU cores
+# (four trainings, 2 x 70 + 2 x 15 ps of active-learning NPT MD, 2 x 2 x 70 ps of teacher and CGAA NPT MD);
+# resumable: run it again after an interruption.
 default-model: $(STAMP)
 	bash forcefields/models/make_default_model.sh

@@ -2,9 +2,10 @@
 # Rebuild the shipped default model for 1 M LiPF6 in EC:EMC 3:7 (w/w): teacher data at four
 # temperatures (+ hot and distorted frames) and three lower densities, an independent test
 # trajectory, a stage-1 model trained on them, two rounds of active learning (NPT runs of the stage-1
-# and stage-2 models, relabelled by the teacher), the stage-3 (shipped) model, deployment and
-# the model card. Run from the repository root: `make default-model` (~4 h on 2 AMD EPYC cores, ~8 h
-# on 2 Intel Xeon cores).
+# and stage-2 models, relabelled by the teacher), the stage-3 model, its NPT comparison with the
+# teacher from the teacher's equilibrated states (relabelled), the stage-4 (shipped) model,
+# deployment and the model card. Run from the repository root: `make default-model` (~10 h on 2
+# Intel Xeon cores).
 #
 # Resumable: a step whose output exists is skipped, an interrupted training continues from its
 # last.pt (`cgaa train --resume`) and an interrupted MD run from its checkpoint (`cgaa simulate
@@ -15,20 +16,23 @@
 #            $CONFIGS.train.yaml (default forcefields/models/lipf6-ec-emc-1m); their data and
 #            output.dir paths must lie in WORK
 #   WORK     working folder (default build/default-model)
-#   MODEL    deployed stage-3 model (default forcefields/models/lipf6-ec-emc-1m.pt); its parity plot,
+#   MODEL    deployed last-stage model (default forcefields/models/lipf6-ec-emc-1m.pt); its parity plot,
 #            learning curve and model card are written next to it
 #   NOTES    Markdown added to the model card (default forcefields/models/lipf6-ec-emc-1m.notes.md;
 #            empty: none)
 #   AL_PARALLEL=1  run the two MD runs of each active-learning round at once, one thread each
-#   FINAL    config of an optional stage 4, trained on the stage-3 data plus two NPT comparisons
-#            from the teacher's equilibrated states (`cgaa bench observables --cgaa-start teacher`
-#            in $WORK/npt3): the stage-3 model's own NPT MD and the teacher's, relabelled by the
-#            teacher ($WORK/al/md3-*.xyz, $WORK/al/teacher-npt-*.xyz). With FINAL the stage-3
+#   FINAL    config of stage 4 (default with the default CONFIGS: $CONFIGS.stage4.train.yaml, else
+#            none; empty: none), trained on the stage-3 data plus an NPT comparison from the
+#            teacher's equilibrated states (`cgaa bench observables --cgaa-start teacher` in
+#            $WORK/npt3): the stage-3 model's own NPT MD and the teacher's, relabelled by the
+#            teacher ($WORK/al/md3-*.xyz, $WORK/al/teacher-npt-*.xyz). With a stage 4 the stage-3
 #            model goes to $WORK/stage3.pt and the stage-4 model to MODEL.
-# e.g. the Coulomb-prior candidate (docs/benchmarks.md, *Long-range electrostatics*):
+# e.g. the Coulomb-prior candidate (docs/benchmarks.md, *Long-range electrostatics*; stages 1-3 of
+# the shipped recipe, in build/coulomb-model):
 #   CONFIGS=docs/bench/what-if/coulomb-model/lipf6-ec-emc-1m-coulomb WORK=build/coulomb-model \
 #   MODEL=build/coulomb-model/lipf6-ec-emc-1m-coulomb.pt NOTES= bash forcefields/models/make_default_model.sh
-# and the dispersion-prior candidate (*The dispersion-prior candidate*) on top of it: the same with
+# and the dispersion-prior candidate (*The dispersion-prior candidate*; the shipped model's stage 4)
+# on top of it: the same with
 #   FINAL=docs/bench/what-if/dispersion-model/lipf6-ec-emc-1m-dispersion.train.yaml
 #   MODEL=build/coulomb-model/lipf6-ec-emc-1m-dispersion.pt
 set -euo pipefail
@@ -40,8 +44,13 @@ notes=${NOTES-$here/lipf6-ec-emc-1m.notes.md}
 mkdir -p "$work"
 cgaa=${CGAA:-.venv/bin/cgaa}
 python=${PYTHON:-.venv/bin/python}
-if [ "$configs" = "$here/lipf6-ec-emc-1m" ]; then card_command="make default-model"
-else card_command="CONFIGS=$configs WORK=$work MODEL=$model${FINAL:+ FINAL=$FINAL} bash $here/make_default_model.sh"; fi
+if [ "$configs" = "$here/lipf6-ec-emc-1m" ]; then
+    final=${FINAL-$configs.stage4.train.yaml}
+    card_command="make default-model"
+else
+    final=${FINAL-}
+    card_command="CONFIGS=$configs WORK=$work MODEL=$model${final:+ FINAL=$final} bash $here/make_default_model.sh"
+fi
 
 # once OUT CMD...: run CMD unless OUT exists (every cgaa output file is written atomically)
 once() {
@@ -128,17 +137,16 @@ al_round "$work/stage1.pt" md 70 0.5 0,0 0,1
 # stage 2: + the first round
 once "$work/stage2.pt" train_stage "$configs.stage2.train.yaml" "$work/run-stage2" "$work/stage2.pt"
 al_round "$work/stage2.pt" md2 15 0.2 5,5 6,6
-# stage 3 (shipped without FINAL): + the second round, over the prior teacher_intra (stages 1-2:
-# teacher_valence; stage 2's MD folded EMC into intramolecular contacts its network had never seen)
+# stage 3: + the second round
 final_run=$work/run
-if [ -z "${FINAL:-}" ]; then
+if [ -z "$final" ]; then
     once "$model" train_stage "$configs.train.yaml" "$work/run" "$model"
 else
     once "$work/stage3.pt" train_stage "$configs.train.yaml" "$work/run" "$work/stage3.pt"
     # stage 4 (shipped): + the teacher's and the stage-3 model's NPT states at 298 K (the stage-3
-    # data hold teacher MD at the packed density only), 60 ps each after 10 ps of equilibration,
-    # the CGAA runs continuing from the teacher's final states; 1 frame per ps, relabelled by the
-    # teacher
+    # data hold teacher MD at the packed density only): 10 + 60 ps per run, the CGAA runs
+    # continuing from the teacher's final states; 1 frame per ps (the CGAA's from 1 ps on, its
+    # drift included; the teacher's after its 10 ps of equilibration), relabelled by the teacher
     for k in 0 1; do
         if [ ! -e "$work/al/md3-$k.xyz" ] || [ ! -e "$work/al/teacher-npt-$k.xyz" ]; then
             once "$work/npt3/observables.json" "$cgaa" bench observables --atoms 1000 --replicas 2 \
@@ -148,10 +156,10 @@ else
         once "$work/al/md3-$k.xyz" "$cgaa" label "$work/npt3/cgaa/rep$k" -c teacher --stress --no-progress \
             --no-keep-previous --start-ps 1 --every-ps 1 -o "$work/al/md3-$k.xyz"
         once "$work/al/teacher-npt-$k.xyz" "$cgaa" label "$work/npt3/teacher/rep$k" -c teacher --stress \
-            --no-progress --no-keep-previous --start-ps 10 --every-ps 1 -o "$work/al/teacher-npt-$k.xyz"
+            --no-progress --no-keep-previous --start-ps 11 --every-ps 1 -o "$work/al/teacher-npt-$k.xyz"
     done
-    final_run=$("$python" -c 'import sys; from cgaa.train.config import load_config; c = load_config(sys.argv[1]); print(c.resolve(c.output.dir))' "$FINAL")
-    once "$model" train_stage "$FINAL" "$final_run" "$model"
+    final_run=$("$python" -c 'import sys; from cgaa.train.config import load_config; c = load_config(sys.argv[1]); print(c.resolve(c.output.dir))' "$final")
+    once "$model" train_stage "$final" "$final_run" "$model"
 fi
 "$cgaa" evaluate "$model" "$work/test.xyz" --out "$work/eval"
 cp "$work/eval/parity.png" "${model%.pt}.parity.png"
