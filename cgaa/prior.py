@@ -416,9 +416,9 @@ class PriorEvaluator:
         from cgaa.openmm.system import box_heights_nm
         from cgaa.units import angstrom_to_nm
 
-        box = [Vec3(*(angstrom_to_nm(np.asarray(v, dtype=float)))) for v in np.asarray(cell, dtype=float)]
-        if max(self._cutoffs) >= 0.5 * float(box_heights_nm(box).min()):
-            self.context = self._context(box)
+        c = angstrom_to_nm(np.asarray(cell, dtype=float))
+        if max(self._cutoffs) >= 0.5 * float(box_heights_nm(c).min()):
+            self.context = self._context([Vec3(*row) for row in c])
 
     def compute(self, positions: np.ndarray, cell: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
         """Prior energy (eV) and forces (N×3, eV/Å) at ``positions`` (Å) in ``cell`` (3×3 rows, Å)."""

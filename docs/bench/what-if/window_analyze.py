@@ -10,10 +10,9 @@ Usage: python window_analyze.py OUT --start-ps 80 --end-ps 140 RUN_DIR [RUN_DIR 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import subprocess
 import sys
+from pathlib import Path
 
 import mdtraj as md
 
@@ -29,10 +28,10 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    dt = args.dt_ps
     cut = []
     for i, run in enumerate(args.runs):
         t = md.load(f"{run}/traj.dcd", top=f"{run}/topology.pdb")
-        dt = args.dt_ps
         times = [k * dt for k in range(t.n_frames)]  # from the first saved frame, as cgaa.analysis
         keep = [k for k, x in enumerate(times) if args.start_ps - 1e-9 <= x < args.end_ps - 1e-9]
         path = out / f"replica{i}.dcd"
