@@ -286,8 +286,8 @@ def test_observables_cgaa_starts_from_the_teachers_final_state(tmp_path, tiny_bo
     kw = dict(model=model, box=box, replicas=1, time_ps=0.006, equil_ps=0.002, report_ps=0.002, ensemble="npt",
               teacher_cutoff_nm=0.7, threads=1, minimize_iterations=0, command="pytest", progress=False)
     with pytest.raises(ValueError, match="needs the teacher engine"):
-        run_observables(tmp_path / "x", engines=("cgaa",), cgaa_start="teacher", **kw)
-    rep, _ = run_observables(tmp_path / "obs", cgaa_start="teacher", **kw)
+        run_observables(tmp_path / "x", engines=("cgaa",), start="teacher", **kw)
+    rep, _ = run_observables(tmp_path / "obs", start="teacher", **kw)
     assert "teacher replica" in rep["protocol"]["cgaa_start"]
     assert rep["engines"]["cgaa"]["replicas"][0]["status"] == "ok"
     state = openmm.XmlSerializer.deserialize((tmp_path / "obs" / "teacher" / "rep0" / "final_state.xml").read_text())
@@ -301,6 +301,39 @@ def test_observables_cgaa_starts_from_the_teachers_final_state(tmp_path, tiny_bo
     assert np.allclose(vec, state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer), atol=1e-4)
     with pytest.raises(FileNotFoundError, match="is not a finished cgaa run"):
         write_final_pdb(tmp_path / "obs", tmp_path / "y.pdb")
+
+
+def test_observables_both_engines_start_from_the_teacher_warmup(tmp_path, tiny_box_and_model):
+    """start='warmup': a teacher warm-up run first, then both engines from its final state."""
+    import openmm
+    from openmm.app import PDBFile
+
+    from cgaa.bench.observables import observables_markdown, run_observables
+
+    box, model = tiny_box_and_model
+    kw = dict(model=model, box=box, replicas=1, time_ps=0.006, equil_ps=0.002, report_ps=0.002, ensemble="npt",
+              teacher_cutoff_nm=0.7, threads=1, minimize_iterations=0, command="pytest", progress=False)
+    with pytest.raises(ValueError, match="warmup_ps is for start='warmup'"):
+        run_observables(tmp_path / "x", warmup_ps=1.0, **kw)
+    rep, _ = run_observables(tmp_path / "obs", start="warmup", warmup_ps=0.004, **kw)
+    warm = tmp_path / "obs" / "warmup" / "rep0"
+    info = json.loads((warm / "run.json").read_text())
+    assert info["history"][-1]["to_step"] == 4  # 0.004 ps of 1 fs steps, not the replicas' 8
+    state = openmm.XmlSerializer.deserialize((warm / "final_state.xml").read_text())
+    end = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+    packed = PDBFile(str(box)).getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+    for eng in ("teacher", "cgaa"):
+        first = PDBFile(str(tmp_path / "obs" / eng / "rep0" / "topology.pdb")).getPositions(asNumpy=True)
+        first = first.value_in_unit(openmm.unit.nanometer)
+        assert np.abs(first - end).max() < 2e-4 and np.abs(first - packed).max() > 1e-3
+        assert rep["engines"][eng]["replicas"][0]["status"] == "ok"
+    assert rep["protocol"]["teacher_start"] == rep["protocol"]["cgaa_start"]
+    assert "warm-up run k (0.004 ps" in rep["protocol"]["teacher_start"]
+    assert "Replica k of both engines starts from the final state" in observables_markdown(rep)
+    # --resume: the three finished runs are kept (same final states, same numbers)
+    again, _ = run_observables(tmp_path / "obs", start="warmup", warmup_ps=0.004, resume=True, **kw)
+    assert again["engines"]["cgaa"]["summary"]["D_m2_s"] == rep["engines"]["cgaa"]["summary"]["D_m2_s"]
+    assert (warm / "final_state.xml").read_text() == openmm.XmlSerializer.serialize(state)
 
 
 def test_observables_report_handles_an_unstable_engine():

@@ -32,8 +32,13 @@ import numpy as np
 
 PathLike = Union[str, Path]
 ENGINES = ("teacher", "cgaa")
-#: where the CGAA replicas start: the (packed) box, or the teacher replicas' final states
-CGAA_STARTS = ("box", "teacher")
+#: Where the replicas start (``run_observables(start=...)``):
+#: ``box``: both engines from the packed box;
+#: ``teacher``: the teacher from the box, CGAA replica k from teacher replica k's final state
+#: (an older protocol: the teacher's analysed time is then still its equilibration from the box);
+#: ``warmup``: teacher warm-up run k from the box, then both engines' replica k from its final state.
+STARTS = ("box", "teacher", "warmup")
+WARMUP = "warmup"  # directory (under the output) of the teacher warm-up runs
 #: The species whose diffusivity is compared (names as cgaa.analysis finds them).
 DIFFUSING = ("Li", "PF6", "EC", "EMC")
 RDF_PAIR = "Li-O_carbonyl"
@@ -116,11 +121,12 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
 
         torch.set_num_threads(int(kw["threads"]))
     eng, k = kw["engine"], int(kw["k"])
-    run_dir = Path(kw["out"]) / eng / f"rep{k}"
+    run_dir = Path(kw["run_dir"])
+    what = f"{eng} replica {k}" if run_dir.parent.name == eng else f"{eng} {run_dir.parent.name} run {k}"
     report, steps = int(kw["report"]), int(kw["steps"])
     t0 = time.perf_counter()
     if kw["progress"]:
-        print(f"cgaa bench observables: {eng} replica {k}: {steps} steps", flush=True)
+        print(f"cgaa bench observables: {what}: {steps} steps", flush=True)
     custom = teacher_customizer(kw["teacher_cutoff_nm"]) if eng == "teacher" else None
     try:
         if kw.get("restart"):  # continue (or extend) the run from its last checkpoint, its own settings
@@ -128,14 +134,14 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
         else:
             _run(kw["box"], kw["model"], run_dir, ensemble=kw["ensemble"], temperature=kw["temperature"],
                  timestep_fs=kw["timestep_fs"], steps=steps, report_interval=report,
-                 checkpoint_interval=checkpoint_interval(steps, report, kw["timestep_fs"]),
+                 checkpoint_interval=kw["checkpoint"],
                  platform=kw["platform"], seed=int(kw["seed"]) + k, overwrite=True, progress=kw["progress"],
                  minimize=kw["minimize_iterations"] > 0, minimize_iterations=max(1, kw["minimize_iterations"]),
                  customize_system=custom)
     except SimulationError as err:
         msg = str(err).split(" -- ")[0]
         write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "failed", "error": msg})
-        print(f"cgaa bench observables: {eng} replica {k} failed: {msg}", flush=True)
+        print(f"cgaa bench observables: {what} failed: {msg}", flush=True)
         return msg, time.perf_counter() - t0
     write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "ok", "note": "teacher forces swapped "
                "in via customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
@@ -143,8 +149,11 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
 
 
 def _run_replicas(kws: List[Dict[str, Any]], jobs: int, progress: bool
-                  ) -> Dict[Tuple[str, int], Tuple[Optional[str], Optional[float]]]:
-    """Run replicas (:func:`_run_replica` keyword dicts), ``jobs`` at a time in worker processes."""
+                  ) -> Dict[str, Tuple[Optional[str], Optional[float]]]:
+    """Run replicas (:func:`_run_replica` keyword dicts), ``jobs`` at a time in worker
+    processes; {run directory: (error or None, wall seconds)}."""
+    if not kws:
+        return {}
     if jobs > 1 and len(kws) > 1:
         import multiprocessing
         import os
@@ -154,8 +163,8 @@ def _run_replicas(kws: List[Dict[str, Any]], jobs: int, progress: bool
             print(f"cgaa bench observables: {len(kws)} replica runs, {jobs} at a time", flush=True)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=exit_with_parent, initargs=(os.getpid(),)) as ex:
-            return dict(zip([(kw["engine"], int(kw["k"])) for kw in kws], ex.map(_run_replica, kws)))
-    return {(kw["engine"], int(kw["k"])): _run_replica(kw) for kw in kws}
+            return dict(zip([kw["run_dir"] for kw in kws], ex.map(_run_replica, kws)))
+    return {kw["run_dir"]: _run_replica(kw) for kw in kws}
 
 
 def _failure(run_dir: Path) -> Optional[str]:
@@ -326,7 +335,8 @@ def run_observables(
     minimize_iterations: int = 500,
     fit_window_ps: Optional[Tuple[float, float]] = None,
     jobs: int = 1,
-    cgaa_start: str = "box",
+    start: str = "box",
+    warmup_ps: Optional[float] = None,
     command: Optional[str] = None,
     progress: bool = True,
 ) -> Tuple[Dict[str, Any], Dict[str, Path]]:
@@ -340,10 +350,15 @@ def run_observables(
         settings starts again). minimize_iterations: energy minimisation of each replica (0: none).
         fit_window_ps: common MSD fit window (lags in ps) for both engines (default: automatic).
         jobs: replica runs at a time, in separate processes (each with ``threads`` threads).
-        cgaa_start: ``"box"`` (every replica starts from ``box``) or ``"teacher"`` (CGAA
-            replica k starts from the final state of teacher replica k — positions and box —
-            so its density measures the model's equilibrium, not how fast it recovers from the
-            packed box; the teacher replicas run first).
+        start: where replica k of each engine starts (:data:`STARTS`). ``"box"``: the packed
+            ``box``, both engines. ``"warmup"``: a teacher warm-up run k (``warmup_ps``, default
+            ``equil_ps + time_ps``; in ``out_dir/warmup``) from the box first, then both engines
+            from its final state (positions and box): the analysed times of both engines then
+            follow the same equilibrated states, so neither measures its recovery from the packed
+            box. ``"teacher"`` (older): CGAA replica k from teacher replica k's final state, the
+            teacher from the box — the teacher's analysed time is then its own equilibration
+            (Li's carbonyl-O coordination still drifts over 140 ps from the 1000-atom box), which
+            biased its transport; kept to reproduce earlier reports.
         Writes observables.json/.md/.png; returns (report, files).
     """
     import torch
@@ -361,10 +376,15 @@ def run_observables(
         raise ValueError("replicas must be >= 1")
     if ensemble not in ("npt", "nvt"):
         raise ValueError(f"ensemble must be npt or nvt, not {ensemble!r}")
-    if cgaa_start not in CGAA_STARTS:
-        raise ValueError(f"cgaa_start must be one of {', '.join(CGAA_STARTS)}, not {cgaa_start!r}")
-    if cgaa_start == "teacher" and "cgaa" in engines and "teacher" not in engines:
-        raise ValueError("cgaa_start='teacher' needs the teacher engine (its runs give the start states)")
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
+    if start == "teacher" and "cgaa" in engines and "teacher" not in engines:
+        raise ValueError("start='teacher' needs the teacher engine (its runs give the start states)")
+    if warmup_ps is not None and start != "warmup":
+        raise ValueError(f"warmup_ps is for start='warmup', not start={start!r}")
+    warmup_ps = float(equil_ps + time_ps if warmup_ps is None else warmup_ps)
+    if start == "warmup" and warmup_ps <= 0:
+        raise ValueError(f"warmup_ps must be > 0, not {warmup_ps}")
     threads = int(threads or available_cores())
     torch.set_num_threads(threads)
     if model is None:
@@ -381,6 +401,7 @@ def run_observables(
     steps = steps_eq + int(round(time_ps * 1000.0 / timestep_fs))
     report = max(1, int(round(report_ps * 1000.0 / timestep_fs)))
     report_ps = report * timestep_fs / 1000.0
+    warmup_desc = f"the final state (positions, box) of teacher warm-up run k ({warmup_ps:g} ps from the box)"
     rep = header("observables", command)
     rep.update({"model": str(model), "box": str(box), "protocol": {
         "ensemble": ensemble, "temperature_K": temperature_K, "pressure_bar": 1.0, "timestep_fs": timestep_fs,
@@ -390,7 +411,10 @@ def run_observables(
         "teacher_cutoff_nm": teacher_cutoff_nm,
         "minimisation": f"each replica, at most {minimize_iterations} iterations",
         "fit_window_ps": None if fit_window_ps is None else [float(x) for x in fit_window_ps],
-        "cgaa_start": "the box" if cgaa_start == "box" else "teacher replica k's final state (positions, box)"},
+        "cgaa_start": {"box": "the box", "teacher": "teacher replica k's final state (positions, box)",
+                       "warmup": warmup_desc}[start],
+        "teacher_start": warmup_desc if start == "warmup" else "the box",
+        "warmup_ps": warmup_ps if start == "warmup" else None},
         "engines": {}})
     props_env = None
     if platform == "CPU":
@@ -399,46 +423,45 @@ def run_observables(
         props_env = os.environ.get("OPENMM_CPU_THREADS")
         os.environ["OPENMM_CPU_THREADS"] = str(threads)
     try:
-        todo, known_failed, restarts = [], {}, set()
         same_dynamics = {"ensemble": ensemble, "temperature": temperature_K, "timestep_fs": timestep_fs,
                          "report_interval": report}
-        for eng in engines:
-            for k in range(replicas):
-                run_dir = out / eng / f"rep{k}"
-                failed = _failure(run_dir) if resume else None
-                same = resume and _same_dynamics(run_dir, same_dynamics)
-                if failed and same:
-                    known_failed[(eng, k)] = failed
-                elif not (same and _finished(run_dir, steps)):
-                    todo.append((eng, k))
-                    if same and has_checkpoint(run_dir):  # interrupted, or shorter than asked
-                        restarts.add((eng, k))
-        run_kw = dict(box=str(box), model=str(model), ensemble=ensemble, temperature=temperature_K,
-                      timestep_fs=timestep_fs, steps=steps, report=report, platform=platform, seed=seed,
-                      minimize_iterations=minimize_iterations, teacher_cutoff_nm=teacher_cutoff_nm,
-                      threads=threads, progress=progress and jobs <= 1, out=str(out))
-        def job(e: str, k: int, **extra: Any) -> Dict[str, Any]:
-            return dict(run_kw, engine=e, k=k, restart=(e, k) in restarts, **extra)
-
-        if cgaa_start == "box":
-            results = _run_replicas([job(e, k) for e, k in todo], jobs, progress)
-        else:  # the teacher's runs first: their final states are the CGAA runs' starts
-            results = _run_replicas([job(e, k) for e, k in todo if e != "cgaa" or (e, k) in restarts], jobs,
-                                    progress)
-            starts = []
-            for e, k in [t for t in todo if t[0] == "cgaa" and t not in restarts]:
-                src = out / "teacher" / f"rep{k}"
-                if _failure(src) or not _finished(src, steps):
-                    results[(e, k)] = (f"no start state: teacher replica {k} did not finish ({src})", None)
-                    continue
-                start = write_final_pdb(src, out / e / f"start-rep{k}{box.suffix}")
-                starts.append(job(e, k, box=str(start)))
-            results.update(_run_replicas(starts, jobs, progress))
+        run_kw = dict(model=str(model), ensemble=ensemble, temperature=temperature_K, timestep_fs=timestep_fs,
+                      report=report, platform=platform, seed=seed, minimize_iterations=minimize_iterations,
+                      teacher_cutoff_nm=teacher_cutoff_nm, threads=threads, progress=progress and jobs <= 1)
+        # every run: (engine, k, run directory, steps, the run whose final state starts it or None: the box)
+        runs = [(e, k, out / e / f"rep{k}", steps, None) for e in engines for k in range(replicas)]
+        if start == "warmup":
+            n_warm = int(round(warmup_ps * 1000.0 / timestep_fs))
+            runs = [("teacher", k, out / WARMUP / f"rep{k}", n_warm, None) for k in range(replicas)] + [
+                (e, k, d, n, out / WARMUP / f"rep{k}") for e, k, d, n, _ in runs]
+        elif start == "teacher":
+            runs = [(e, k, d, n, out / "teacher" / f"rep{k}" if e == "cgaa" else None) for e, k, d, n, _ in runs]
+        results: Dict[str, Tuple[Optional[str], Optional[float]]] = {}
+        first, then = [], []
+        for e, k, run_dir, n, src in runs:
+            failed = _failure(run_dir) if resume else None
+            same = resume and _same_dynamics(run_dir, same_dynamics)
+            if failed and same:
+                results[str(run_dir)] = (failed, None)
+            elif not (same and _finished(run_dir, n)):
+                restart = same and has_checkpoint(run_dir)  # interrupted, or shorter than asked
+                kw = dict(run_kw, engine=e, k=k, run_dir=str(run_dir), steps=n, restart=restart, box=str(box),
+                          checkpoint=checkpoint_interval(n, report, timestep_fs))
+                (first if src is None or restart else then).append((kw, src))
+        results.update(_run_replicas([kw for kw, _ in first], jobs, progress))
+        starts, length = [], {d: n for _, _, d, n, _ in runs}
+        for kw, src in then:  # runs from another run's final state: after those runs
+            if _failure(src) or not _finished(src, length[src]):
+                results[kw["run_dir"]] = (f"no start state: {src} did not finish", None)
+                continue
+            kw["box"] = str(write_final_pdb(src, Path(kw["run_dir"]).parent / f"start-rep{kw['k']}{box.suffix}"))
+            starts.append(kw)
+        results.update(_run_replicas(starts, jobs, progress))
         for eng in engines:
             reps: List[Dict[str, Any]] = []
             for k in range(replicas):
                 run_dir = out / eng / f"rep{k}"
-                error, wall = results.get((eng, k), (known_failed.get((eng, k)), None))
+                error, wall = results.get(str(run_dir), (None, None))
                 if error:
                     reps.append({"run_dir": str(run_dir), "seed": seed + k, "status": "failed", "error": error,
                                  "wall_s": wall})
@@ -464,6 +487,14 @@ def run_observables(
     return rep, files
 
 
+def start_sentence(protocol: Dict[str, Any]) -> str:
+    """Where the replicas of an observables report started, as a sentence ('' for the box)."""
+    c, t = protocol.get("cgaa_start", "the box"), protocol.get("teacher_start", "the box")
+    if c == t:
+        return "" if c == "the box" else f" Replica k of both engines starts from {c}."
+    return f" CGAA replica k starts from {c}; the teacher's from {t}."
+
+
 def observables_markdown(rep: Dict[str, Any]) -> str:
     """Markdown table of an observables report."""
     from cgaa.bench.report import fmt, header_markdown, markdown_table
@@ -477,7 +508,7 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
              "mean ± standard error. D: MSD fit over "
              + (f"lags {p['fit_window_ps'][0]:g}–{p['fit_window_ps'][1]:g} ps for every species and engine."
                 if p.get("fit_window_ps") else "a window chosen per species by cgaa.analysis.")
-             + (f" CGAA replicas start from {p['cgaa_start']}." if p.get("cgaa_start", "the box") != "the box" else ""),
+             + start_sentence(p),
              ""]
     engs = [e for e in rep["engines"] if rep["engines"][e]["summary"]]
     failed = [(e, r) for e in rep["engines"] for r in rep["engines"][e]["replicas"] if r.get("status") == "failed"]

@@ -160,10 +160,15 @@ def register(subparsers) -> None:
                         "(default: chosen per species by cgaa.analysis)")
     o.add_argument("--jobs", type=int, default=1,
                    help="replica runs at a time, each in its own process with --threads threads")
-    o.add_argument("--cgaa-start", choices=("box", "teacher"), default="box",
-                   help="start of the CGAA replicas: the box (like the teacher's), or teacher replica k's "
-                        "final state (positions and box; the teacher runs go first), so the CGAA density "
-                        "measures the model's equilibrium rather than its recovery from the packed box")
+    o.add_argument("--start", "--cgaa-start", dest="start", choices=("box", "warmup", "teacher"), default="box",
+                   help="where replica k of each engine starts. box: the packed box. warmup: the final state "
+                        "(positions and box) of a teacher warm-up run k from the box (--warmup-ps), for both "
+                        "engines, so both analyse the same equilibrated states and the CGAA density measures "
+                        "the model's equilibrium rather than its recovery from the packed box. teacher (older): "
+                        "CGAA from teacher replica k's final state, the teacher from the box (its analysed time "
+                        "is then still equilibrating). --cgaa-start is an older name of --start")
+    o.add_argument("--warmup-ps", type=float,
+                   help="length of the teacher warm-up runs of --start warmup, ps (default: --equil-ps + --time-ps)")
     o.set_defaults(func=run_observables_cmd)
     p.set_defaults(func=_no_mode, bench_parser=p)
 
@@ -231,6 +236,6 @@ def run_observables_cmd(args: argparse.Namespace) -> int:
                                  engines=_names(args.engines, ENGINES, "engine"),
                                  teacher_cutoff_nm=args.teacher_cutoff, threads=args.threads, seed=args.seed,
                                  resume=args.resume, fit_window_ps=_window(args.fit_window), jobs=args.jobs,
-                                 cgaa_start=args.cgaa_start, command=command_line())
+                                 start=args.start, warmup_ps=args.warmup_ps, command=command_line())
     print(f"cgaa bench observables: wrote {', '.join(str(p) for p in files.values())}")
     return 0

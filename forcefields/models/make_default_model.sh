@@ -23,7 +23,7 @@
 #   AL_PARALLEL=1  run the two MD runs of each active-learning round at once, one thread each
 #   FINAL    config of stage 4 (default with the default CONFIGS: $CONFIGS.stage4.train.yaml, else
 #            none; empty: none), trained on the stage-3 data plus an NPT comparison from the
-#            teacher's equilibrated states (`cgaa bench observables --cgaa-start teacher` in
+#            teacher's equilibrated states (`cgaa bench observables --start teacher` in
 #            $WORK/npt3): the stage-3 model's own NPT MD and the teacher's, relabelled by the
 #            teacher ($WORK/al/md3-*.xyz, $WORK/al/teacher-npt-*.xyz). With a stage 4 the stage-3
 #            model goes to $WORK/stage3.pt and the stage-4 model to MODEL.
@@ -151,7 +151,7 @@ else
         if [ ! -e "$work/al/md3-$k.xyz" ] || [ ! -e "$work/al/teacher-npt-$k.xyz" ]; then
             once "$work/npt3/observables.json" "$cgaa" bench observables --atoms 1000 --replicas 2 \
                 --ensemble npt --equil-ps 10 --time-ps 60 --report-ps 0.1 --fit-window 5,30 --threads 1 \
-                --jobs 2 --resume --cgaa-start teacher --model "$work/stage3.pt" --out "$work/npt3"
+                --jobs 2 --resume --start teacher --model "$work/stage3.pt" --out "$work/npt3"
         fi
         once "$work/al/md3-$k.xyz" "$cgaa" label "$work/npt3/cgaa/rep$k" -c teacher --stress --no-progress \
             --no-keep-previous --start-ps 1 --every-ps 1 -o "$work/al/md3-$k.xyz"
