@@ -411,14 +411,11 @@ class PriorEvaluator:
         a 6-molecule test box, less in a liquid)."""
         if cell is None or not self._cutoffs:
             return
-        from openmm import Vec3
-
         from cgaa.openmm.system import box_heights_nm
-        from cgaa.units import angstrom_to_nm
+        from cgaa.units import angstrom_to_nm, box_vectors_nm
 
-        c = angstrom_to_nm(np.asarray(cell, dtype=float))
-        if max(self._cutoffs) >= 0.5 * float(box_heights_nm(c).min()):
-            self.context = self._context([Vec3(*row) for row in c])
+        if max(self._cutoffs) >= 0.5 * float(box_heights_nm(angstrom_to_nm(np.asarray(cell, dtype=float))).min()):
+            self.context = self._context(box_vectors_nm(cell))
 
     def compute(self, positions: np.ndarray, cell: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
         """Prior energy (eV) and forces (N×3, eV/Å) at ``positions`` (Å) in ``cell`` (3×3 rows, Å)."""

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from cgaa.units import angstrom_to_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev, openmm_lengths_A
+from cgaa.units import angstrom_to_nm, box_vectors_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev, openmm_lengths_A
 
 
 @dataclass
@@ -79,11 +79,9 @@ def _state_arrays(ctx):
 
 
 def _set_config(ctx, pos_A, cell_A):
-    import openmm
     from openmm import unit
 
-    c = angstrom_to_nm(np.asarray(cell_A))
-    ctx.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in c])
+    ctx.setPeriodicBoxVectors(*box_vectors_nm(cell_A))
     ctx.setPositions(angstrom_to_nm(np.asarray(pos_A)) * unit.nanometer)
 
 

@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from cgaa.resources import forcefield_path
-from cgaa.units import angstrom_to_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev
+from cgaa.units import angstrom_to_nm, box_vectors_nm, forces_kjmol_nm_to_ev_ang, kjmol_to_ev
 
 #: Shipped teacher force-field file, relative to forcefields/.
 TEACHER_XML = "teacher/opls_electrolyte.xml"
@@ -122,7 +122,6 @@ def create_system(topology, *, forcefield=None, cutoff: float = 1.0, constraints
     constraints: None or 'hbonds'; PME electrostatics. Residues unknown to the force field
     raise ValueError naming them.
     """
-    import openmm
     from openmm import app, unit
 
     ff = forcefield if forcefield is not None else load_forcefield()
@@ -184,7 +183,6 @@ def context_energy_forces(context, positions: np.ndarray, cell: Optional[np.ndar
     them) of an OpenMM ``context`` at ``positions`` (Å) in ``cell`` (3×3 rows = box vectors,
     Å; None: keep the context's box). ValueError naming ``what`` when the number of
     positions is wrong."""
-    import openmm
     from openmm import unit
 
     pos = np.asarray(positions, dtype=float)
@@ -192,8 +190,7 @@ def context_energy_forces(context, positions: np.ndarray, cell: Optional[np.ndar
     if pos.shape != (n, 3):
         raise ValueError(f"positions have shape {pos.shape}, {what} has {n} atoms")
     if cell is not None:
-        c = angstrom_to_nm(np.asarray(cell, dtype=float))
-        context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in c])
+        context.setPeriodicBoxVectors(*box_vectors_nm(cell))
     context.setPositions(angstrom_to_nm(pos) * unit.nanometer)
     st = context.getState(getEnergy=True, getForces=forces)
     e = float(kjmol_to_ev(st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)))
@@ -249,7 +246,6 @@ def topology_from_residues(resnames: Sequence[str], grain: Sequence[int], cell: 
     """Rebuild an OpenMM Topology from per-atom residue names and grain indices (as stored
     in cgaa extxyz files). Atoms of each grain must be contiguous and in template order.
     cell: 3×3 box in Å. ValueError naming the grain that does not match its template."""
-    import openmm
     from openmm import unit
     from openmm.app import Element, Topology
 
@@ -278,8 +274,7 @@ def topology_from_residues(resnames: Sequence[str], grain: Sequence[int], cell: 
             top.addBond(atoms[i], atoms[j])
         start = end
     if cell is not None:
-        c = angstrom_to_nm(np.asarray(cell, dtype=float))
-        top.setPeriodicBoxVectors([openmm.Vec3(*row) for row in c] * unit.nanometer)
+        top.setPeriodicBoxVectors(box_vectors_nm(cell) * unit.nanometer)
     return top
 
 

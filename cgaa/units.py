@@ -92,3 +92,17 @@ def openmm_lengths_A(quantity):
     from openmm import unit
 
     return nm_to_angstrom(np.asarray(quantity.value_in_unit(unit.nanometer), dtype=float))
+
+
+def box_vectors_nm(cell_A):
+    """A (3, 3) cell in Å (rows a, b, c) → three ``openmm.Vec3`` box vectors in nm (bare
+    numbers: ``context.setPeriodicBoxVectors(*box_vectors_nm(cell))``; multiply the list by
+    ``unit.nanometer`` for ``Topology.setPeriodicBoxVectors``). The inverse of
+    :func:`openmm_lengths_A` for a box."""
+    import numpy as np
+    from openmm import Vec3
+
+    c = angstrom_to_nm(np.asarray(cell_A, dtype=float))
+    if c.shape != (3, 3):
+        raise ValueError(f"a cell must be 3x3 (rows a, b, c; Å), not of shape {c.shape}")
+    return [Vec3(*(float(x) for x in row)) for row in c]

@@ -36,3 +36,30 @@ def test_openmm_lengths_in_angstrom_whatever_unit_they_carry():
     top.setPeriodicBoxVectors([openmm.Vec3(2.0, 0, 0), openmm.Vec3(0.5, 2.5, 0), openmm.Vec3(0, 0, 3.0)])
     cell = units.openmm_lengths_A(top.getPeriodicBoxVectors())
     assert np.array_equal(cell, [[20.0, 0, 0], [5.0, 25.0, 0], [0, 0, 30.0]])
+
+
+def test_box_vectors_round_trip_through_openmm():
+    import openmm
+    import pytest
+    from openmm.app import Topology
+
+    cell = np.array([[20.0, 0, 0], [5.0, 25.0, 0], [-3.0, 4.0, 30.0]])  # Å, triclinic (reduced form)
+    vecs = units.box_vectors_nm(cell)
+    assert all(isinstance(v, openmm.Vec3) for v in vecs) and vecs[1] == openmm.Vec3(0.5, 2.5, 0.0)
+    top = Topology()
+    top.setPeriodicBoxVectors(vecs * u.nanometer)
+    assert np.allclose(units.openmm_lengths_A(top.getPeriodicBoxVectors()), cell, rtol=1e-15, atol=0)
+    ctx = openmm.Context(_one_particle_system(), openmm.VerletIntegrator(1.0), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPeriodicBoxVectors(*vecs)
+    got = ctx.getState().getPeriodicBoxVectors(asNumpy=True)
+    assert np.allclose(units.openmm_lengths_A(got), cell, rtol=1e-15, atol=0)
+    with pytest.raises(ValueError, match="3x3"):
+        units.box_vectors_nm(cell[:2])
+
+
+def _one_particle_system():
+    import openmm
+
+    s = openmm.System()
+    s.addParticle(1.0)
+    return s

@@ -553,7 +553,6 @@ def topology_from_atoms(atoms, grain_index: Optional[Sequence[int]] = None,
     grain_index: per-atom grain (default: molecules perceived from covalent radii).
     names: residue name per grain (default: the grain's readable type name).
     """
-    from openmm import Vec3
     from openmm.app import Element, Topology
     from openmm.unit import nanometer
 
@@ -577,6 +576,5 @@ def topology_from_atoms(atoms, grain_index: Optional[Sequence[int]] = None,
         if gm.grain_index[i] == gm.grain_index[j]:
             top.addBond(out[i], out[j])
     if cell is not None:
-        c = units.angstrom_to_nm(cell)
-        top.setPeriodicBoxVectors([Vec3(*c[0]), Vec3(*c[1]), Vec3(*c[2])] * nanometer)
+        top.setPeriodicBoxVectors(units.box_vectors_nm(cell) * nanometer)
     return top, units.angstrom_to_nm(np.asarray(atoms.positions, dtype=float))
