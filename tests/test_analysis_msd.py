@@ -326,3 +326,20 @@ def test_cli_help_states_the_library_defaults(capsys):
     assert f"--min-fit-start PS earliest start of the automatic fit window in ps (default {start:g}:" in out
     assert f"(default {DEFAULT_MIN_RUN_PS:g}; 0 disables)" in out
     assert f"--min-fit-start ({start:g} ps)" in out and f"--min-run ({DEFAULT_MIN_RUN_PS:g} ps)" in out
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_time_window_analyses_exactly_those_frames():
+    x = brownian(900, 200, seed=11)
+    traj = li_trajectory(x)
+    kw = dict(dt_ps=DT, structure=False, fit_window_ps=(5.0, 50.0), min_run_ps=0.0)
+    res = analyze(traj, start_ps=200.0, end_ps=700.0, **kw)
+    cut = analyze(li_trajectory(x[200:700]), **kw)  # frames at 200, 201, ..., 699 ps
+    assert res.inputs["n_frames"] == [500] and res.inputs["time_window_ps"] == [200.0, 700.0]
+    assert res.diffusion["Li"].D_m2_s == cut.diffusion["Li"].D_m2_s
+    assert res.diffusion["Li"].D_m2_s != analyze(traj, **kw).diffusion["Li"].D_m2_s
+    assert analyze(traj, start_ps=800.0, **kw).inputs["n_frames"] == [100]  # to the end
+    with pytest.raises(ValueError, match=r"1 frame\(s\) in the time window \[899, end\) ps; its 900 frames span 0-899"):
+        analyze(traj, start_ps=899.0, **kw)
+    with pytest.raises(ValueError, match="empty or negative"):
+        analyze(traj, start_ps=10.0, end_ps=5.0, **kw)

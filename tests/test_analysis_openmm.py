@@ -164,6 +164,13 @@ def test_traj_top_form_and_replicas(openmm_run, tmp_path):
                  "--min-run", "0"]) == 0
     rep2 = json.loads((out2 / "report.json").read_text())
     assert rep2["inputs"]["min_run_ps"] == {"value": 0.0, "unit": "ps"}
+    # --start-ps/--end-ps: a window of each replica's frames (times from its first saved frame)
+    out3 = tmp_path / "c"
+    assert main(["analyze", "--traj", traj, "--top", str(openmm_run / "topology.pdb"), "--out", str(out3),
+                 "--no-plots", "--no-structure", "--start-ps", "1", "--end-ps", "4"]) == 0
+    n_all, n_cut = rep["inputs"]["n_frames"], json.loads((out3 / "report.json").read_text())["inputs"]["n_frames"]
+    dt = rep["inputs"]["dt_ps"]["value"] if isinstance(rep["inputs"]["dt_ps"], dict) else rep["inputs"]["dt_ps"]
+    assert n_cut == [sum(1 <= k * dt < 4 - 1e-9 for k in range(n_all[0]))] and n_cut[0] < n_all[0]
     assert rep2["species"]["Li"]["fit_window"]["diffusive"] is True
     assert "reason" not in rep2["species"]["Li"]["fit_window"]
 

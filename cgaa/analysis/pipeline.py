@@ -105,6 +105,22 @@ def _load_all(trajectories, topology, dt_ps, stride) -> Tuple[list, float, List[
     return loaded, float(dts[0]), names
 
 
+def time_window(traj, dt_ps: float, start_ps: float = 0.0, end_ps: Optional[float] = None, name: str = "trajectory"):
+    """The frames of ``traj`` at times t = k·dt_ps (ps, k = 0 for its first frame) with
+    start_ps <= t < end_ps (end_ps None: to the end); ValueError naming ``name`` when fewer
+    than two frames are left or the window is empty."""
+    if start_ps < 0 or (end_ps is not None and end_ps <= start_ps):
+        raise ValueError(f"time window [{start_ps:g}, {end_ps}) ps is empty or negative")
+    eps = 1e-6 * dt_ps  # frame times are multiples of dt: a bound on a frame keeps it in [start, end)
+    t = np.arange(traj.n_frames) * dt_ps
+    keep = np.nonzero((t >= start_ps - eps) & ((t < end_ps - eps) if end_ps is not None else True))[0]
+    if len(keep) < 2:
+        raise ValueError(f"{name}: {len(keep)} frame(s) in the time window [{start_ps:g}, "
+                         f"{'end' if end_ps is None else f'{end_ps:g}'}) ps; its {traj.n_frames} frames span "
+                         f"0-{(traj.n_frames - 1) * dt_ps:g} ps")
+    return traj[int(keep[0]):int(keep[-1]) + 1]
+
+
 def _species_positions(traj, sp: Species, masses: np.ndarray, drift: np.ndarray, xyz: np.ndarray,
                        msd_of: str) -> np.ndarray:
     """(T, N, 3) positions (nm, drift removed) of a species' atoms or molecule centres."""
@@ -135,6 +151,8 @@ def analyze(
     msd_of: str = "auto",
     unwrap_input: bool = False,
     stride: int = 1,
+    start_ps: float = 0.0,
+    end_ps: Optional[float] = None,
     center: Optional[str] = None,
     rdf_r_max_nm: float = 1.0,
     rdf_bin_nm: float = 0.005,
@@ -168,6 +186,9 @@ def analyze(
             "com" or "atoms".
         unwrap_input: unwrap a wrapped trajectory instead of refusing it.
         stride: use every stride-th frame.
+        start_ps, end_ps: analyse only the frames at times t, start_ps <= t < end_ps (ps, from
+            each trajectory's first saved frame; end_ps None: to the end), e.g. to drop an
+            equilibration or to compare runs over the same stretch of time.
         center: species at the centre of RDFs and shells (default: the first cation).
         rdf_r_max_nm, rdf_bin_nm: RDF range and bin width, nm.
         shell_cutoff_nm: one cutoff for all shell ligands, nm (default: first minima).
@@ -179,6 +200,8 @@ def analyze(
     if msd_of not in ("auto", "com", "atoms"):
         raise ValueError(f"msd_of must be 'auto', 'com' or 'atoms', got {msd_of!r}")
     trajs, dt, names = _load_all(trajectories, topology, dt_ps, max(1, int(stride)))
+    if start_ps or end_ps is not None:
+        trajs = [time_window(t, dt, start_ps, end_ps, name) for t, name in zip(trajs, names)]
     top = trajs[0].topology
     msgs: List[str] = []
     t_source = "given"
@@ -218,7 +241,8 @@ def analyze(
     inputs = {
         "trajectories": names, "topology": str(topology) if topology is not None else None,
         "n_replicas": len(trajs), "n_frames": n_frames, "n_atoms": int(top.n_atoms), "dt_ps": dt,
-        "stride": int(stride), "time_span_ps": [(n - 1) * dt for n in n_frames],
+        "stride": int(stride), "time_window_ps": [float(start_ps), None if end_ps is None else float(end_ps)],
+        "time_span_ps": [(n - 1) * dt for n in n_frames],
         "temperature_K": float(temperature_K),
         "temperature_source": t_source, "viscosity_Pa_s": viscosity_Pa_s,
         "mean_volume_nm3": vol, "box_length_nm": L_nm, "cubic_box": cubic,

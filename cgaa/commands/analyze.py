@@ -57,6 +57,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/analysis or ./analysis)")
     p.add_argument("--dt-ps", type=float, help="time between saved frames in ps (default: from the file)")
     p.add_argument("--stride", type=int, default=1, help="use every N-th frame (default 1)")
+    p.add_argument("--start-ps", type=float, default=0.0, metavar="PS",
+                   help="analyse frames from this time on, ps from each trajectory's first saved frame "
+                        "(default 0), e.g. to drop an equilibration")
+    p.add_argument("--end-ps", type=float, metavar="PS", help="analyse frames before this time, ps (default: the end)")
     p.add_argument("--temperature", type=float, metavar="K",
                    help="temperature in K (default: mean of RUN_DIR/state.csv, else 298.15)")
     p.add_argument("--viscosity", type=float, metavar="PA_S",
@@ -139,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         n_blocks=args.blocks, slope_tol=args.slope_tol,
         selections=_pairs(args.select, "--select", str) or None,
         charges=_pairs(args.charge, "--charge", float) or None,
-        msd_of=args.msd_of, unwrap_input=args.unwrap, stride=args.stride, center=args.center,
+        msd_of=args.msd_of, unwrap_input=args.unwrap, stride=args.stride, start_ps=args.start_ps,
+        end_ps=args.end_ps, center=args.center,
         rdf_r_max_nm=args.rdf_rmax, rdf_bin_nm=args.rdf_bin, shell_cutoff_nm=args.shell_cutoff,
         structure=not args.no_structure, **limits)
     if t_source:
