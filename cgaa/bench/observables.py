@@ -1,7 +1,9 @@
 """Observables: teacher MD vs CGAA MD with the same box and protocol.
 
 Each engine runs ``replicas`` independent trajectories (seed + k) of the same packed box
-through :func:`cgaa.simulate.run_simulation` (minimisation, velocities at T, Langevin
+(``start="box"``), or, with ``start="warmup"``, replica k of both engines starts from the final
+state of a teacher warm-up run k from that box, so both analyse the same equilibrated states;
+every run goes through :func:`cgaa.simulate.run_simulation` (minimisation, velocities at T, Langevin
 middle integrator, 1 fs, Monte Carlo barostat in NPT, unwrapped DCD): the CGAA runs with
 the deployed model, the teacher runs with the classical force field swapped in through
 ``run_simulation``'s ``customize_system`` hook, so both share every other setting and
