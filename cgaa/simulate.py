@@ -99,11 +99,12 @@ DEFAULTS: Dict[str, Any] = {
     "constraints": "hbonds",
     "bond_guard": "auto",
     "contact_guard": True,
+    "fast_substeps": 1,
 }
 #: Settings that define the dynamics: a restart may not change them.
 _FIXED_ON_RESTART = ("ensemble", "temperature", "pressure", "timestep_fs", "report_interval",
                      "seed", "friction_per_ps", "barostat_interval", "constraints",
-                     "bond_guard", "contact_guard")
+                     "bond_guard", "contact_guard", "fast_substeps")
 
 
 class SimulationError(RuntimeError):
@@ -187,7 +188,11 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
     for k in ("steps",):
         if int(s[k]) < 0:
             raise ValueError(f"{k} must be >= 0, got {s[k]}")
-    for k in ("report_interval", "checkpoint_interval", "barostat_interval", "n_atoms"):
+    sub = s["fast_substeps"]
+    if isinstance(sub, (bool, np.bool_)) or not isinstance(sub, (int, np.integer)):
+        raise ValueError(f"fast_substeps must be an integer >= 1, got {sub!r}")
+    s["fast_substeps"] = int(sub)
+    for k in ("report_interval", "checkpoint_interval", "barostat_interval", "n_atoms", "fast_substeps"):
         if int(s[k]) < 1:
             raise ValueError(f"{k} must be >= 1, got {s[k]}")
     if s["max_temperature"] is None:
@@ -282,10 +287,20 @@ def get_platform(name: str, precision: str) -> Tuple[Any, Dict[str, str]]:
 
 
 def build_integrator(settings: Dict[str, Any]):
-    """Langevin-middle (nvt, npt) or Verlet (nve) integrator from the settings."""
+    """Langevin-middle (nvt, npt) or Verlet (nve) integrator from the settings; with
+    ``fast_substeps`` > 1 their r-RESPA forms (:func:`cgaa.openmm.mts.mts_integrator`, over the
+    force groups of :func:`cgaa.openmm.mts.split_force_groups`)."""
     import openmm
     from openmm.unit import femtosecond, kelvin, picosecond
 
+    substeps = int(settings.get("fast_substeps", 1))
+    if substeps > 1:
+        from cgaa.openmm.mts import mts_integrator
+
+        nve = settings["ensemble"] == "nve"
+        return mts_integrator(float(settings["timestep_fs"]), substeps,
+                              temperature=None if nve else float(settings["temperature"]),
+                              friction_per_ps=float(settings["friction_per_ps"]), seed=int(settings["seed"]))
     dt = float(settings["timestep_fs"]) * femtosecond
     if settings["ensemble"] == "nve":
         return openmm.VerletIntegrator(dt)
@@ -665,6 +680,7 @@ def run_simulation(
     constraints: Optional[str] = None,
     bond_guard: Optional[Union[bool, str]] = None,
     contact_guard: Optional[bool] = None,
+    fast_substeps: Optional[int] = None,
     overwrite: bool = False,
     progress: bool = True,
     callback: Optional[Callable[[Dict[str, float]], None]] = None,
@@ -710,6 +726,13 @@ def run_simulation(
         approach of their elements in the model's training data
         (``cgaa.openmm.system.add_contact_guard``; default True; models without a recorded
         contact floor get none): keeps MD out of close contacts the model never saw.
+    fast_substeps: multiple time stepping (r-RESPA, :mod:`cgaa.openmm.mts`): the classical
+        forces inside grains (the prior's bonds, angles, torsions, intramolecular pairs) are
+        integrated ``fast_substeps`` times per step of ``timestep_fs``, the CGAA network and
+        the forces between grains once (default 1: no splitting). ``timestep_fs=3,
+        fast_substeps=3`` moves bonds at 1 fs and calls the network every 3 fs; steps,
+        report and checkpoint intervals and the barostat interval count steps of
+        ``timestep_fs``. Forces added by ``customize_system`` join the fast group.
     customize_system: called as ``customize_system(system, topology)`` after the CGAA
         System is built and before the barostat and Context are: add restraints or
         classical terms here (pass the same function again on restart).
@@ -731,7 +754,7 @@ def run_simulation(
                  minimize=minimize, minimize_iterations=minimize_iterations, friction_per_ps=friction_per_ps,
                  barostat_interval=barostat_interval, max_force=max_force, max_temperature=max_temperature,
                  n_atoms=n_atoms, constraints=constraints, bond_guard=bond_guard,
-                 contact_guard=contact_guard)
+                 contact_guard=contact_guard, fast_substeps=fast_substeps)
     run_info: Dict[str, Any] = {}
     chk = _Checkpointer(out)
     if restart:
@@ -779,6 +802,10 @@ def run_simulation(
                            contact_guard=settings["contact_guard"])
     if customize_system is not None:
         customize_system(system, topology)
+    if settings["fast_substeps"] > 1:
+        from cgaa.openmm.mts import split_force_groups
+
+        split_force_groups(system)
     if settings["ensemble"] == "npt":
         add_barostat(system, settings)
     integrator = build_integrator(settings)

@@ -10,6 +10,7 @@ All-atom MD with a CGAA model in OpenMM.
   cgaa simulate box.pdb --model model.pt --steps 200000 --out run/
   cgaa simulate lipf6-ec-emc-1m --n-atoms 3000 --ensemble npt --time-ps 100 --out run/
   cgaa simulate --restart --out run/ --steps 400000      # continue (and extend) a run
+  cgaa simulate box.pdb --timestep 3 --fast-substeps 3 --time-ps 100   # network every 3 fs, bonds at 1 fs
 
 INPUT is a box file from `cgaa build` (PDB with CONECT records and CRYST1 box, or
 PDBx/mmCIF .cif above 99,999 atoms; one residue per molecule) or a recipe name (built on
@@ -33,7 +34,13 @@ def register(subparsers) -> None:
     p.add_argument("--ensemble", choices=("nvt", "npt", "nve"), help="nvt (Langevin, default), npt (+ Monte Carlo barostat), nve (Verlet)")
     p.add_argument("--temperature", "-T", type=float, metavar="K", help="temperature in K (default 298.15)")
     p.add_argument("--pressure", "-P", type=float, metavar="BAR", help="pressure in bar for npt (default 1)")
-    p.add_argument("--timestep", type=float, metavar="FS", help="time step in fs (default 1.0)")
+    p.add_argument("--timestep", type=float, metavar="FS", help="time step in fs (default 1.0); with --fast-substeps "
+                                                                "the step of the CGAA network")
+    p.add_argument("--fast-substeps", type=int, metavar="N",
+                   help="multiple time stepping (r-RESPA): integrate the classical forces inside molecules (the prior's "
+                        "bonds, angles, torsions) N times per --timestep, the CGAA network and the forces between "
+                        "molecules once (default 1: no splitting). --timestep 3 --fast-substeps 3 moves bonds at 1 fs "
+                        "and calls the network every 3 fs")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="total steps of the run (default 10000)")
     g.add_argument("--time-ps", type=float, metavar="PS", help="total simulated time in ps")
@@ -92,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             minimize=False if args.no_minimize else None, minimize_iterations=args.minimize_iterations,
             friction_per_ps=args.friction, barostat_interval=args.barostat_interval,
             constraints=args.constraints, bond_guard=args.bond_guard, contact_guard=args.contact_guard,
-            max_force=args.max_force, max_temperature=args.max_temperature, n_atoms=args.n_atoms,
+            fast_substeps=args.fast_substeps, max_force=args.max_force, max_temperature=args.max_temperature,
+            n_atoms=args.n_atoms,
             overwrite=args.overwrite, progress=not args.no_progress)
     except SimulationError as err:
         print(f"cgaa simulate: {err}", file=sys.stderr)
