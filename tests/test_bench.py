@@ -117,6 +117,36 @@ def test_speed_report_on_gpu_gives_cuda_memory_and_its_ratio(tmp_path):
     assert "CUDA" not in speed_markdown(finish_speed_report(rep))
 
 
+def test_speed_compares_rrespa_md_per_fs(tmp_path):
+    """fast_substeps 3: the CGAA MD step covers 3 fs (r-RESPA), ns/day counts them, and the
+    ratios compare time per fs (synthetic entries for the ratio, a tiny real run for the rest)."""
+    from cgaa.bench.report import header
+    from cgaa.bench.speed import finish_speed_report, ns_per_day, run_speed, speed_markdown
+
+    rep = header("speed", "pytest")
+    rep.update(recipe="r", threads=1, device="cpu", model={"source": "m"}, cgaa_cutoff_A=8.0, allatom_cutoff_A=5.0,
+               boxes=[{"target_atoms": 1000, "n_atoms": 1000}], results=[])
+    for eng, ms, dt in (("cgaa", 30.0, 3.0), ("teacher", 5.0, 1.0), ("allatom", 400.0, 1.0)):
+        rep["results"].append({"engine": eng, "task": "md", "target_atoms": 1000, "n_atoms": 1000, "status": "ok",
+                               "median_ms_per_step": ms, "median_cpu_ms_per_step": ms, "timestep_fs": dt,
+                               "fast_substeps": int(dt), "ns_per_day": ns_per_day(ms, dt), "ns_per_day_cpu": 1.0,
+                               "peak_rss_MiB": 1.0, "delta_rss_MiB": 1.0})
+    r = finish_speed_report(rep)["ratios"][0]
+    assert r["cgaa_md_over_teacher_md_time"] == pytest.approx(2.0)  # 10 ms per fs against 5
+    assert r["allatom_md_over_cgaa_md_time"] == pytest.approx(40.0)
+    assert "r-RESPA: network every 3 fs" in speed_markdown(rep)
+
+    real = run_speed([400], tmp_path, engines=("cgaa",), tasks=("md",), model="untrained", cutoff=5.0, threads=1,
+                     warmup=1, md_steps=2, budget_s=0.1, fast_substeps=3, progress=False)
+    e = real["results"][0]
+    assert e["status"] == "ok", e
+    assert e["timestep_fs"] == 3.0 and e["fast_substeps"] == 3 and e["energy_finite"]
+    assert e["ns_per_day"] == pytest.approx(ns_per_day(e["median_ms_per_step"], 3.0))
+    assert real["settings"]["cgaa_fast_substeps"] == 3
+    with pytest.raises(ValueError, match="fast_substeps"):
+        run_speed([400], tmp_path, engines=("cgaa",), fast_substeps=0, progress=False)
+
+
 def test_speed_skips_too_small_box(tmp_path):
     from cgaa.bench.speed import run_speed
 
@@ -334,6 +364,31 @@ def test_observables_both_engines_start_from_the_teacher_warmup(tmp_path, tiny_b
     again, _ = run_observables(tmp_path / "obs", start="warmup", warmup_ps=0.004, resume=True, **kw)
     assert again["engines"]["cgaa"]["summary"]["D_m2_s"] == rep["engines"]["cgaa"]["summary"]["D_m2_s"]
     assert (warm / "final_state.xml").read_text() == openmm.XmlSerializer.serialize(state)
+
+
+def test_observables_cgaa_with_fast_substeps(tmp_path, tiny_box_and_model):
+    """fast_substeps 2: the CGAA run steps 2 fs (r-RESPA) over the same times and frames as
+    the teacher's 1 fs steps; times that are not whole CGAA steps are refused."""
+    from cgaa.bench.observables import observables_markdown, run_observables
+
+    box, model = tiny_box_and_model
+    kw = dict(model=model, box=box, replicas=1, time_ps=0.008, equil_ps=0.002, report_ps=0.002, ensemble="npt",
+              teacher_cutoff_nm=0.7, threads=1, minimize_iterations=0, command="pytest", progress=False)
+    with pytest.raises(ValueError, match="multiples"):
+        run_observables(tmp_path / "x", fast_substeps=4, **kw)
+    rep, _ = run_observables(tmp_path / "obs", fast_substeps=2, **kw)
+    runs = {e: json.loads((tmp_path / "obs" / e / "rep0" / "run.json").read_text()) for e in ("teacher", "cgaa")}
+    assert runs["cgaa"]["settings"]["fast_substeps"] == 2 and runs["cgaa"]["settings"]["timestep_fs"] == 2.0
+    assert runs["cgaa"]["settings"]["steps"] == 5 and runs["cgaa"]["settings"]["report_interval"] == 1
+    assert runs["teacher"]["settings"]["fast_substeps"] == 1 and runs["teacher"]["settings"]["steps"] == 10
+    for e in ("teacher", "cgaa"):
+        assert rep["engines"][e]["replicas"][0]["status"] == "ok"
+    assert rep["protocol"]["cgaa_fast_substeps"] == 2
+    assert "CGAA: r-RESPA, network every 2 fs" in observables_markdown(rep)
+    # --resume keeps both finished runs
+    again, _ = run_observables(tmp_path / "obs", fast_substeps=2, resume=True, **kw)
+    assert again["engines"]["cgaa"]["summary"]["D_m2_s"] == rep["engines"]["cgaa"]["summary"]["D_m2_s"]
+    assert len(json.loads((tmp_path / "obs" / "cgaa" / "rep0" / "run.json").read_text())["history"]) == 1
 
 
 def test_observables_report_handles_an_unstable_engine():

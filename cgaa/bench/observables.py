@@ -135,7 +135,8 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
             _run(None, None, run_dir, steps=steps, restart=True, progress=kw["progress"], customize_system=custom)
         else:
             _run(kw["box"], kw["model"], run_dir, ensemble=kw["ensemble"], temperature=kw["temperature"],
-                 timestep_fs=kw["timestep_fs"], steps=steps, report_interval=report,
+                 timestep_fs=kw["timestep_fs"], fast_substeps=kw.get("fast_substeps", 1), steps=steps,
+                 report_interval=report,
                  checkpoint_interval=kw["checkpoint"],
                  platform=kw["platform"], seed=int(kw["seed"]) + k, overwrite=True, progress=kw["progress"],
                  minimize=kw["minimize_iterations"] > 0, minimize_iterations=max(1, kw["minimize_iterations"]),
@@ -339,6 +340,7 @@ def run_observables(
     jobs: int = 1,
     start: str = "box",
     warmup_ps: Optional[float] = None,
+    fast_substeps: int = 1,
     command: Optional[str] = None,
     progress: bool = True,
 ) -> Tuple[Dict[str, Any], Dict[str, Path]]:
@@ -361,6 +363,10 @@ def run_observables(
             teacher from the box — the teacher's analysed time is then its own equilibration
             (Li's carbonyl-O coordination still drifts over 140 ps from the 1000-atom box), which
             biased its transport; kept to reproduce earlier reports.
+        fast_substeps: > 1: the CGAA runs use r-RESPA (:mod:`cgaa.openmm.mts`), a step of
+            ``fast_substeps × timestep_fs`` for the network and the forces between grains and
+            ``timestep_fs`` for the prior's intra-grain terms; the teacher keeps ``timestep_fs``.
+            ``equil_ps``, ``time_ps`` and ``report_ps`` must then be whole numbers of CGAA steps.
         Writes observables.json/.md/.png; returns (report, files).
     """
     import torch
@@ -403,12 +409,27 @@ def run_observables(
     steps = steps_eq + int(round(time_ps * 1000.0 / timestep_fs))
     report = max(1, int(round(report_ps * 1000.0 / timestep_fs)))
     report_ps = report * timestep_fs / 1000.0
+    n_sub = int(fast_substeps)
+    if n_sub < 1 or n_sub != fast_substeps:
+        raise ValueError(f"fast_substeps must be an integer >= 1, got {fast_substeps!r}")
+    if n_sub > 1 and any(x % n_sub for x in (steps_eq, steps, report)):
+        raise ValueError(f"with fast_substeps {n_sub} the CGAA step is {n_sub * timestep_fs:g} fs: equil_ps "
+                         f"({equil_ps}), time_ps ({time_ps}) and report_ps ({report_ps}) must be multiples of it")
+
+    def per_engine(e: str, n: int) -> Dict[str, Any]:
+        """Step settings of a run of ``n`` teacher-sized steps for engine ``e``."""
+        sub = n_sub if e == "cgaa" else 1
+        return {"timestep_fs": timestep_fs * sub, "fast_substeps": sub, "steps": n // sub, "report": report // sub}
+
     warmup_desc = f"the final state (positions, box) of teacher warm-up run k ({warmup_ps:g} ps from the box)"
     rep = header("observables", command)
     rep.update({"model": str(model), "box": str(box), "protocol": {
         "ensemble": ensemble, "temperature_K": temperature_K, "pressure_bar": 1.0, "timestep_fs": timestep_fs,
         "equilibration_ps": equil_ps, "production_ps": time_ps, "frame_interval_ps": report_ps,
-        "replicas": replicas, "integrator": "LangevinMiddle, friction 1/ps", "barostat": "MonteCarlo every 25 steps"
+        "replicas": replicas, "integrator": "LangevinMiddle, friction 1/ps" if n_sub == 1 else
+        f"teacher: LangevinMiddle, friction 1/ps; CGAA: MTSLangevin (r-RESPA), friction 1/ps, network "
+        f"every {n_sub * timestep_fs:g} fs, intra-grain prior every {timestep_fs:g} fs", "cgaa_fast_substeps": n_sub,
+        "barostat": "MonteCarlo every 25 steps"
         if ensemble == "npt" else None, "platform": platform, "threads": threads, "jobs": jobs,
         "teacher_cutoff_nm": teacher_cutoff_nm,
         "minimisation": f"each replica, at most {minimize_iterations} iterations",
@@ -425,10 +446,8 @@ def run_observables(
         props_env = os.environ.get("OPENMM_CPU_THREADS")
         os.environ["OPENMM_CPU_THREADS"] = str(threads)
     try:
-        same_dynamics = {"ensemble": ensemble, "temperature": temperature_K, "timestep_fs": timestep_fs,
-                         "report_interval": report}
-        run_kw = dict(model=str(model), ensemble=ensemble, temperature=temperature_K, timestep_fs=timestep_fs,
-                      report=report, platform=platform, seed=seed, minimize_iterations=minimize_iterations,
+        run_kw = dict(model=str(model), ensemble=ensemble, temperature=temperature_K,
+                      platform=platform, seed=seed, minimize_iterations=minimize_iterations,
                       teacher_cutoff_nm=teacher_cutoff_nm, threads=threads, progress=progress and jobs <= 1)
         # every run: (engine, k, run directory, steps, the run whose final state starts it or None: the box)
         runs = [(e, k, out / e / f"rep{k}", steps, None) for e in engines for k in range(replicas)]
@@ -441,17 +460,22 @@ def run_observables(
         results: Dict[str, Tuple[Optional[str], Optional[float]]] = {}
         first, then = [], []
         for e, k, run_dir, n, src in runs:
+            eng_kw = per_engine(e, n)
+            same_dynamics = {"ensemble": ensemble, "temperature": temperature_K, "timestep_fs": eng_kw["timestep_fs"],
+                             "report_interval": eng_kw["report"]}
+            if eng_kw["fast_substeps"] > 1:  # (runs from before the setting existed had none: 1)
+                same_dynamics["fast_substeps"] = eng_kw["fast_substeps"]
             failed = _failure(run_dir) if resume else None
             same = resume and _same_dynamics(run_dir, same_dynamics)
             if failed and same:
                 results[str(run_dir)] = (failed, None)
-            elif not (same and _finished(run_dir, n)):
+            elif not (same and _finished(run_dir, eng_kw["steps"])):
                 restart = same and has_checkpoint(run_dir)  # interrupted, or shorter than asked
-                kw = dict(run_kw, engine=e, k=k, run_dir=str(run_dir), steps=n, restart=restart, box=str(box),
-                          checkpoint=checkpoint_interval(n, report, timestep_fs))
+                kw = dict(run_kw, **eng_kw, engine=e, k=k, run_dir=str(run_dir), restart=restart, box=str(box),
+                          checkpoint=checkpoint_interval(eng_kw["steps"], eng_kw["report"], eng_kw["timestep_fs"]))
                 (first if src is None or restart else then).append((kw, src))
         results.update(_run_replicas([kw for kw, _ in first], jobs, progress))
-        starts, length = [], {d: n for _, _, d, n, _ in runs}
+        starts, length = [], {d: per_engine(e, n)["steps"] for e, _, d, n, _ in runs}
         for kw, src in then:  # runs from another run's final state: after those runs
             if _failure(src) or not _finished(src, length[src]):
                 results[kw["run_dir"]] = (f"no start state: {src} did not finish", None)
@@ -504,7 +528,9 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
     p = rep["protocol"]
     lines = ["## Observables: teacher MD vs CGAA MD", "", header_markdown(rep), "",
              f"Box `{Path(rep['box']).name}`, model `{Path(rep['model']).name}`; {p['ensemble'].upper()} "
-             f"{p['temperature_K']} K, {p['timestep_fs']} fs, {p['replicas']} replicas x "
+             f"{p['temperature_K']} K, {p['timestep_fs']} fs"
+             + (f" (CGAA: r-RESPA, network every {p['cgaa_fast_substeps'] * p['timestep_fs']:g} fs)"
+                if p.get("cgaa_fast_substeps", 1) > 1 else "") + f", {p['replicas']} replicas x "
              f"({p['equilibration_ps']} ps discarded + {p['production_ps']} ps analysed), frames every "
              f"{p['frame_interval_ps']} ps, {p['platform']} platform, {p['threads']} threads. Values: replica "
              "mean ± standard error. D: MSD fit over "

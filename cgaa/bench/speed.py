@@ -18,7 +18,11 @@ and each *task*:
   ``repeats`` timed calls (s); for the ML models also what one call launches
   (:func:`launch_profile`: ATen ops; on a GPU CUDA kernels, GPU busy time, host syncs);
 * ``md`` — OpenMM MD steps (``LangevinMiddleIntegrator``, 1 fs, 298.15 K, CPU platform,
-  ``create_system(topology, model)`` for the ML models): median ms/step and ns/day.
+  ``create_system(topology, model)`` for the ML models): median ms/step and ns/day. With
+  ``fast_substeps`` n > 1 the CGAA engine runs r-RESPA instead (:mod:`cgaa.openmm.mts`:
+  ``MTSLangevinIntegrator``, the network and the forces between grains every n fs, the
+  prior's intra-grain terms every 1 fs); its times are then reported per fs of MD, which is
+  what the ratios compare.
 
 Every (engine, task, size) runs in a fresh Python subprocess, so peak memory is its own:
 the report gives the peak resident set size (``ru_maxrss``) of that process, the
@@ -317,12 +321,18 @@ def _memory(rss0: float, dev: str) -> Dict[str, Any]:
     return out
 
 
-def _openmm_context(system, threads: int, dev: str):
+def _openmm_context(system, threads: int, dev: str, fast_substeps: int = 1):
     import openmm
     from openmm import unit
 
-    integ = openmm.LangevinMiddleIntegrator(298.15 * unit.kelvin, 1.0 / unit.picosecond, 1.0 * unit.femtosecond)
-    integ.setRandomNumberSeed(1)
+    if fast_substeps > 1:  # r-RESPA: the network every fast_substeps fs, the intra-grain prior every fs
+        from cgaa.openmm.mts import mts_integrator, split_force_groups
+
+        split_force_groups(system)
+        integ = mts_integrator(float(fast_substeps), fast_substeps, temperature=298.15, friction_per_ps=1.0, seed=1)
+    else:
+        integ = openmm.LangevinMiddleIntegrator(298.15 * unit.kelvin, 1.0 / unit.picosecond, 1.0 * unit.femtosecond)
+        integ.setRandomNumberSeed(1)
     if dev.startswith("cuda"):
         plat = openmm.Platform.getPlatformByName("CUDA")
         props = {"Precision": "mixed"}
@@ -347,7 +357,8 @@ def _worker_md(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str, Any
 
         deployed, _ = _build_model(spec, pdb.topology, numbers)
         system = create_system(pdb.topology, deployed)
-    ctx, integ = _openmm_context(system, spec["threads"], dev)
+    substeps = int(spec.get("fast_substeps", 1))
+    ctx, integ = _openmm_context(system, spec["threads"], dev, substeps)
     ctx.setPositions(pdb.positions)
     if spec["engine"] == "teacher":
         openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 200)
@@ -363,9 +374,10 @@ def _worker_md(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str, Any
     e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
     med_ms = float(np.median(times)) * 1e3
     res = {"times_s": times, "median_ms_per_step": med_ms, "mean_ms_per_step": float(np.mean(times)) * 1e3,
-           "ns_per_day": ns_per_day(med_ms), "steps": len(times), "build_s": build_s,
+           "timestep_fs": float(substeps), "fast_substeps": substeps,
+           "ns_per_day": ns_per_day(med_ms, substeps), "steps": len(times), "build_s": build_s,
            "cpu_times_s": cpu, "median_cpu_ms_per_step": float(np.median(cpu)) * 1e3,
-           "ns_per_day_cpu": ns_per_day(float(np.median(cpu)) * 1e3),
+           "ns_per_day_cpu": ns_per_day(float(np.median(cpu)) * 1e3, substeps),
            "energy_finite": bool(math.isfinite(e)), "platform": ctx.getPlatform().getName()}
     res.update(_memory(rss0, dev))
     return res
@@ -586,6 +598,7 @@ def run_speed(
     mem_limit_gib: float = 0.0,
     seed: int = 0,
     device: str = "cpu",
+    fast_substeps: int = 1,
     command: Optional[str] = None,
     progress: bool = True,
 ) -> Dict[str, Any]:
@@ -607,6 +620,9 @@ def run_speed(
         before it has optimised the graph), at most ``repeats`` timed calls, stopping
         once ``budget_s`` seconds are spent (at least 3 calls).
     md_steps: at most this many timed MD steps (after ``warmup`` steps).
+    fast_substeps: > 1: the CGAA engine's MD is r-RESPA with a step of ``fast_substeps`` fs,
+        its intra-grain prior integrated at 1 fs (:mod:`cgaa.openmm.mts`); the other engines
+        keep 1 fs steps. MD times are compared per fs.
     timeout_s, mem_limit_gib: per-measurement limits (0 GiB: none).
     """
     from cgaa.bench.report import available_cores, header
@@ -621,6 +637,9 @@ def run_speed(
             raise ValueError(f"unknown task {t!r} (known: {', '.join(TASKS)})")
     if not sizes:
         raise ValueError("give at least one box size")
+    if isinstance(fast_substeps, bool) or int(fast_substeps) != fast_substeps or fast_substeps < 1:
+        raise ValueError(f"fast_substeps must be an integer >= 1, got {fast_substeps!r}")
+    fast_substeps = int(fast_substeps)
     threads = int(threads or available_cores())
     if model is None:
         model = shipped_model_path()
@@ -666,7 +685,10 @@ def run_speed(
                 "teacher_cutoff_nm": float(teacher_cutoff_nm),
                 "settings": {"warmup": warmup, "repeats": repeats, "md_steps": md_steps, "budget_s": budget_s,
                              "timeout_s": timeout_s, "mem_limit_gib": mem_limit_gib, "seed": seed,
-                             "timestep_fs": 1.0, "temperature_K": 298.15, "integrator": "LangevinMiddle"},
+                             "timestep_fs": 1.0, "temperature_K": 298.15, "integrator": "LangevinMiddle",
+                             "cgaa_fast_substeps": fast_substeps,
+                             "cgaa_integrator": "LangevinMiddle" if fast_substeps == 1 else
+                             f"MTSLangevin (r-RESPA): CGAA network every {fast_substeps} fs, intra-grain prior every 1 fs"},
                 "boxes": [], "results": []})
     failed_at: Dict[Tuple[str, str], str] = {}
     for n in sorted(int(s) for s in sizes):
@@ -703,6 +725,7 @@ def run_speed(
                         "repeats": repeats, "md_steps": md_steps, "budget_s": budget_s, "seed": seed,
                         "device": device, "model": model, "hyper": base_hyper,
                         "teacher_cutoff_nm": teacher_cutoff_nm,
+                        "fast_substeps": fast_substeps if eng == "cgaa" else 1,
                         "override": override_all if eng == "allatom" else override}
                 res = run_worker(spec, timeout_s=timeout_s, mem_limit_gib=mem_limit_gib)
                 entry.update(res)
@@ -726,7 +749,10 @@ def describe_result(e: Dict[str, Any]) -> str:
         return head + f"{e.get('status')} ({e.get('reason')})"
     if e["task"] == "eval":
         return head + f"{e['median_s'] * 1e3:.1f} ms/eval, +{e['delta_rss_MiB']:.0f} MiB (peak {e['peak_rss_MiB']:.0f} MiB)"
-    return head + f"{e['median_ms_per_step']:.2f} ms/step = {e['ns_per_day']:.3g} ns/day, +{e['delta_rss_MiB']:.0f} MiB"
+    step = f"{e['median_ms_per_step']:.2f} ms/step"
+    if e.get("fast_substeps", 1) > 1:
+        step += f" of {e['fast_substeps']} fs (r-RESPA)"
+    return head + f"{step} = {e['ns_per_day']:.3g} ns/day, +{e['delta_rss_MiB']:.0f} MiB"
 
 
 def _get(rep: Dict[str, Any], eng: str, task: str, n: int) -> Optional[Dict[str, Any]]:
@@ -737,11 +763,11 @@ def _get(rep: Dict[str, Any], eng: str, task: str, n: int) -> Optional[Dict[str,
 
 
 def _time_of(e: Dict[str, Any], cpu: bool = False) -> float:
-    """Median wall (or CPU) seconds per evaluation / per MD step of a result entry."""
-    if cpu:
-        return e.get("median_cpu_s", float("nan")) if e["task"] == "eval" else \
-            e.get("median_cpu_ms_per_step", float("nan")) * 1e-3
-    return e["median_s"] if e["task"] == "eval" else e["median_ms_per_step"] * 1e-3
+    """Median wall (or CPU) seconds per evaluation / per fs of MD (per step at 1 fs) of a result entry."""
+    if e["task"] == "eval":
+        return e.get("median_cpu_s", float("nan")) if cpu else e["median_s"]
+    per_step = e.get("median_cpu_ms_per_step", float("nan")) if cpu else e["median_ms_per_step"]
+    return per_step * 1e-3 / float(e.get("timestep_fs", 1.0))
 
 
 def finish_speed_report(rep: Dict[str, Any]) -> Dict[str, Any]:
@@ -767,9 +793,9 @@ def finish_speed_report(rep: Dict[str, Any]) -> Dict[str, Any]:
             r["sevenn_over_cgaa_time"] = sv["median_s"] / cg["median_s"]
             r["sevenn_over_cgaa_peak_rss"] = sv["peak_rss_MiB"] / cg["peak_rss_MiB"]
         if cgm and te:
-            r["cgaa_md_over_teacher_md_time"] = cgm["median_ms_per_step"] / te["median_ms_per_step"]
+            r["cgaa_md_over_teacher_md_time"] = _time_of(cgm) / _time_of(te)
         if cgm and aam:
-            r["allatom_md_over_cgaa_md_time"] = aam["median_ms_per_step"] / cgm["median_ms_per_step"]
+            r["allatom_md_over_cgaa_md_time"] = _time_of(aam) / _time_of(cgm)
         for key, a, b in (("allatom_over_cgaa_cpu_time", aa, cg), ("sevenn_over_cgaa_cpu_time", sv, cg),
                           ("cgaa_md_over_teacher_md_cpu_time", cgm, te),
                           ("allatom_md_over_cgaa_md_cpu_time", aam, cgm)):
@@ -818,12 +844,14 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
         t, tc = fmt(_time_of(e) * 1e3), fmt(_time_of(e, True) * 1e3)
         md = "—" if e["task"] == "eval" else f"{fmt(e['ns_per_day'])} / {fmt(e.get('ns_per_day_cpu'))}"
         graph = f"{e['n_grains']} nodes, {e['n_edges']} edges" if "n_edges" in e else ""
+        if e.get("fast_substeps", 1) > 1:
+            graph = f"r-RESPA: network every {e['fast_substeps']} fs, intra-grain prior every 1 fs"
         mem = [fmt(e["peak_rss_MiB"], 4), fmt(e["delta_rss_MiB"], 4)]
         if cuda:
             mem.append(fmt(e.get("cuda_max_allocated_MiB"), 4) if "cuda_max_allocated_MiB" in e else "—")
         rows.append([e["engine"], e["task"], str(e["n_atoms"]), t, tc, md] + mem + [graph])
-    lines.append(markdown_table(["engine", "task", "atoms", "median wall ms (per eval / per step)",
-                                 "median CPU ms", "ns/day at 1 fs (wall / CPU)", "peak RSS MiB",
+    lines.append(markdown_table(["engine", "task", "atoms", "median wall ms (per eval / per fs of MD)",
+                                 "median CPU ms", "ns/day (wall / CPU)", "peak RSS MiB",
                                  "RSS above baseline MiB"] + (["CUDA max allocated MiB"] if cuda else [])
                                 + ["graph / note"], rows))
     lines.append("")
@@ -833,8 +861,8 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
                 ("allatom_over_cgaa_delta_rss", "all-atom / CGAA RSS above baseline"),
                 ("allatom_over_cgaa_cuda_max_allocated", "all-atom / CGAA CUDA max allocated"),
                 ("sevenn_over_cgaa_time", "SevenNet-0 / CGAA time"),
-                ("cgaa_md_over_teacher_md_time", "CGAA MD / teacher MD time per step"),
-                ("allatom_md_over_cgaa_md_time", "all-atom MD / CGAA MD time per step"),
+                ("cgaa_md_over_teacher_md_time", "CGAA MD / teacher MD time per fs"),
+                ("allatom_md_over_cgaa_md_time", "all-atom MD / CGAA MD time per fs"),
                 ("allatom_over_cgaa_cpu_time", "all-atom / CGAA CPU time"),
                 ("sevenn_over_cgaa_cpu_time", "SevenNet-0 / CGAA CPU time"),
                 ("cgaa_md_over_teacher_md_cpu_time", "CGAA MD / teacher MD CPU time"),
@@ -888,7 +916,7 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
                      if e["engine"] == eng and e["task"] == "eval" and mem_key in e)
         if pts:
             axes[2].loglog(*zip(*pts), style[eng], label=eng)
-    for ax, t in zip(axes, (f"energy+forces evaluation, {clock} ms", f"OpenMM MD step (1 fs), {clock} ms",
+    for ax, t in zip(axes, (f"energy+forces evaluation, {clock} ms", f"OpenMM MD, {clock} ms per fs",
                             "CUDA max allocated of the eval process (MiB)" if gpu
                             else "peak RSS of the eval process (MiB)")):
         ax.set_xlabel("atoms")
