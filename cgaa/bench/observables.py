@@ -646,7 +646,9 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     b.set_ylabel("D (1e-10 m²/s)")
     b.legend()
     p = rep["protocol"]
-    fig.suptitle(f"cgaa bench observables — {p['replicas']} x {p['production_ps']} ps {p['ensemble'].upper()}, "
+    mts = (f" (CGAA: r-RESPA, network every {p['cgaa_fast_substeps'] * p['timestep_fs']:g} fs)"
+           if p.get("cgaa_fast_substeps", 1) > 1 else "")
+    fig.suptitle(f"cgaa bench observables — {p['replicas']} x {p['production_ps']} ps {p['ensemble'].upper()}{mts}, "
                  f"{rep['date'][:10]}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)

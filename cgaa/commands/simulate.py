@@ -40,7 +40,8 @@ def register(subparsers) -> None:
                    help="multiple time stepping (r-RESPA): integrate the classical forces inside molecules (the prior's "
                         "bonds, angles, torsions) N times per --timestep, the CGAA network and the forces between "
                         "molecules once (default 1: no splitting). --timestep 3 --fast-substeps 3 moves bonds at 1 fs "
-                        "and calls the network every 3 fs")
+                        "and calls the network every 3 fs. Density and structure hold at 4 fs, ion diffusion does not "
+                        "(docs/simulate.md)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="total steps of the run (default 10000)")
     g.add_argument("--time-ps", type=float, metavar="PS", help="total simulated time in ps")
