@@ -188,11 +188,10 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
     for k in ("steps",):
         if int(s[k]) < 0:
             raise ValueError(f"{k} must be >= 0, got {s[k]}")
-    sub = s["fast_substeps"]
-    if isinstance(sub, (bool, np.bool_)) or not isinstance(sub, (int, np.integer)):
-        raise ValueError(f"fast_substeps must be an integer >= 1, got {sub!r}")
-    s["fast_substeps"] = int(sub)
-    for k in ("report_interval", "checkpoint_interval", "barostat_interval", "n_atoms", "fast_substeps"):
+    from cgaa.openmm.mts import check_substeps
+
+    s["fast_substeps"] = check_substeps(s["fast_substeps"])
+    for k in ("report_interval", "checkpoint_interval", "barostat_interval", "n_atoms"):
         if int(s[k]) < 1:
             raise ValueError(f"{k} must be >= 1, got {s[k]}")
     if s["max_temperature"] is None:

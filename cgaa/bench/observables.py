@@ -409,9 +409,9 @@ def run_observables(
     steps = steps_eq + int(round(time_ps * 1000.0 / timestep_fs))
     report = max(1, int(round(report_ps * 1000.0 / timestep_fs)))
     report_ps = report * timestep_fs / 1000.0
-    n_sub = int(fast_substeps)
-    if n_sub < 1 or n_sub != fast_substeps:
-        raise ValueError(f"fast_substeps must be an integer >= 1, got {fast_substeps!r}")
+    from cgaa.openmm.mts import check_substeps
+
+    n_sub = check_substeps(fast_substeps)
     if n_sub > 1 and any(x % n_sub for x in (steps_eq, steps, report)):
         raise ValueError(f"with fast_substeps {n_sub} the CGAA step is {n_sub * timestep_fs:g} fs: equil_ps "
                          f"({equil_ps}), time_ps ({time_ps}) and report_ps ({report_ps}) must be multiples of it")

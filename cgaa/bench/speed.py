@@ -637,9 +637,9 @@ def run_speed(
             raise ValueError(f"unknown task {t!r} (known: {', '.join(TASKS)})")
     if not sizes:
         raise ValueError("give at least one box size")
-    if isinstance(fast_substeps, bool) or int(fast_substeps) != fast_substeps or fast_substeps < 1:
-        raise ValueError(f"fast_substeps must be an integer >= 1, got {fast_substeps!r}")
-    fast_substeps = int(fast_substeps)
+    from cgaa.openmm.mts import check_substeps
+
+    fast_substeps = check_substeps(fast_substeps)
     threads = int(threads or available_cores())
     if model is None:
         model = shipped_model_path()

@@ -30,12 +30,20 @@ density and the Li⁺ shell of 1 fs runs, but Li⁺ and PF6⁻ diffuse 2–3× f
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import numbers
+from typing import Any, List, Optional, Tuple
 
 #: Force group of the fast (intra-grain, classical) forces.
 FAST_GROUP = 0
 #: Force group of the slow forces (the network and everything between grains).
 SLOW_GROUP = 1
+
+
+def check_substeps(value: Any, name: str = "fast_substeps") -> int:
+    """``value`` as an int >= 1; ValueError naming ``name`` otherwise (bools, 2.5, "3", 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def slow_force_names() -> Tuple[str, ...]:
@@ -96,9 +104,7 @@ def mts_integrator(timestep_fs: float, substeps: int, temperature: Optional[floa
     from openmm.mtsintegrator import MTSIntegrator, MTSLangevinIntegrator
     from openmm.unit import femtosecond, kelvin, picosecond
 
-    n = int(substeps)
-    if n < 1 or n != substeps:
-        raise ValueError(f"substeps must be an integer >= 1, got {substeps}")
+    n = check_substeps(substeps, "substeps")
     if not float(timestep_fs) > 0:
         raise ValueError(f"timestep_fs must be > 0, got {timestep_fs}")
     groups = [(int(slow_group), 1), (int(fast_group), n)]
@@ -110,4 +116,4 @@ def mts_integrator(timestep_fs: float, substeps: int, temperature: Optional[floa
     return integ
 
 
-__all__ = ["FAST_GROUP", "SLOW_GROUP", "slow_force_names", "split_force_groups", "mts_integrator"]
+__all__ = ["FAST_GROUP", "SLOW_GROUP", "check_substeps", "slow_force_names", "split_force_groups", "mts_integrator"]
