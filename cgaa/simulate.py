@@ -728,12 +728,12 @@ def run_simulation(
     fast_substeps: multiple time stepping (r-RESPA, :mod:`cgaa.openmm.mts`): the classical
         forces inside grains (the prior's bonds, angles, torsions, intramolecular pairs) are
         integrated ``fast_substeps`` times per step of ``timestep_fs``, the CGAA network and
-        the forces between grains once (default 1: no splitting). ``timestep_fs=3,
-        fast_substeps=3`` moves bonds at 1 fs and calls the network every 3 fs; steps,
+        the forces between grains once (default 1: no splitting). ``timestep_fs=2,
+        fast_substeps=2`` moves bonds at 1 fs and calls the network every 2 fs; steps,
         report and checkpoint intervals and the barostat interval count steps of
         ``timestep_fs``. Forces added by ``customize_system`` join the fast group. With the
-        shipped model a 4 fs step keeps density and structure but speeds up ion diffusion
-        2–3× (docs/simulate.md): validate a step before measuring transport with it.
+        shipped model a 2 fs step keeps ion diffusion; a 4 fs step keeps density and structure
+        but speeds up ion diffusion 2–3× (docs/simulate.md).
     customize_system: called as ``customize_system(system, topology)`` after the CGAA
         System is built and before the barostat and Context are: add restraints or
         classical terms here (pass the same function again on restart).

@@ -10,7 +10,7 @@ All-atom MD with a CGAA model in OpenMM.
   cgaa simulate box.pdb --model model.pt --steps 200000 --out run/
   cgaa simulate lipf6-ec-emc-1m --n-atoms 3000 --ensemble npt --time-ps 100 --out run/
   cgaa simulate --restart --out run/ --steps 400000      # continue (and extend) a run
-  cgaa simulate box.pdb --timestep 3 --fast-substeps 3 --time-ps 100   # network every 3 fs, bonds at 1 fs
+  cgaa simulate box.pdb --timestep 2 --fast-substeps 2 --time-ps 100   # network every 2 fs, bonds at 1 fs
 
 INPUT is a box file from `cgaa build` (PDB with CONECT records and CRYST1 box, or
 PDBx/mmCIF .cif above 99,999 atoms; one residue per molecule) or a recipe name (built on
@@ -39,9 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--fast-substeps", type=int, metavar="N",
                    help="multiple time stepping (r-RESPA): integrate the classical forces inside molecules (the prior's "
                         "bonds, angles, torsions) N times per --timestep, the CGAA network and the forces between "
-                        "molecules once (default 1: no splitting). --timestep 3 --fast-substeps 3 moves bonds at 1 fs "
-                        "and calls the network every 3 fs. Density and structure hold at 4 fs, ion diffusion does not "
-                        "(docs/simulate.md)")
+                        "molecules once (default 1: no splitting). --timestep 2 --fast-substeps 2 moves bonds at 1 fs "
+                        "and calls the network every 2 fs, which keeps the shipped model's ion diffusion; at 4 fs "
+                        "density and structure hold, ion diffusion does not (docs/simulate.md)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="total steps of the run (default 10000)")
     g.add_argument("--time-ps", type=float, metavar="PS", help="total simulated time in ps")

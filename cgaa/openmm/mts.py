@@ -18,15 +18,16 @@ A CGAA System (:func:`cgaa.openmm.create_system`) holds two kinds of forces:
 ``MTSIntegrator``, velocity Verlet, for nve): one step of ``timestep_fs`` evaluates the slow
 forces once and the fast ones ``substeps`` times (Tuckerman, Berne and Martyna, J. Chem.
 Phys. 97, 1990 (1992); Lagardère et al., J. Phys. Chem. Lett. 10, 2593 (2019)). With
-``timestep_fs=3, substeps=3`` bonds are integrated at 1 fs and the network is evaluated
-every 3 fs, about 3× fewer network calls per simulated ns.
+``timestep_fs=2, substeps=2`` bonds are integrated at 1 fs and the network is evaluated
+every 2 fs, half the network calls per simulated ns.
 
 The fast forces act inside grains only, so their net force on every grain is zero
 (tests/test_mts.py): the split never moves a molecule's centre on the fast time scale.
 How large a step the slow forces tolerate is the user's check (energy drift in nve, and the
 property of interest against a smaller step; docs/simulate.md). For the shipped model
-(docs/benchmarks.md, *Multiple time stepping*) a 4 fs step conserves energy and keeps the
-density and the Li⁺ shell of 1 fs runs, but Li⁺ and PF6⁻ diffuse 2–3× faster.
+(docs/benchmarks.md, *Multiple time stepping*) a 2 fs step keeps density, Li⁺ shell and ion
+diffusion of 1 fs runs; a 4 fs step conserves energy and keeps the density and the shell, but
+Li⁺ and PF6⁻ diffuse 2–3× faster.
 """
 from __future__ import annotations
 
