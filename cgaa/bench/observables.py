@@ -521,6 +521,12 @@ def start_sentence(protocol: Dict[str, Any]) -> str:
     return f" CGAA replica k starts from {c}; the teacher's from {t}."
 
 
+def cgaa_step_phrase(protocol: Dict[str, Any]) -> str:
+    """' (CGAA: r-RESPA, network every N fs)' for a report whose CGAA runs used fast substeps, else ''."""
+    n = protocol.get("cgaa_fast_substeps", 1)
+    return f" (CGAA: r-RESPA, network every {n * protocol['timestep_fs']:g} fs)" if n > 1 else ""
+
+
 def observables_markdown(rep: Dict[str, Any]) -> str:
     """Markdown table of an observables report."""
     from cgaa.bench.report import fmt, header_markdown, markdown_table
@@ -528,9 +534,7 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
     p = rep["protocol"]
     lines = ["## Observables: teacher MD vs CGAA MD", "", header_markdown(rep), "",
              f"Box `{Path(rep['box']).name}`, model `{Path(rep['model']).name}`; {p['ensemble'].upper()} "
-             f"{p['temperature_K']} K, {p['timestep_fs']} fs"
-             + (f" (CGAA: r-RESPA, network every {p['cgaa_fast_substeps'] * p['timestep_fs']:g} fs)"
-                if p.get("cgaa_fast_substeps", 1) > 1 else "") + f", {p['replicas']} replicas x "
+             f"{p['temperature_K']} K, {p['timestep_fs']} fs" + cgaa_step_phrase(p) + f", {p['replicas']} replicas x "
              f"({p['equilibration_ps']} ps discarded + {p['production_ps']} ps analysed), frames every "
              f"{p['frame_interval_ps']} ps, {p['platform']} platform, {p['threads']} threads. Values: replica "
              "mean ± standard error. D: MSD fit over "
@@ -646,9 +650,8 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     b.set_ylabel("D (1e-10 m²/s)")
     b.legend()
     p = rep["protocol"]
-    mts = (f" (CGAA: r-RESPA, network every {p['cgaa_fast_substeps'] * p['timestep_fs']:g} fs)"
-           if p.get("cgaa_fast_substeps", 1) > 1 else "")
-    fig.suptitle(f"cgaa bench observables — {p['replicas']} x {p['production_ps']} ps {p['ensemble'].upper()}{mts}, "
+    fig.suptitle(f"cgaa bench observables — {p['replicas']} x {p['production_ps']} ps {p['ensemble'].upper()}"
+                 f"{cgaa_step_phrase(p)}, "
                  f"{rep['date'][:10]}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
