@@ -305,6 +305,15 @@ def test_block_means():
     assert block_means(np.arange(2.0), 6) == [0.0, 1.0] and block_means(np.array([]), 6) == []
 
 
+def test_mean_se_skips_missing_values():
+    from cgaa.bench.observables import mean_se
+
+    m, se = mean_se([1.0, None, 3.0, float("nan"), 5.0])         # sample sd 2 over sqrt(3) values
+    assert m == 3.0 and se == pytest.approx(2.0 / math.sqrt(3.0))
+    assert mean_se([4.0])[0] == 4.0 and math.isnan(mean_se([4.0])[1])
+    assert all(math.isnan(x) for x in mean_se([None, float("inf")]))
+
+
 def test_observables_cgaa_starts_from_the_teachers_final_state(tmp_path, tiny_box_and_model):
     import openmm
     from openmm.app import PDBFile

@@ -70,7 +70,9 @@ def teacher_customizer(cutoff_nm: float = 1.0) -> Callable[[Any, Any], None]:
     return customize
 
 
-def _mean_se(xs: Sequence[float]) -> Tuple[float, float]:
+def mean_se(xs: Sequence[float]) -> Tuple[float, float]:
+    """(mean, standard error of the mean) of the finite values of ``xs`` (``None`` and NaN
+    skipped; same units as ``xs``): NaN for both when none is left, NaN error for one value."""
     a = np.asarray([x for x in xs if x is not None and math.isfinite(x)], dtype=float)
     if len(a) == 0:
         return float("nan"), float("nan")
@@ -265,12 +267,12 @@ def summarise(replicas: List[Dict[str, Any]]) -> Dict[str, Any]:
     s: Dict[str, Any] = {"n_replicas": len(replicas), "D_m2_s": {}, "D_se_m2_s": {}}
     names = sorted({k for r in replicas for k in r["D_m2_s"]})
     for n in names:
-        s["D_m2_s"][n], s["D_se_m2_s"][n] = _mean_se([r["D_m2_s"].get(n) for r in replicas])
+        s["D_m2_s"][n], s["D_se_m2_s"][n] = mean_se([r["D_m2_s"].get(n) for r in replicas])
     for key in ("first_peak_nm", "cn_first_shell", "peak_height"):
-        s[f"rdf_{key}"], s[f"rdf_{key}_se"] = _mean_se([r["rdf"][key] for r in replicas if r.get("rdf")])
-    s["density_g_cm3"], s["density_se_g_cm3"] = _mean_se([r["density_g_cm3"] for r in replicas])
-    s["temperature_K"], _ = _mean_se([r["temperature_K"] for r in replicas])
-    s["ns_per_day"], _ = _mean_se([r["ns_per_day"] for r in replicas])
+        s[f"rdf_{key}"], s[f"rdf_{key}_se"] = mean_se([r["rdf"][key] for r in replicas if r.get("rdf")])
+    s["density_g_cm3"], s["density_se_g_cm3"] = mean_se([r["density_g_cm3"] for r in replicas])
+    s["temperature_K"], _ = mean_se([r["temperature_K"] for r in replicas])
+    s["ns_per_day"], _ = mean_se([r["ns_per_day"] for r in replicas])
     return s
 
 

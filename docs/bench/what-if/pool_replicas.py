@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from cgaa.bench.observables import DIFFUSING, ENGINES, _mean_se, relative_difference
+from cgaa.bench.observables import DIFFUSING, ENGINES, mean_se, relative_difference
 
 
 def replica_d(engine: str, path: Path) -> List[Dict[str, float]]:
@@ -44,7 +44,7 @@ def main() -> None:
     print(f"replicas: teacher {len(pooled['teacher'])}, cgaa {len(pooled['cgaa'])}")
     print("| species | teacher | cgaa | CGAA vs teacher |\n|---|---|---|---|")
     for s in DIFFUSING:
-        (t, te), (c, ce) = (_mean_se([r[s] * 1e10 for r in pooled[e]]) for e in ("teacher", "cgaa"))
+        (t, te), (c, ce) = (mean_se([r[s] * 1e10 for r in pooled[e]]) for e in ("teacher", "cgaa"))
         rel, rel_se = relative_difference(c, ce, t, te)
         table["D_1e-10_m2_s"][s] = {"teacher": [t, te], "cgaa": [c, ce], "relative": [rel, rel_se],
                                     "per_replica": {e: [r[s] * 1e10 for r in pooled[e]] for e in ENGINES}}
