@@ -306,7 +306,7 @@ def test_block_means():
 
 
 def test_mean_se_skips_missing_values():
-    from cgaa.bench.observables import mean_se
+    from cgaa.analysis import mean_se
 
     m, se = mean_se([1.0, None, 3.0, float("nan"), 5.0])         # sample sd 2 over sqrt(3) values
     assert m == 3.0 and se == pytest.approx(2.0 / math.sqrt(3.0))

@@ -14,7 +14,7 @@ Building blocks (positions nm, times ps, D m²/s, σ S/m): :func:`msd_fft`,
 :func:`diffusion_coefficient`, :func:`yeh_hummer_correction`,
 :func:`nernst_einstein_conductivity`, :func:`einstein_helfand_conductivity`,
 :func:`haven_ratio`, :func:`rdf`, :func:`shell_composition`, :func:`identify_species`,
-:func:`classify_oxygens`. Methods and references: docs/analysis.md.
+:func:`classify_oxygens`, :func:`mean_se`. Methods and references: docs/analysis.md.
 """
 from cgaa.analysis.conductivity import (EinsteinHelfandResult, charge_displacement, einstein_helfand_conductivity,
                                         haven_ratio, nernst_einstein_conductivity)
@@ -27,6 +27,7 @@ from cgaa.analysis.msd import (WrapCheck, WrappedTrajectoryError, detect_wrappin
 from cgaa.analysis.pipeline import AnalysisResult, analyze, analyze_run_dir
 from cgaa.analysis.report import plot_msd, plot_rdf, plot_shell, result_to_dict, write_report
 from cgaa.analysis.species import Species, classify_oxygens, identify_species, infer_bonds
+from cgaa.analysis.stats import mean_se
 from cgaa.analysis.structure import RDFResult, ShellResult, first_peak_and_minimum, rdf, shell_composition
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "analyze", "analyze_run_dir", "box_length_for_correction", "charge_displacement", "classify_oxygens",
     "dcd_timestep_ps", "detect_wrapping", "diffusion_coefficient", "einstein_helfand_conductivity",
     "find_run_files", "first_peak_and_minimum", "fit_msd", "haven_ratio", "identify_species", "infer_bonds",
-    "load_trajectory", "loglog_slope", "molecule_centers", "msd_direct", "msd_fft", "nernst_einstein_conductivity",
+    "load_trajectory", "loglog_slope", "mean_se", "molecule_centers", "msd_direct", "msd_fft", "nernst_einstein_conductivity",
     "plot_msd", "plot_rdf", "plot_shell", "rdf", "read_state_temperature", "remove_com_drift", "result_to_dict",
     "select_fit_window", "shell_composition", "system_com", "unwrap", "write_report", "yeh_hummer_correction",
 ]

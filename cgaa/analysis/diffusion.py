@@ -30,6 +30,7 @@ import numpy as np
 
 from cgaa import units
 from cgaa.analysis.msd import average_msds, msd_fft
+from cgaa.analysis.stats import mean_se
 
 from cgaa.units import M2_PER_S_PER_NM2_PER_PS, M_PER_NM, S_PER_PS  # noqa: E402,F401  (re-exported)
 
@@ -365,9 +366,9 @@ def diffusion_coefficient(
                 mb = msd_fft(r[b * bl:(b + 1) * bl])
                 db.append(fit_msd(np.arange(len(mb)) * dt_ps, mb, window)[0] / (2 * dim) * M2_PER_S_PER_NM2_PER_PS)
             d_blocks.extend(db)
-            block_errs.append(float(np.std(db, ddof=1) / math.sqrt(nb)))
+            block_errs.append(mean_se(db)[1])
     if len(reps) >= 2:
-        err = float(np.std(d_reps, ddof=1) / math.sqrt(len(reps)))
+        err = mean_se(d_reps)[1]
         method = f"replicas({len(reps)})"
     elif block_errs:
         err = block_errs[0]

@@ -32,6 +32,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from cgaa.analysis.stats import mean_se  # noqa: F401  (re-exported: docs/bench/what-if/pool_replicas.py)
+
 PathLike = Union[str, Path]
 ENGINES = ("teacher", "cgaa")
 #: Where the replicas start (``run_observables(start=...)``):
@@ -68,17 +70,6 @@ def teacher_customizer(cutoff_nm: float = 1.0) -> Callable[[Any, Any], None]:
             system.setParticleMass(i, t.getParticleMass(i))
 
     return customize
-
-
-def mean_se(xs: Sequence[float]) -> Tuple[float, float]:
-    """(mean, standard error of the mean) of the finite values of ``xs`` (``None`` and NaN
-    skipped; same units as ``xs``): NaN for both when none is left, NaN error for one value."""
-    a = np.asarray([x for x in xs if x is not None and math.isfinite(x)], dtype=float)
-    if len(a) == 0:
-        return float("nan"), float("nan")
-    if len(a) == 1:
-        return float(a[0]), float("nan")
-    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a)))
 
 
 def relative_difference(c: float, c_err: float, t: float, t_err: float) -> Tuple[float, float]:
