@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,6 +286,9 @@ def test_observables_tiny(tmp_path, tiny_box_and_model):
     c = rep["comparison"]
     assert _finite(c["D"]["Li"]["relative"]) and _finite(c["density"]["relative"])
     assert json.loads(files["json"].read_text())["mode"] == "observables"
+    import hashlib  # the model is identified by its content too (cgaa bench pool compares it)
+
+    assert rep["model_sha256"] == hashlib.sha256(Path(model).read_bytes()).hexdigest()
     assert "teacher" in files["markdown"].read_text() and files["png"].stat().st_size > 0
     assert "consecutive blocks" in files["markdown"].read_text()  # NPT: density per block and replica
     # the teacher replica really ran the classical force field

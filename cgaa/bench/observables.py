@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from cgaa.analysis.stats import mean_se  # noqa: F401  (re-exported: docs/bench/what-if/pool_replicas.py)
+from cgaa.analysis.stats import mean_se
 
 PathLike = Union[str, Path]
 ENGINES = ("teacher", "cgaa")
@@ -261,9 +261,10 @@ def summarise(replicas: List[Dict[str, Any]]) -> Dict[str, Any]:
         s["D_m2_s"][n], s["D_se_m2_s"][n] = mean_se([r["D_m2_s"].get(n) for r in replicas])
     for key in ("first_peak_nm", "cn_first_shell", "peak_height"):
         s[f"rdf_{key}"], s[f"rdf_{key}_se"] = mean_se([r["rdf"][key] for r in replicas if r.get("rdf")])
-    s["density_g_cm3"], s["density_se_g_cm3"] = mean_se([r["density_g_cm3"] for r in replicas])
-    s["temperature_K"], _ = mean_se([r["temperature_K"] for r in replicas])
-    s["ns_per_day"], _ = mean_se([r["ns_per_day"] for r in replicas])
+    # (.get: replicas pooled from a `cgaa analyze` report carry diffusivities only)
+    s["density_g_cm3"], s["density_se_g_cm3"] = mean_se([r.get("density_g_cm3") for r in replicas])
+    s["temperature_K"], _ = mean_se([r.get("temperature_K") for r in replicas])
+    s["ns_per_day"], _ = mean_se([r.get("ns_per_day") for r in replicas])
     return s
 
 
@@ -416,7 +417,9 @@ def run_observables(
 
     warmup_desc = f"the final state (positions, box) of teacher warm-up run k ({warmup_ps:g} ps from the box)"
     rep = header("observables", command)
-    rep.update({"model": str(model), "box": str(box), "protocol": {
+    from cgaa.fileio import file_sha256
+
+    rep.update({"model": str(model), "model_sha256": file_sha256(model), "box": str(box), "protocol": {
         "ensemble": ensemble, "temperature_K": temperature_K, "pressure_bar": 1.0, "timestep_fs": timestep_fs,
         "equilibration_ps": equil_ps, "production_ps": time_ps, "frame_interval_ps": report_ps,
         "replicas": replicas, "integrator": "LangevinMiddle, friction 1/ps" if n_sub == 1 else
@@ -522,7 +525,7 @@ def cgaa_step_phrase(protocol: Dict[str, Any]) -> str:
 
 def observables_markdown(rep: Dict[str, Any]) -> str:
     """Markdown table of an observables report."""
-    from cgaa.bench.report import fmt, header_markdown, markdown_table
+    from cgaa.bench.report import header_markdown
 
     p = rep["protocol"]
     lines = ["## Observables: teacher MD vs CGAA MD", "", header_markdown(rep), "",
@@ -535,6 +538,15 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
                 if p.get("fit_window_ps") else "a window chosen per species by cgaa.analysis.")
              + start_sentence(p),
              ""]
+    return "\n".join(lines) + "\n" + observables_tables(rep)
+
+
+def observables_tables(rep: Dict[str, Any]) -> str:
+    """The tables of an observables report (engine means, per-replica D, density blocks), its
+    target checks, failed replicas and diffusive-regime flags, as markdown."""
+    from cgaa.bench.report import fmt, markdown_table
+
+    lines: List[str] = []
     engs = [e for e in rep["engines"] if rep["engines"][e]["summary"]]
     failed = [(e, r) for e in rep["engines"] for r in rep["engines"][e]["replicas"] if r.get("status") == "failed"]
 
@@ -582,13 +594,13 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
     if len(per) > len(engs):
         rows = [[f"D[{n}]"] + [fmt(r["D_m2_s"].get(n, float("nan")) * 1e10, 3) for _, r in per] for n in names]
         lines += ["", "D per replica (1e-10 m²/s):", "",
-                  markdown_table(["species"] + [f"{e} {Path(r.get('run_dir', '?')).name}" for e, r in per], rows)]
+                  markdown_table(["species"] + [f"{e} {_replica_label(r)}" for e, r in per], rows)]
     if rep.get("protocol", {}).get("ensemble") == "npt" and any(r.get("density_blocks_g_cm3") for _, r in per):
         nb = max(len(r.get("density_blocks_g_cm3", [])) for _, r in per)
         rows = []
         for e, r in per:
             blocks = [fmt(v, 4) for v in r.get("density_blocks_g_cm3", [])]
-            rows.append([f"{e} {Path(r.get('run_dir', '?')).name}"] + blocks + [""] * (nb - len(blocks)))
+            rows.append([f"{e} {_replica_label(r)}"] + blocks + [""] * (nb - len(blocks)))
         lines += ["", f"Density (g/cm³) in {nb} consecutive blocks of the analysed time, per replica (a trend "
                       "means the replica had not settled; the ± above, from replica means, does not see it):", "",
                   markdown_table(["replica"] + [f"block {k + 1}" for k in range(nb)], rows)]
@@ -607,6 +619,11 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
         lines += ["", "Not in the diffusive regime (log-log MSD slope not ≈ 1; D approximate) in some "
                       "replicas: " + ", ".join(sorted(set(nondiff))) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _replica_label(r: Dict[str, Any]) -> str:
+    """A replica's name in tables: its pooled label, else its run directory's name."""
+    return str(r.get("label") or Path(str(r.get("run_dir", "?"))).name)
 
 
 def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
@@ -643,9 +660,11 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     b.set_ylabel("D (1e-10 m²/s)")
     b.legend()
     p = rep["protocol"]
-    fig.suptitle(f"cgaa bench observables — {p['replicas']} x {p['production_ps']} ps {p['ensemble'].upper()}"
-                 f"{cgaa_step_phrase(p)}, "
-                 f"{rep['date'][:10]}", fontsize=10)
+    if isinstance(p.get("replicas"), dict):  # a pooled report (cgaa.bench.pool)
+        what = "pooled replicas: " + ", ".join(f"{e} {n}" for e, n in p["replicas"].items())
+    else:
+        what = f"{p['replicas']} x {p['production_ps']} ps {p['ensemble'].upper()}{cgaa_step_phrase(p)}"
+    fig.suptitle(f"cgaa bench observables — {what}, {rep['date'][:10]}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
 

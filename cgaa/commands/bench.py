@@ -21,6 +21,10 @@ SevenNet-0 -- measured side by side on this machine. Modes:
                EC, EMC diffusivities, Li-O(carbonyl) RDF peak and coordination number,
                NPT density, relative differences with uncertainties
                  cgaa bench observables --atoms 1000 --replicas 2 --time-ps 200 --out bench/obs
+  pool         the replicas of several observables runs (batches of --seed) in one comparison:
+               protocols checked, a run counted twice refused, means and errors recomputed
+                 cgaa bench pool bench/obs-s0/observables.json bench/obs-s2/observables.json \
+                     --out bench/obs-pooled
 
 Each mode writes <mode>.json (machine, date, versions, exact command, every number with
 its unit in the key), <mode>.md (tables) and PNG plots to --out. `cgaa bench MODE --help`
@@ -176,6 +180,27 @@ def register(subparsers) -> None:
                    help="CGAA runs as r-RESPA: the network every N x --timestep, the prior's intra-grain terms every "
                         "--timestep (as cgaa simulate --fast-substeps); the teacher keeps --timestep")
     o.set_defaults(func=run_observables_cmd)
+
+    q = modes.add_parser("pool", help="pool the replicas of several observables runs into one comparison",
+                         description="One teacher-vs-CGAA comparison from the replicas of several `cgaa bench "
+                                     "observables` runs (e.g. batches with different --seed): replica means, "
+                                     "standard errors, relative differences and target checks recomputed over "
+                                     "every pooled replica. The runs must share one protocol (ensemble, times, "
+                                     "fit window, CGAA step, model, box) unless --allow-mixed names the setting; "
+                                     "a replica found in two sources (a run directory copied between batches) "
+                                     "is refused. Writes pool.json, pool.md and pool.png.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("sources", nargs="+", metavar="[ENGINE=]FILE",
+                   help="observables.json of `cgaa bench observables` (every engine of it), or ENGINE=FILE "
+                        "(teacher or cgaa) for one engine's replicas, also from a `cgaa analyze` report.json "
+                        "over several replicas (its per-replica diffusivities)")
+    q.add_argument("--allow-mixed", default="", metavar="KEY,...",
+                   help="protocol settings allowed to differ between sources (listed in the report): "
+                        "ensemble, temperature_K, pressure_bar, timestep_fs, equilibration_ps, production_ps, "
+                        "frame_interval_ps, fit_window_ps, teacher_cutoff_nm, cgaa_fast_substeps, model, "
+                        "model_sha256, box")
+    q.add_argument("--out", default="bench/pool", help="output directory")
+    q.set_defaults(func=run_pool_cmd)
     p.set_defaults(func=_no_mode, bench_parser=p)
 
 
@@ -246,4 +271,21 @@ def run_observables_cmd(args: argparse.Namespace) -> int:
                                  start=args.start, warmup_ps=args.warmup_ps,
                                  fast_substeps=args.fast_substeps, command=command_line())
     print(f"cgaa bench observables: wrote {', '.join(str(p) for p in files.values())}")
+    return 0
+
+
+def run_pool_cmd(args: argparse.Namespace) -> int:
+    """``cgaa bench pool``."""
+    from cgaa.bench.pool import PROTOCOL_KEYS, pool_observables, write_pool_outputs
+    from cgaa.bench.report import command_line
+
+    mixed = _names(args.allow_mixed, PROTOCOL_KEYS, "--allow-mixed setting") if args.allow_mixed else []
+    rep = pool_observables(args.sources, allow_mixed=mixed, command=command_line())
+    files = write_pool_outputs(rep, args.out)
+    n = rep["protocol"]["replicas"]
+    li = rep.get("comparison", {}).get("D", {}).get("Li")
+    if li:
+        print(f"cgaa bench pool: D[Li] CGAA vs teacher {100 * li['relative']:+.0f} ± {100 * li['relative_se']:.0f} % "
+              f"({n['teacher']} teacher, {n['cgaa']} CGAA replicas)")
+    print(f"cgaa bench pool: wrote {', '.join(str(p) for p in files.values())}")
     return 0
