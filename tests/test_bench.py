@@ -568,3 +568,15 @@ def test_observables_resume_continues_and_extends_replicas(tmp_path, tiny_box_an
     # other dynamics (here the frame interval) cannot continue that run: it starts again
     run_observables(tmp_path / "obs", time_ps=0.014, resume=True, **{**kw, "report_ps": 0.001})
     assert [h["from_step"] for h in json.loads((run_dir / "run.json").read_text())["history"]] == [0]
+    # another model (here the same network saved with other metadata: other bytes) starts again too
+    import torch
+
+    from cgaa.deploy import METADATA_FILE, load_model
+
+    dep = load_model(model)
+    other = tmp_path / "other.pt"
+    torch.jit.save(dep.module, str(other), _extra_files={METADATA_FILE: json.dumps({**dep.metadata, "note": "x"})})
+    run_observables(tmp_path / "obs", time_ps=0.014, resume=True, **{**kw, "report_ps": 0.001})  # same: kept
+    assert len(json.loads((run_dir / "run.json").read_text())["history"]) == 1
+    run_observables(tmp_path / "obs", time_ps=0.018, resume=True, **{**kw, "report_ps": 0.001, "model": other})
+    assert [h["from_step"] for h in json.loads((run_dir / "run.json").read_text())["history"]] == [0]

@@ -192,6 +192,20 @@ def _same_dynamics(run_dir: Path, protocol: Dict[str, Any]) -> bool:
     return same
 
 
+def _same_model(run_dir: Path, model: Path) -> bool:
+    """Whether the CGAA run in ``run_dir`` used ``model`` (its copy, model.pt, has the same bytes);
+    says so when not. A run without a copy (it never started) counts as the same."""
+    from cgaa.fileio import file_sha256
+    from cgaa.simulate import MODEL_FILE
+
+    copy = run_dir / MODEL_FILE
+    if not copy.is_file() or file_sha256(copy) == file_sha256(model):
+        return True
+    print(f"cgaa bench observables: {run_dir} was run with another model than {model}; it is run again from "
+          "the start", flush=True)
+    return False
+
+
 def _finished(run_dir: Path, steps: int) -> bool:
     try:
         info = json.loads((run_dir / "run.json").read_text())
@@ -462,7 +476,7 @@ def run_observables(
             if eng_kw["fast_substeps"] > 1:  # (runs from before the setting existed had none: 1)
                 same_dynamics["fast_substeps"] = eng_kw["fast_substeps"]
             failed = _failure(run_dir) if resume else None
-            same = resume and _same_dynamics(run_dir, same_dynamics)
+            same = resume and _same_dynamics(run_dir, same_dynamics) and (e != "cgaa" or _same_model(run_dir, model))
             if failed and same:
                 results[str(run_dir)] = (failed, None)
             elif not (same and _finished(run_dir, eng_kw["steps"])):

@@ -161,7 +161,8 @@ def register(subparsers) -> None:
     o.add_argument("--seed", type=int, default=0, help="base seed (replica k uses seed + k)")
     o.add_argument("--out", default="bench/observables", help="output directory")
     o.add_argument("--resume", action="store_true", help="reuse finished replica runs in --out; continue interrupted ones from their "
-                   "last checkpoint (every ~2 ps); a longer --time-ps extends finished runs")
+                   "last checkpoint (every ~2 ps); a longer --time-ps extends finished runs; a run made with other "
+                   "dynamics settings, or a CGAA run with another model file (by content), starts again")
     o.add_argument("--fit-window", metavar="START,END",
                    help="common MSD fit window in ps of lag for every species and both engines "
                         "(default: chosen per species by cgaa.analysis)")
