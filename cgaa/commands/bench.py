@@ -142,7 +142,8 @@ def register(subparsers) -> None:
                          description="Run the teacher and the CGAA model with the same protocol (NPT by "
                                      "default) on the same box, several independent replicas each, and "
                                      "compare Li/PF6/EC/EMC diffusivities, the Li-O(carbonyl) RDF first "
-                                     "peak and coordination number and the density.",
+                                     "peak and coordination number and the density. Batches of replicas "
+                                     "(other --seed, other --out) are compared together with `cgaa bench pool`.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     o.add_argument("--model", help="deployed CGAA model (default: the shipped one)")
     o.add_argument("--box", help="PDB box (default: build one from --recipe with --atoms)")
