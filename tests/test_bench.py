@@ -72,6 +72,7 @@ def test_speed_tiny(speed_report):
             assert e["energy_finite"] and e["forces_finite"]
             if key[0] != "teacher":
                 assert e["profile"]["aten_ops_per_call"] > 0 and "cuda_kernels_per_call" not in e["profile"]
+                assert _finite(e["tensor_peak_MiB"]) and e["tensor_peak_MiB"] > 0
         else:
             assert _finite(e["median_ms_per_step"]) and _finite(e["ns_per_day"]) and e["ns_per_day"] > 0
             assert _finite(e["median_cpu_ms_per_step"])
@@ -82,7 +83,8 @@ def test_speed_tiny(speed_report):
     sev = by[("sevenn", "eval")]
     assert sev["status"] in ("ok", "skipped", "failed") and (sev["status"] == "ok" or sev["reason"])
     r = rep["ratios"][0]
-    for k in ("allatom_over_cgaa_time", "allatom_over_cgaa_peak_rss", "cgaa_md_over_teacher_md_time",
+    for k in ("allatom_over_cgaa_time", "allatom_over_cgaa_peak_rss", "allatom_over_cgaa_tensor_peak",
+              "cgaa_md_over_teacher_md_time",
               "allatom_over_cgaa_cpu_time", "cgaa_md_over_teacher_md_cpu_time"):
         assert _finite(r[k]) and r[k] > 0
 
@@ -115,7 +117,31 @@ def test_speed_report_on_gpu_gives_cuda_memory_and_its_ratio(tmp_path):
     for e in rep["results"]:
         del e["cuda_max_allocated_MiB"]
         e["profile"] = {"aten_ops_per_call": 2000.0}
-    assert "CUDA" not in speed_markdown(finish_speed_report(rep))
+        e["tensor_peak_MiB"] = 60.0 if e["engine"] == "cgaa" else 2400.0
+    md = speed_markdown(finish_speed_report(rep))
+    assert "CUDA" not in md and "tensor peak MiB (one eval)" in md
+    assert [r["allatom_over_cgaa_tensor_peak"] for r in rep["ratios"]] == pytest.approx([40.0, 40.0])
+
+
+def test_tensor_peak_counts_live_tensors_only():
+    """Known answer: 4 MB alive while 8 MB more are allocated, then both freed: a 12 MB peak,
+    whatever the process allocated or freed before (a 40 MB tensor freed just before profiling)."""
+    import torch
+
+    from cgaa.bench.speed import launch_profile
+
+    big = torch.ones(10_000_000)
+    del big
+
+    def work():
+        a = torch.ones(1_000_000)            # 4 MB (float32)
+        b = torch.ones(2_000_000)            # 8 MB more while a lives
+        return float(a.sum() + b.sum())
+
+    nums, _ = launch_profile(work, 1)
+    assert nums["tensor_peak_MiB"] == pytest.approx(12e6 / 2 ** 20, abs=0.05)
+    nums, _ = launch_profile(work, 3)       # three calls, one at a time: the same peak
+    assert nums["tensor_peak_MiB"] == pytest.approx(12e6 / 2 ** 20, abs=0.05)
 
 
 def test_speed_compares_rrespa_md_per_fs(tmp_path):

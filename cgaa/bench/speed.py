@@ -27,7 +27,11 @@ and each *task*:
 Every (engine, task, size) runs in a fresh Python subprocess, so peak memory is its own:
 the report gives the peak resident set size (``ru_maxrss``) of that process, the
 baseline just before the model/system was built (after imports and reading the box),
-and their difference (and the CUDA max allocated memory on GPU). A process whose RSS
+and their difference (and the CUDA max allocated memory on GPU). That difference is a
+high-water mark over a baseline whose own peak (imports, reading the box) can hide part of
+a small model's memory; for the ML evaluations on the CPU the report therefore also gives
+the peak of live tensor memory during one evaluation (``tensor_peak_MiB``,
+:func:`tensor_peak_mib`), the CPU analogue of CUDA max allocated. A process whose RSS
 passes ``mem_limit_gib`` or that runs past ``timeout_s`` is stopped and reported as such.
 Threads: ``torch.set_num_threads(threads)`` and the OpenMM CPU platform's ``Threads``.
 
@@ -121,19 +125,36 @@ def timed_calls(fn, warmup: int, repeats: int, budget_s: float, min_repeats: int
     return times, cpu
 
 
+def tensor_peak_mib(events) -> float:
+    """Peak of the CPU tensor memory allocated over profiled events (MiB), above what was
+    allocated when profiling began: the running sum, in time order, of every op's own
+    allocations minus its frees (torch.profiler ``profile_memory``; ``self_cpu_memory_usage``,
+    bytes). It counts tensors, not the allocator's or the process's overheads: the CPU
+    analogue of ``torch.cuda.max_memory_allocated``, independent of what the process held or
+    freed before, which the RSS high-water mark is not."""
+    mem = sorted((e for e in events if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    run, peak = 0, 0
+    for e in mem:
+        run += e.self_cpu_memory_usage
+        peak = max(peak, run)
+    return peak / 2 ** 20
+
+
 def launch_profile(fn, calls: int = 1, cuda: bool = False) -> Tuple[Dict[str, float], Any]:
     """Count what ``calls`` calls of ``fn`` launch (torch.profiler): ATen ops (host side,
     outermost only),
     and on a GPU the CUDA kernels, the time the GPU spends in them (ms) and the host's
     synchronisations, each per call. Where time is per-op overhead rather than arithmetic
-    (small graphs, GPUs), these say why. Returns (numbers, the profiler's key averages)."""
+    (small graphs, GPUs), these say why. On the CPU also ``tensor_peak_MiB``, the peak of live
+    tensor memory over the calls (:func:`tensor_peak_mib`). Returns (numbers, the profiler's
+    key averages)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     if cuda:
         torch.cuda.synchronize()
-    with profile(activities=acts) as prof:
+    with profile(activities=acts, profile_memory=not cuda) as prof:
         for _ in range(calls):
             fn()
     if cuda:
@@ -144,6 +165,8 @@ def launch_profile(fn, calls: int = 1, cuda: bool = False) -> Tuple[Dict[str, fl
     top = [e for e in events if e.name.startswith("aten::")
            and not (e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::"))]
     out = {"aten_ops_per_call": len(top) / calls}
+    if not cuda:
+        out["tensor_peak_MiB"] = tensor_peak_mib(events)
     if cuda:
         kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
         out["cuda_kernels_per_call"] = len(kernels) / calls
@@ -307,6 +330,8 @@ def _worker_ml_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str
            "forces_finite": bool(torch.isfinite(out["forces"]).all().item())}
     res.update(_memory(rss0, dev))  # before the profiler's own allocations
     res["profile"] = launch_profile(call, 1, cuda=dev.startswith("cuda"))[0]
+    if "tensor_peak_MiB" in res["profile"]:  # the CPU's measure of what one evaluation needs
+        res["tensor_peak_MiB"] = res["profile"].pop("tensor_peak_MiB")
     res.update(_graph_stats(deployed, gm, numbers, pos, cell))
     return res
 
@@ -787,6 +812,8 @@ def finish_speed_report(rep: Dict[str, Any]) -> Dict[str, Any]:
             r["allatom_over_cgaa_peak_rss"] = aa["peak_rss_MiB"] / cg["peak_rss_MiB"]
             if cg["delta_rss_MiB"] > 0:
                 r["allatom_over_cgaa_delta_rss"] = aa["delta_rss_MiB"] / cg["delta_rss_MiB"]
+            if cg.get("tensor_peak_MiB", 0) > 0 and "tensor_peak_MiB" in aa:
+                r["allatom_over_cgaa_tensor_peak"] = aa["tensor_peak_MiB"] / cg["tensor_peak_MiB"]
             if cg.get("cuda_max_allocated_MiB", 0) > 0 and "cuda_max_allocated_MiB" in aa:
                 r["allatom_over_cgaa_cuda_max_allocated"] = aa["cuda_max_allocated_MiB"] / cg["cuda_max_allocated_MiB"]
         if cg and sv:
@@ -838,7 +865,7 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
     rows = []
     for e in rep["results"]:
         if e.get("status") != "ok":
-            rows.append([e["engine"], e["task"], str(e["n_atoms"])] + ["—"] * (6 if cuda else 5)
+            rows.append([e["engine"], e["task"], str(e["n_atoms"])] + ["—"] * 6
                         + [f"{e.get('status')}: {e.get('reason')}"])
             continue
         t, tc = fmt(_time_of(e) * 1e3), fmt(_time_of(e, True) * 1e3)
@@ -849,10 +876,13 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
         mem = [fmt(e["peak_rss_MiB"], 4), fmt(e["delta_rss_MiB"], 4)]
         if cuda:
             mem.append(fmt(e.get("cuda_max_allocated_MiB"), 4) if "cuda_max_allocated_MiB" in e else "—")
+        else:
+            mem.append(fmt(e.get("tensor_peak_MiB"), 4) if "tensor_peak_MiB" in e else "—")
         rows.append([e["engine"], e["task"], str(e["n_atoms"]), t, tc, md] + mem + [graph])
     lines.append(markdown_table(["engine", "task", "atoms", "median wall ms (per eval / per fs of MD)",
                                  "median CPU ms", "ns/day (wall / CPU)", "peak RSS MiB",
-                                 "RSS above baseline MiB"] + (["CUDA max allocated MiB"] if cuda else [])
+                                 "RSS above baseline MiB"]
+                                + (["CUDA max allocated MiB"] if cuda else ["tensor peak MiB (one eval)"])
                                 + ["graph / note"], rows))
     lines.append("")
     if rep.get("ratios"):
@@ -860,6 +890,7 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
                 ("allatom_over_cgaa_peak_rss", "all-atom / CGAA peak RSS"),
                 ("allatom_over_cgaa_delta_rss", "all-atom / CGAA RSS above baseline"),
                 ("allatom_over_cgaa_cuda_max_allocated", "all-atom / CGAA CUDA max allocated"),
+                ("allatom_over_cgaa_tensor_peak", "all-atom / CGAA tensor peak"),
                 ("sevenn_over_cgaa_time", "SevenNet-0 / CGAA time"),
                 ("cgaa_md_over_teacher_md_time", "CGAA MD / teacher MD time per fs"),
                 ("allatom_md_over_cgaa_md_time", "all-atom MD / CGAA MD time per fs"),
@@ -888,7 +919,8 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
 
 
 def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
-    """Log-log plot of time per evaluation / per MD step and of peak RSS vs atoms."""
+    """Log-log plot of time per evaluation / per MD step and of memory vs atoms (on the CPU peak
+    RSS, and the ML engines' live-tensor peak; on a GPU CUDA max allocated)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -906,19 +938,24 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     mem_key = "cuda_max_allocated_MiB" if gpu else "peak_rss_MiB"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     style = {"cgaa": "o-", "allatom": "s--", "teacher": "^-.", "sevenn": "d:"}
+    colour = {e: f"C{i}" for i, e in enumerate(ENGINES)}  # one colour per engine in every panel
     for eng in ENGINES:
         for ax, task in ((axes[0], "eval"), (axes[1], "md")):
             pts = sorted((e["n_atoms"], _time_of(e, not gpu) * 1e3) for e in ok
                          if e["engine"] == eng and e["task"] == task)
             if pts:
-                ax.loglog(*zip(*pts), style[eng], label=eng)
+                ax.loglog(*zip(*pts), style[eng], color=colour[eng], label=eng)
         pts = sorted((e["n_atoms"], e[mem_key]) for e in ok
                      if e["engine"] == eng and e["task"] == "eval" and mem_key in e)
         if pts:
-            axes[2].loglog(*zip(*pts), style[eng], label=eng)
+            axes[2].loglog(*zip(*pts), style[eng], color=colour[eng], label=eng + (" (peak RSS)" if not gpu else ""))
+        pts = sorted((e["n_atoms"], e["tensor_peak_MiB"]) for e in ok
+                     if e["engine"] == eng and e["task"] == "eval" and "tensor_peak_MiB" in e and not gpu)
+        if pts:  # what the model itself needs, free of the process's and the allocator's overheads
+            axes[2].loglog(*zip(*pts), style[eng], color=colour[eng], alpha=0.45, label=f"{eng} (live tensors, one eval)")
     for ax, t in zip(axes, (f"energy+forces evaluation, {clock} ms", f"OpenMM MD, {clock} ms per fs",
                             "CUDA max allocated of the eval process (MiB)" if gpu
-                            else "peak RSS of the eval process (MiB)")):
+                            else "memory of the eval process (MiB)")):
         ax.set_xlabel("atoms")
         ax.set_title(t, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
