@@ -32,7 +32,7 @@ def test_cli_help_documents_modes(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     text = capsys.readouterr().out
-    for mode in ("speed", "accuracy", "observables"):
+    for mode in ("speed", "accuracy", "observables", "pool"):
         assert mode in text
     assert main(["bench", "speed", "--sizes", "x", "--out", "unused"]) == 2
 

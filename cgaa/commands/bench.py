@@ -11,8 +11,9 @@ grain), the classical teacher and, if the optional 'sevenn' package is installed
 SevenNet-0 -- measured side by side on this machine. Modes:
 
   speed        time per energy+force evaluation, time per OpenMM MD step (ns/day at 1 fs)
-               and peak memory (RSS; CUDA max allocated on GPU), each configuration in a
-               fresh process; ratios and the fitted cost-scaling exponent
+               and peak memory (RSS, and the live tensors of one ML evaluation; CUDA max
+               allocated on GPU), each configuration in a fresh process; ratios and the
+               fitted cost-scaling exponent
                  cgaa bench speed --sizes 1000,3000,10000 --out bench/speed
   accuracy     CGAA and the all-atom baseline trained on the same teacher frames with the
                same budget; test-set errors side by side
@@ -23,7 +24,7 @@ SevenNet-0 -- measured side by side on this machine. Modes:
                  cgaa bench observables --atoms 1000 --replicas 2 --time-ps 200 --out bench/obs
   pool         the replicas of several observables runs (batches of --seed) in one comparison:
                protocols checked, a run counted twice refused, means and errors recomputed
-                 cgaa bench pool bench/obs-s0/observables.json bench/obs-s2/observables.json \
+                 cgaa bench pool bench/obs-s0/observables.json bench/obs-s2/observables.json \\
                      --out bench/obs-pooled
 
 Each mode writes <mode>.json (machine, date, versions, exact command, every number with
