@@ -136,3 +136,21 @@ def test_pool_cli_writes_report_table_and_plot(tmp_path, capsys):
     assert main(["bench", "pool", str(a), "--allow-mixed", "colour", "--out", str(tmp_path / "x")]) == 2
     assert main(["bench", "pool", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")]) == 2
     assert "missing.json: cannot be read" in capsys.readouterr().err
+
+
+def test_pool_lists_failed_replicas_without_averaging_them(tmp_path):
+    from cgaa.bench.pool import pool_markdown, pool_observables
+
+    a = _report(tmp_path, "s0", [1.0e-10, 0.8e-10], [0.7e-10, 0.9e-10])
+    b = _report(tmp_path, "s2", [1.2e-10, 0.6e-10], [1.1e-10, 0.5e-10])
+    rep = json.loads(b.read_text())
+    rep["engines"]["cgaa"]["replicas"][1] = {"run_dir": "s2/cgaa/rep1", "seed": 3, "status": "failed",
+                                             "error": "atom 7: force 1e4 eV/A"}
+    renamed = tmp_path / "batch-s2.json"   # not called observables.json: its stem labels its replicas
+    renamed.write_text(json.dumps(rep))
+    pooled = pool_observables([a, renamed])
+    assert pooled["protocol"]["replicas"] == {"teacher": 4, "cgaa": 3}
+    assert pooled["engines"]["cgaa"]["failed_replicas"] == 1
+    assert pooled["engines"]["cgaa"]["summary"]["D_m2_s"]["Li"] == pytest.approx(np.mean([0.7e-10, 0.9e-10, 1.1e-10]))
+    text = pool_markdown(pooled)
+    assert "(1 failed, not averaged)" in text and "atom 7: force 1e4 eV/A" in text and "batch-s2/rep0" in text

@@ -77,11 +77,12 @@ def _protocol(rep: Dict[str, Any], engine: Optional[str]) -> Dict[str, Any]:
 
 
 def _replicas(rep: Dict[str, Any], engine: str, path: Path) -> List[Dict[str, Any]]:
-    """The successful replicas of ``engine`` in a source, as observables replica dicts."""
+    """The replicas of ``engine`` in a source, as observables replica dicts (failed ones too,
+    with ``status`` "failed": they are listed, not averaged)."""
     if "engines" in rep:
         if engine not in rep["engines"]:
             raise ValueError(f"{path}: has no {engine} runs (engines: {', '.join(rep['engines'])})")
-        return [dict(r) for r in rep["engines"][engine]["replicas"] if r.get("status", "ok") == "ok"]
+        return [dict(r) for r in rep["engines"][engine]["replicas"]]
     per = {s: v["D_replicas"]["values"] for s, v in rep["species"].items() if v.get("D_replicas")}
     counts = {len(v) for v in per.values()}
     if len(counts) != 1:
@@ -137,7 +138,7 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
             raise ValueError(f"{path}: a `cgaa analyze` report holds one engine's replicas: name it, "
                              f"teacher={path} or cgaa={path}")
         engines = [engine] if engine else [e for e in ENGINES if e in rep["engines"]]
-        label = path.parent.name or path.stem
+        label = path.parent.name if path.name in ("observables.json", "report.json") else path.stem
         for e in engines:
             reps = _replicas(rep, e, path)
             prot = _protocol(rep, e)
@@ -153,6 +154,11 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
             for key, value in prot.items():
                 settings.setdefault(key, []).append((value, f"{path} ({e})"))
             for r in reps:
+                r["source"] = str(path)
+                r["label"] = f"{label}/{Path(str(r.get('run_dir', '?'))).name}"
+                if r.get("status", "ok") != "ok":
+                    pooled[e].append(r)
+                    continue
                 fp = _fingerprint(r)
                 name = f"{label}/{e}/{Path(str(r.get('run_dir', '?'))).name}"
                 if fp in seen:
@@ -160,10 +166,9 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
                                      f"{seen[fp]} (the same run counted twice, e.g. a run directory copied between "
                                      "batches): pool it once, with ENGINE=FILE for the other engine")
                 seen[fp] = name
-                r["source"] = str(path)
-                r["label"] = f"{label}/{Path(str(r.get('run_dir', '?'))).name}"
                 pooled[e].append(r)
-            used.append({"path": str(path), "engine": e, "replicas": len(reps),
+            used.append({"path": str(path), "engine": e, "replicas": sum(r.get("status", "ok") == "ok" for r in reps),
+                         "failed_replicas": sum(r.get("status", "ok") != "ok" for r in reps),
                          "kind": "observables" if "engines" in rep else "analysis"})
     protocol: Dict[str, Any] = {}
     mixed: Dict[str, List[Any]] = {}
@@ -176,13 +181,15 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
         if len(distinct) > 1:
             mixed[key] = distinct
     protocol["mixed"] = mixed
-    protocol["replicas"] = {e: len(v) for e, v in pooled.items()}
+    good = {e: [r for r in v if r.get("status", "ok") == "ok"] for e, v in pooled.items()}
+    protocol["replicas"] = {e: len(v) for e, v in good.items()}
     rep_out = header("observables-pool", command)
     rep_out.update({"sources": used, "protocol": protocol, "engines": {}})
     for e, reps in pooled.items():
         if reps:
-            rep_out["engines"][e] = {"replicas": reps, "summary": summarise(reps), "failed_replicas": 0}
-    if all(e in rep_out["engines"] for e in ("teacher", "cgaa")):
+            rep_out["engines"][e] = {"replicas": reps, "summary": summarise(good[e]) if good[e] else None,
+                                     "failed_replicas": len(reps) - len(good[e])}
+    if all(rep_out["engines"].get(e, {}).get("summary") for e in ("teacher", "cgaa")):
         rep_out["comparison"] = compare(rep_out["engines"]["teacher"]["summary"],
                                         rep_out["engines"]["cgaa"]["summary"], protocol.get("ensemble") or "nvt")
     return rep_out
@@ -199,6 +206,7 @@ def pool_markdown(rep: Dict[str, Any]) -> str:
              "Replicas: " + ", ".join(f"{e} {k}" for e, k in n.items()) + ". Values: replica mean ± standard error "
              "over every pooled replica. Sources:", ""]
     lines += [f"* `{s['path']}`: {s['engine']}, {s['replicas']} replicas"
+              + (f" ({s['failed_replicas']} failed, not averaged)" if s.get("failed_replicas") else "")
               + (" (`cgaa analyze` report)" if s.get("kind") == "analysis" else "") for s in rep["sources"]]
     shown = {k: v for k, v in p.items() if k not in ("mixed", "replicas") and v is not None}
     lines += ["", "Common settings: " + ", ".join(f"{k} {v}" for k, v in shown.items()) + "."]
