@@ -218,8 +218,8 @@ def grain_centers(pos: Tensor, m: Tensor, grain_index: Tensor, n_grains: int,
         0, grain_index, torch.arange(n, device=pos.device), reduce="amin")
     d = pos - pos[ref][grain_index]
     if cell is not None:
-        inv = torch.linalg.inv(cell)
-        d = d - torch.round(d.detach() @ inv.detach()) @ cell
+        inv = torch.linalg.inv_ex(cell.detach())[0]  # no error check: no host sync (the cell is checked on input)
+        d = d - torch.round(d.detach() @ inv) @ cell
     c = torch.zeros((n_grains, 3), dtype=pos.dtype, device=pos.device).index_add(
         0, grain_index, m.unsqueeze(1) * d) / mg.unsqueeze(1)
     return pos[ref] + c, d - c[grain_index], mg
@@ -399,27 +399,65 @@ class CGAAModel(nn.Module):
                              pairs: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
         """Per-grain energies (eV) from grain centres ``r`` and centre-relative vectors ``u``.
 
-        pairs: the intra-grain atom pairs (:func:`intra_pairs`), if already built.
-        Returns (grain energies (G,), final grain features, final atom features).
+        Finds the edges (:meth:`edges`) and evaluates the network on them
+        (:meth:`energy_from_edges`). pairs: the intra-grain atom pairs (:func:`intra_pairs`),
+        if already built. Returns (grain energies (G,), final grain features, final atom features).
         """
+        intra, inter, inter_shifts, contact, contact_shifts = self.edges(r, u, grain_index, grain_type.shape[0],
+                                                                         cell, pairs)
+        return self.energy_from_edges(r, u, species, grain_index, grain_type, cell, intra, inter, inter_shifts,
+                                      contact, contact_shifts)
+
+    def edges(self, r: Tensor, u: Tensor, grain_index: Tensor, n_grains: int, cell: Optional[Tensor],
+              pairs: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The graph the network runs on, found from the geometry (no gradients flow through it):
+
+        * intra-grain atom pairs within ``intra_cutoff``, each once (i < j), (2, Ei);
+        * grain-centre pairs within ``cutoff``, both orders, (2, Eg), and their integer lattice
+          shifts (Eg, 3);
+        * atom pairs of different grains within ``pair_cutoff`` (the contact term), each once,
+          (2, Ec), and their shifts (Ec, 3).
+
+        Sets that a model does not use are empty. Separated from :meth:`energy_from_edges` so that
+        the edges can be built elsewhere (e.g. padded to a fixed size for CUDA graphs).
+        """
+        dev = u.device
+        intra = torch.zeros((2, 0), dtype=torch.long, device=dev)
+        if self.n_intra > 0:
+            if pairs is None:
+                pairs = intra_pairs(grain_index, n_grains)
+            ud = u.detach()  # select the pairs first: autograd then only sees those in range
+            dd = ud[pairs[1]] - ud[pairs[0]]
+            intra = pairs[:, (pairs[0] < pairs[1]) & ((dd * dd).sum(-1) < self.intra_cutoff * self.intra_cutoff)]
+        inter, inter_shifts = neighbor_pairs(r, cell, self.cutoff)
+        contact = torch.zeros((2, 0), dtype=torch.long, device=dev)
+        contact_shifts = torch.zeros((0, 3), dtype=u.dtype, device=dev)
+        if self.pair_cutoff > 0.0:
+            p = r[grain_index] + u
+            cp, cs = neighbor_pairs(p, cell, self.pair_cutoff, False)  # each pair once
+            keep = grain_index[cp[0]] != grain_index[cp[1]]
+            contact, contact_shifts = cp[:, keep], cs[keep]
+        return intra, inter, inter_shifts, contact, contact_shifts
+
+    def energy_from_edges(self, r: Tensor, u: Tensor, species: Tensor, grain_index: Tensor, grain_type: Tensor,
+                          cell: Optional[Tensor], intra: Tensor, inter: Tensor, inter_shifts: Tensor,
+                          contact: Tensor, contact_shifts: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Per-grain energies (eV), final grain features and final atom features on given edges
+        (:meth:`edges` says what each set holds). Vectors are rebuilt from ``r``, ``u`` and the
+        shifts with autograd, so forces flow through them; the index sets carry no gradient."""
         n = u.shape[0]
         g = grain_type.shape[0]
         x = self.element_embedding(species)
         # intra-grain atom-level convolutions
         if self.n_intra > 0:
-            if pairs is None:
-                pairs = intra_pairs(grain_index, g)
-            ud = u.detach()  # select the pairs first: autograd then only sees those in range
-            dd = ud[pairs[1]] - ud[pairs[0]]
-            # each pair once (i < j) for the distances and radial weights, then both directions
-            half = pairs[:, (pairs[0] < pairs[1]) & ((dd * dd).sum(-1) < self.intra_cutoff * self.intra_cutoff)]
-            dirs, dist = safe_direction(u[half[1]] - u[half[0]], 1e-6)
-            pairs = torch.cat([half, half.flip(0)], dim=1)
+            # each pair once for the distances and radial weights, then both directions
+            dirs, dist = safe_direction(u[intra[1]] - u[intra[0]], 1e-6)
+            both = torch.cat([intra, intra.flip(0)], dim=1)
             sh = self.sh(torch.cat([dirs, -dirs], dim=0))[:, : self.intra_sh_dim]
             basis = self.intra_basis(dist)
             env = self.intra_envelope(dist)
             for layer in self.intra_layers:
-                y = layer["conv"](x, sh, basis, env, pairs[1], pairs[0], n, True) + layer["self"](x)
+                y = layer["conv"](x, sh, basis, env, both[1], both[0], n, True) + layer["self"](x)
                 x = layer["gate"](y)
         # pool atoms onto their grain
         dirs, dist = safe_direction(u, self.center_eps)
@@ -428,35 +466,37 @@ class CGAAModel(nn.Module):
         t = self.type_embedding(grain_type)
         h = torch.cat([h[:, : self.channels] + t, h[:, self.channels:]], dim=1)
         # inter-grain message passing
-        pairs, shifts = neighbor_pairs(r, cell, self.cutoff)
-        vec = r[pairs[1]] - r[pairs[0]]
+        vec = r[inter[1]] - r[inter[0]]
         if cell is not None:
-            vec = vec + shifts @ cell
+            vec = vec + inter_shifts @ cell
         dirs, dist = safe_direction(vec, 1e-6)
         sh = self.sh(dirs)
         basis = self.inter_basis(dist)
         env = self.inter_envelope(dist)
         for layer in self.layers:
-            h = layer(h, sh, basis, env, pairs[1], pairs[0])
+            h = layer(h, sh, basis, env, inter[1], inter[0])
         e = self.readout(h[:, : self.channels]).squeeze(-1)
         if hasattr(self, "pair_coeff"):  # TorchScript compiles this branch only when it exists
-            e = e + self.contact_energies(r, u, x, grain_index, g, cell)
+            e = e + self.contact_energies(r, u, x, grain_index, g, cell, contact, contact_shifts)
         e = e * self.energy_scale + self.type_energy[grain_type]
         return e, h, x
 
     def contact_energies(self, r: Tensor, u: Tensor, x: Tensor, grain_index: Tensor, n_grains: int,
-                         cell: Optional[Tensor]) -> Tensor:
+                         cell: Optional[Tensor], pairs: Optional[Tensor] = None,
+                         shifts: Optional[Tensor] = None) -> Tensor:
         """Per-grain sums (before ``energy_scale``) of the atom-pair contact term between atoms
         of different grains within ``pair_cutoff``; each pair's energy is split between the
         two atoms' grains. Atom positions are rebuilt as r_G + u_i, so the term is periodic
-        and translation-invariant like the rest of the model."""
+        and translation-invariant like the rest of the model. pairs, shifts: those atom pairs
+        (each once) and their lattice shifts, if already found (:meth:`edges`)."""
         p = r[grain_index] + u
-        pairs, shifts = neighbor_pairs(p, cell, self.pair_cutoff, False)  # each pair once
-        keep = grain_index[pairs[0]] != grain_index[pairs[1]]
-        pairs = pairs[:, keep]
+        if pairs is None or shifts is None:
+            found, sh = neighbor_pairs(p, cell, self.pair_cutoff, False)  # each pair once
+            keep = grain_index[found[0]] != grain_index[found[1]]
+            pairs, shifts = found[:, keep], sh[keep]
         vec = p[pairs[1]] - p[pairs[0]]
         if cell is not None:
-            vec = vec + shifts[keep] @ cell
+            vec = vec + shifts @ cell
         dist = torch.sqrt((vec * vec).sum(-1) + 1e-12)
         phi = self.pair_basis(dist) * self.pair_envelope(dist).unsqueeze(-1)
         # (atoms, rank, basis) with the basis index innermost: the per-pair products and the sum
