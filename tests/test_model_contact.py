@@ -105,3 +105,31 @@ def test_scripted_model_and_state_dict_compatibility(electrolyte_box):
     plain, _, _ = build(atoms, "conservative")
     assert not [k for k in plain.state_dict() if k.startswith("pair_")]
     assert {"pair_coeff.weight", "pair_coeff.bias"} <= set(model.state_dict())
+
+
+def test_edges_are_the_graph_the_network_runs_on(electrolyte_box):
+    """CGAAModel.edges gives the three edge sets as documented (intra-grain pairs once within
+    intra_cutoff, centre pairs both ways within cutoff, contact pairs once between different
+    grains within pair_cutoff), and the network on them (energy_from_edges) is the model's
+    energy; with the contact pairs permuted it is unchanged (a sum over pairs)."""
+    atoms, _ = electrolyte_box
+    model, _, kw = _build(atoms, intra_layers=1, intra_cutoff=2.0)
+    gi, g, cell = kw["grain_index"], kw["grain_type"].shape[0], kw["cell"]
+    r, u, _, _ = model.grain_geometry(kw["pos"], kw["species"], gi, g, cell)
+    intra, inter, inter_shifts, contact, contact_shifts = model.edges(r, u, gi, g, cell)
+    assert intra.shape[1] > 0 and bool((intra[0] < intra[1]).all()) and bool((gi[intra[0]] == gi[intra[1]]).all())
+    assert float(torch.linalg.norm(u[intra[1]] - u[intra[0]], dim=1).max()) < 2.0
+    d = torch.linalg.norm(r[inter[1]] - r[inter[0]] + inter_shifts @ cell, dim=1)
+    assert float(d.max()) < model.cutoff and inter.shape[1] % 2 == 0
+    p = r[gi] + u
+    dc = torch.linalg.norm(p[contact[1]] - p[contact[0]] + contact_shifts @ cell, dim=1)
+    assert contact.shape[1] > 0 and float(dc.max()) < model.pair_cutoff
+    assert bool((gi[contact[0]] != gi[contact[1]]).all())
+    e_ref = run(model, kw)["energy"]
+    e, _, _ = model.energy_from_edges(r, u, kw["species"], gi, kw["grain_type"], cell, intra, inter, inter_shifts,
+                                      contact, contact_shifts)
+    assert rel_err(e.sum(), e_ref) < TOL
+    perm = torch.randperm(contact.shape[1], generator=torch.Generator().manual_seed(0))
+    e2, _, _ = model.energy_from_edges(r, u, kw["species"], gi, kw["grain_type"], cell, intra, inter, inter_shifts,
+                                       contact[:, perm], contact_shifts[perm])
+    assert rel_err(e2.sum(), e_ref) < TOL
