@@ -29,7 +29,7 @@ from cgaa.boxfile import read_box
 from cgaa.deploy import load_model
 from cgaa.grains import grains_from_topology
 from cgaa.inputs import make_inputs
-from cgaa.model import CGAAModel, grain_centers
+from cgaa.model import grain_centers
 from cgaa.resources import forcefields_dir
 from cgaa.units import openmm_lengths_A
 
@@ -60,9 +60,7 @@ def main() -> None:
     a = ap.parse_args()
     cuda = a.device.startswith("cuda")
     dep = load_model(a.model, a.device)
-    model = CGAAModel(dep.config)
-    model.load_state_dict(dep.module.state_dict())
-    model = model.to(a.device).eval()
+    model = dep.to_eager().to(a.device).eval()
     results = []
     for path in a.boxes:
         box = read_box(path)
