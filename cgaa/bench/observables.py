@@ -192,17 +192,18 @@ def _same_dynamics(run_dir: Path, protocol: Dict[str, Any]) -> bool:
     return same
 
 
-def _same_model(run_dir: Path, model: Path) -> bool:
-    """Whether the CGAA run in ``run_dir`` used ``model`` (its copy, model.pt, has the same bytes);
-    says so when not. A run without a copy (it never started) counts as the same."""
+def _same_model(run_dir: Path, model_sha256: str) -> bool:
+    """Whether the CGAA run in ``run_dir`` used the model whose file has SHA-256 ``model_sha256``
+    (its copy, model.pt, has the same bytes); says so when not. A run without a copy (it never
+    started) counts as the same."""
     from cgaa.fileio import file_sha256
     from cgaa.simulate import MODEL_FILE
 
     copy = run_dir / MODEL_FILE
-    if not copy.is_file() or file_sha256(copy) == file_sha256(model):
+    if not copy.is_file() or file_sha256(copy) == model_sha256:
         return True
-    print(f"cgaa bench observables: {run_dir} was run with another model than {model}; it is run again from "
-          "the start", flush=True)
+    print(f"cgaa bench observables: {run_dir} was run with another model; it is run again from the start",
+          flush=True)
     return False
 
 
@@ -433,7 +434,8 @@ def run_observables(
     rep = header("observables", command)
     from cgaa.fileio import file_sha256
 
-    rep.update({"model": str(model), "model_sha256": file_sha256(model), "box": str(box), "protocol": {
+    model_sha = file_sha256(model)
+    rep.update({"model": str(model), "model_sha256": model_sha, "box": str(box), "protocol": {
         "ensemble": ensemble, "temperature_K": temperature_K, "pressure_bar": 1.0, "timestep_fs": timestep_fs,
         "equilibration_ps": equil_ps, "production_ps": time_ps, "frame_interval_ps": report_ps,
         "replicas": replicas, "integrator": "LangevinMiddle, friction 1/ps" if n_sub == 1 else
@@ -476,7 +478,7 @@ def run_observables(
             if eng_kw["fast_substeps"] > 1:  # (runs from before the setting existed had none: 1)
                 same_dynamics["fast_substeps"] = eng_kw["fast_substeps"]
             failed = _failure(run_dir) if resume else None
-            same = resume and _same_dynamics(run_dir, same_dynamics) and (e != "cgaa" or _same_model(run_dir, model))
+            same = resume and _same_dynamics(run_dir, same_dynamics) and (e != "cgaa" or _same_model(run_dir, model_sha))
             if failed and same:
                 results[str(run_dir)] = (failed, None)
             elif not (same and _finished(run_dir, eng_kw["steps"])):
