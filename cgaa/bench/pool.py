@@ -55,8 +55,8 @@ def _protocol(rep: Dict[str, Any], engine: Optional[str]) -> Dict[str, Any]:
         out = {k: p.get(k) for k in PROTOCOL_KEYS if k in p}
         out.setdefault("cgaa_fast_substeps", 1)
         if engine == "teacher":
-            out.pop("cgaa_fast_substeps")  # the teacher's runs do not depend on it
-        if engine != "teacher":  # the model file's name, and its content where the report records it
+            out.pop("cgaa_fast_substeps")  # the teacher's runs depend on neither it nor the model
+        else:  # the model file's name, and its content where the report records it
             out["model"] = Path(str(rep.get("model", ""))).name
             if rep.get("model_sha256"):
                 out["model_sha256"] = rep["model_sha256"]
@@ -127,7 +127,6 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
     if not sources:
         raise ValueError("no sources to pool")
     pooled: Dict[str, List[Dict[str, Any]]] = {e: [] for e in ENGINES}
-    settings: Dict[str, List[Tuple[Any, str]]] = {}
     checked: List[Tuple[Dict[str, Any], str]] = []
     seen: Dict[Tuple, str] = {}
     used = []
@@ -151,8 +150,6 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
                     raise ValueError(f"{path} ({e}): {key} = {value} but {where} has {other[key]}; pool only runs "
                                      f"of one protocol, or allow the difference (allow_mixed / --allow-mixed {key})")
             checked.append((prot, f"{path} ({e})"))
-            for key, value in prot.items():
-                settings.setdefault(key, []).append((value, f"{path} ({e})"))
             for r in reps:
                 r["source"] = str(path)
                 r["label"] = f"{label}/{Path(str(r.get('run_dir', '?'))).name}"
@@ -172,9 +169,9 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
                          "kind": "observables" if "engines" in rep else "analysis"})
     protocol: Dict[str, Any] = {}
     mixed: Dict[str, List[Any]] = {}
-    for key, vals in settings.items():
+    for key in dict.fromkeys(k for prot, _ in checked for k in prot):  # every setting, in first-seen order
         distinct: List[Any] = []
-        for v, _ in vals:
+        for v in (prot[key] for prot, _ in checked if key in prot):
             if not any(_same(v, d) for d in distinct):
                 distinct.append(v)
         protocol[key] = distinct[0] if len(distinct) == 1 else None
