@@ -138,6 +138,19 @@ def test_pool_cli_writes_report_table_and_plot(tmp_path, capsys):
     assert "missing.json: cannot be read" in capsys.readouterr().err
 
 
+def test_pool_help_names_every_setting_allow_mixed_takes(capsys):
+    """The help lists the settings by hand (the parser does not import cgaa.bench.pool); it must
+    name exactly the ones --allow-mixed accepts."""
+    from cgaa.bench.pool import PROTOCOL_KEYS
+    from cgaa.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "pool", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = text.split("(listed in the report):", 1)[1].split("(default", 1)[0]
+    assert [k.strip() for k in listed.split(",")] == list(PROTOCOL_KEYS)
+
+
 def test_pool_lists_failed_replicas_without_averaging_them(tmp_path):
     from cgaa.bench.pool import pool_markdown, pool_observables
 
