@@ -119,6 +119,27 @@ def test_pool_takes_one_engine_of_an_analysis_report(tmp_path):
         pool_observables([a, f"teacher={analysis}"])
 
 
+def test_pool_plot_names_both_engines_when_a_source_has_no_rdf(tmp_path, monkeypatch):
+    """A `cgaa analyze` report listed first brings replicas without an RDF: the RDF panel's
+    legend must still name each engine once."""
+    import cgaa.bench.report
+    from cgaa.bench.observables import observables_plot
+    from cgaa.bench.pool import pool_observables
+
+    analysis = tmp_path / "teacher-ext" / "report.json"
+    analysis.parent.mkdir()
+    analysis.write_text(json.dumps({
+        "inputs": {"fit_window_ps": [5.0, 30.0], "dt_ps": {"value": 0.1, "unit": "ps"}},
+        "species": {s: {"D_replicas": {"values": [1.4e-10, 1.0e-10], "unit": "m^2/s"}} for s in SPECIES}}))
+    rep = pool_observables([f"teacher={analysis}", _report(tmp_path, "s0", [1.0e-10, 0.8e-10], [0.7e-10, 0.9e-10])])
+    figs = []
+    monkeypatch.setattr(cgaa.bench.report, "save_figure", lambda fig, path: figs.append(fig) or Path(path))
+    observables_plot(rep, tmp_path / "p.png")
+    rdf_axes = figs[0].axes[0]
+    assert rdf_axes.get_legend_handles_labels()[1] == ["teacher", "cgaa"]
+    assert len(rdf_axes.lines) == 4  # the two analysis replicas have no RDF to draw
+
+
 def test_pool_cli_writes_report_table_and_plot(tmp_path, capsys):
     from cgaa.cli import main
 

@@ -656,10 +656,12 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
         return None
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for i, e in enumerate(engs):
-        for k, r in enumerate(rep["engines"][e]["replicas"]):
+        labelled = False  # the legend names the engine at its first replica with an RDF
+        for r in rep["engines"][e]["replicas"]:
             if r.get("rdf"):
                 a.plot(r["rdf"]["r_nm"], r["rdf"]["g"], color=f"C{i}", alpha=0.8, lw=1,
-                       label=e if k == 0 else None)
+                       label=None if labelled else e)
+                labelled = True
         s = rep["engines"][e]["summary"]
         if not s:
             continue
