@@ -39,6 +39,16 @@ def _report(tmp_path: Path, name: str, teacher_li, cgaa_li, substeps: int = 1, m
     return out / "observables.json"
 
 
+def _analysis_report(tmp_path: Path) -> Path:
+    """A report.json as `cgaa analyze` writes it over two replicas (diffusivities only)."""
+    analysis = tmp_path / "teacher-ext" / "report.json"
+    analysis.parent.mkdir()
+    analysis.write_text(json.dumps({
+        "inputs": {"fit_window_ps": [5.0, 30.0], "dt_ps": {"value": 0.1, "unit": "ps"}},
+        "species": {s: {"D_replicas": {"values": [1.4e-10, 1.0e-10], "unit": "m^2/s"}} for s in SPECIES}}))
+    return analysis
+
+
 def test_pool_is_one_comparison_over_every_replica(tmp_path):
     from cgaa.bench.observables import summarise
     from cgaa.bench.pool import pool_observables
@@ -96,11 +106,7 @@ def test_pool_takes_one_engine_of_an_analysis_report(tmp_path):
     from cgaa.bench.pool import pool_observables
 
     a = _report(tmp_path, "s0", [1.0e-10, 0.8e-10], [0.7e-10, 0.9e-10])
-    analysis = tmp_path / "teacher-ext" / "report.json"  # `cgaa analyze` over two replicas
-    analysis.parent.mkdir()
-    analysis.write_text(json.dumps({
-        "inputs": {"fit_window_ps": [5.0, 30.0], "dt_ps": {"value": 0.1, "unit": "ps"}},
-        "species": {s: {"D_replicas": {"values": [1.4e-10, 1.0e-10], "unit": "m^2/s"}} for s in SPECIES}}))
+    analysis = _analysis_report(tmp_path)
     with pytest.raises(ValueError, match="name it, teacher="):
         pool_observables([a, analysis])
     rep = pool_observables([a, f"teacher={analysis}"])
@@ -126,11 +132,7 @@ def test_pool_plot_names_both_engines_when_a_source_has_no_rdf(tmp_path, monkeyp
     from cgaa.bench.observables import observables_plot
     from cgaa.bench.pool import pool_observables
 
-    analysis = tmp_path / "teacher-ext" / "report.json"
-    analysis.parent.mkdir()
-    analysis.write_text(json.dumps({
-        "inputs": {"fit_window_ps": [5.0, 30.0], "dt_ps": {"value": 0.1, "unit": "ps"}},
-        "species": {s: {"D_replicas": {"values": [1.4e-10, 1.0e-10], "unit": "m^2/s"}} for s in SPECIES}}))
+    analysis = _analysis_report(tmp_path)
     rep = pool_observables([f"teacher={analysis}", _report(tmp_path, "s0", [1.0e-10, 0.8e-10], [0.7e-10, 0.9e-10])])
     figs = []
     monkeypatch.setattr(cgaa.bench.report, "save_figure", lambda fig, path: figs.append(fig) or Path(path))
