@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-from cgaa import __version__
+from cgaa._version import __version__
 
 #: Sub-commands in the order of the data flow; modules that do not exist are skipped.
 COMMANDS = (

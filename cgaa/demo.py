@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Dict, Optional, Union
+from cgaa.analysis import analyze_run_dir, write_report
+from cgaa.core.fileio import write_text_atomic
+from cgaa.md.run import run_simulation
+from cgaa.systems.build import build_box
 
 RECIPE = "lipf6-ec-emc-1m"
 
@@ -23,10 +27,6 @@ def run_demo(out_dir: Union[str, Path] = "demo-run", n_atoms: int = 1000, steps:
     the simulation speed (ns/day) and the Li diffusion coefficient (m²/s) with its fit
     window and whether the MSD was diffusive.
     """
-    from cgaa.analysis import analyze_run_dir, write_report
-    from cgaa.build import build_box
-    from cgaa.fileio import write_text_atomic
-    from cgaa.simulate import run_simulation
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

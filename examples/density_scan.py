@@ -15,8 +15,8 @@ import json
 import numpy as np
 
 from cgaa.bench.observables import density_scan
-from cgaa.data.extxyz import read_frames
-from cgaa.teacher import topology_from_residues
+from cgaa.core.extxyz import read_frames
+from cgaa.systems.topology import topology_from_residues
 
 
 def _floats(text):

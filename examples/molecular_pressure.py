@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from cgaa.data.dataset import frame_tensors, load_frames
-from cgaa.deploy import load_model
-from cgaa.units import KB_EV_PER_K, ev_per_a3_to_bar
+from cgaa.core.modelfile import load_model
+from cgaa.core.units import KB_EV_PER_K, ev_per_a3_to_bar
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("model")

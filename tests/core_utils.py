@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cgaa.grains import atomic_grains, grains_from_atoms
-from cgaa.inputs import make_inputs, vocabulary
-from cgaa.model import CGAAModel, ModelConfig
+from cgaa.core.grains import atomic_grains, grains_from_atoms
+from cgaa.core.inputs import make_inputs, vocabulary
+from cgaa.core.model import CGAAModel, ModelConfig
 
 
 def build(atoms, force_mode="conservative", all_atom=False, cutoff=None, seed=0, **hyper):

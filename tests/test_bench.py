@@ -270,10 +270,10 @@ def tiny_box_and_model(tmp_path_factory):
     from openmm.app import PDBFile
 
     from cgaa.bench.speed import box_for, shipped_hyper
-    from cgaa.deploy import save_model
-    from cgaa.grains import grains_from_topology
-    from cgaa.inputs import vocabulary
-    from cgaa.model import CGAAModel, ModelConfig
+    from cgaa.core.modelfile import save_model
+    from cgaa.core.grains import grains_from_topology
+    from cgaa.core.inputs import vocabulary
+    from cgaa.core.model import CGAAModel, ModelConfig
 
     d = tmp_path_factory.mktemp("obs")
     box, _, _ = box_for("lipf6-ec-emc-1m", 1000, d)
@@ -349,7 +349,7 @@ def test_observables_cgaa_starts_from_the_teachers_final_state(tmp_path, tiny_bo
     from openmm.app import PDBFile
 
     from cgaa.bench.observables import run_observables
-    from cgaa.simulate import write_final_pdb
+    from cgaa.md.rundir import write_final_pdb
 
     box, model = tiny_box_and_model
     kw = dict(model=model, box=box, replicas=1, time_ps=0.006, equil_ps=0.002, report_ps=0.002, ensemble="npt",
@@ -500,7 +500,7 @@ def test_density_scan_tiny(tiny_box_and_model):
     from openmm.unit import angstrom
 
     from cgaa.bench.observables import density_scan
-    from cgaa.teacher import box_density
+    from cgaa.systems.topology import box_density
 
     box, model = tiny_box_and_model
     pdb = PDBFile(str(box))
@@ -597,7 +597,7 @@ def test_observables_resume_continues_and_extends_replicas(tmp_path, tiny_box_an
     # another model (here the same network saved with other metadata: other bytes) starts again too
     import torch
 
-    from cgaa.deploy import METADATA_FILE, load_model
+    from cgaa.core.modelfile import METADATA_FILE, load_model
 
     dep = load_model(model)
     other = tmp_path / "other.pt"

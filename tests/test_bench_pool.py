@@ -128,14 +128,14 @@ def test_pool_takes_one_engine_of_an_analysis_report(tmp_path):
 def test_pool_plot_names_both_engines_when_a_source_has_no_rdf(tmp_path, monkeypatch):
     """A `cgaa analyze` report listed first brings replicas without an RDF: the RDF panel's
     legend must still name each engine once."""
-    import cgaa.bench.report
+    import cgaa.bench.observables
     from cgaa.bench.observables import observables_plot
     from cgaa.bench.pool import pool_observables
 
     analysis = _analysis_report(tmp_path)
     rep = pool_observables([f"teacher={analysis}", _report(tmp_path, "s0", [1.0e-10, 0.8e-10], [0.7e-10, 0.9e-10])])
     figs = []
-    monkeypatch.setattr(cgaa.bench.report, "save_figure", lambda fig, path: figs.append(fig) or Path(path))
+    monkeypatch.setattr(cgaa.bench.observables, "save_figure", lambda fig, path: figs.append(fig) or Path(path))
     observables_plot(rep, tmp_path / "p.png")
     rdf_axes = figs[0].axes[0]
     assert rdf_axes.get_legend_handles_labels()[1] == ["teacher", "cgaa"]

@@ -2,7 +2,7 @@
 import torch
 from e3nn import o3
 
-from cgaa.nn.blocks import Convolution, Gate, hidden_irreps
+from cgaa.core.nn.blocks import Convolution, Gate, hidden_irreps
 
 
 def test_mirrored_edges_give_the_full_convolution():

@@ -1,4 +1,4 @@
-"""Box files (cgaa.boxfile): PDB and PDBx/mmCIF hold the same topology, bonds, box and
+"""Box files (cgaa.systems.boxfile): PDB and PDBx/mmCIF hold the same topology, bonds, box and
 positions; PDB's 99,999-atom limit is caught before any work, with the way out named."""
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from openmm.unit import angstrom
 
-from cgaa.boxfile import (PDB_MAX_ATOMS, box_format, box_remarks, box_suffix, check_box_file,
-                          read_box, write_box)
-from cgaa.build import atoms_in, box_suffix_for, build_box, composition_counts, load_recipe, make_topology
+from cgaa.systems.boxfile import (PDB_MAX_ATOMS, box_format, box_remarks, box_suffix, check_box_file, read_box, write_box)
+from cgaa.systems.build import (atoms_in, box_suffix_for, build_box, composition_counts, load_recipe, make_topology)
 from cgaa.cli import main
 
 

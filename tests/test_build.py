@@ -10,10 +10,9 @@ import pytest
 from openmm.app import PDBFile
 from openmm.unit import angstrom
 
-from cgaa.build import (build_box, composition_counts, list_recipes, load_recipe, make_recipe,
-                        pack)
+from cgaa.systems.build import build_box, composition_counts, list_recipes, load_recipe, make_recipe, pack
 from cgaa.cli import main
-from cgaa.species import get_salt, get_species
+from cgaa.systems.species import get_salt, get_species
 
 AVOGADRO = 6.02214076e23
 

@@ -32,7 +32,7 @@ def test_runtime_messages():
     class SimulationError(RuntimeError):
         pass
 
-    SimulationError.__module__ = "cgaa.simulate"
+    SimulationError.__module__ = "cgaa.md.run"
     assert user_message(SimulationError("NaN energy at step 40")) == "NaN energy at step 40"
     wrapped = RuntimeError("The following operation failed in the TorchScript interpreter.\n...\n"
                            "builtins.RuntimeError: grain 3 (atoms 1 and 2, 12.0 A apart) is wider than half")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cgaa.openmm.system import XH_BOND_NM, add_hbond_constraints
+from cgaa.openmm.guards import XH_BOND_NM, add_hbond_constraints
 
 
 def _xh_bonds(topology):
@@ -14,8 +14,8 @@ def test_hbond_constraints_use_teacher_lengths(tmp_path):
     import openmm
     from openmm.app import PDBFile
 
-    from cgaa.build import build_box
-    from cgaa.teacher import create_system as teacher_system
+    from cgaa.systems.build import build_box
+    from cgaa.teacher.forcefield import create_system as teacher_system
 
     build_box("lipf6-ec-emc-1m", 400, tmp_path / "box.pdb", seed=2)
     top = PDBFile(str(tmp_path / "box.pdb")).topology
@@ -56,8 +56,8 @@ def test_bond_guard_is_flat_then_restoring(tmp_path):
     from openmm import unit
     from openmm.app import PDBFile
 
-    from cgaa.build import build_box
-    from cgaa.openmm.system import BOND_GUARD_MARGIN_NM, add_bond_guard
+    from cgaa.systems.build import build_box
+    from cgaa.openmm.guards import BOND_GUARD_MARGIN_NM, add_bond_guard
 
     build_box("lipf6-ec-emc-1m", 400, tmp_path / "box.pdb", seed=2)
     pdb = PDBFile(str(tmp_path / "box.pdb"))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cgaa.data.contacts import closest_contacts, merge_contact_floors
-from cgaa.grains import grains_from_index
+from cgaa.core.grains import grains_from_index
 from core_utils import build, rel_err, run
 
 
@@ -46,7 +46,7 @@ def _guard_energy(positions_nm, residues, elements, floor, box_nm=None, **kw):
     import openmm
     from openmm import app, unit
 
-    from cgaa.openmm.system import CONTACT_GUARD_NAME, add_contact_guard
+    from cgaa.openmm.guards import CONTACT_GUARD_NAME, add_contact_guard
 
     top = app.Topology()
     chain = top.addChain()
@@ -106,7 +106,7 @@ def test_contact_guard_is_zero_outside_the_wall_and_harmonic_inside():
 
 
 def test_model_config_validates_contact_floor(electrolyte_box):
-    from cgaa.model import ModelConfig
+    from cgaa.core.model import ModelConfig
 
     atoms, _ = electrolyte_box
     model, _, _ = build(atoms)
@@ -122,10 +122,10 @@ def test_model_config_validates_contact_floor(electrolyte_box):
 def test_deploy_adds_a_contact_floor_and_simulate_uses_it(tmp_path, electrolyte_box):
     from cgaa.cli import main
     from cgaa.data.dataset import load_frames
-    from cgaa.deploy import load_model, save_model
+    from cgaa.core.modelfile import load_model, save_model
     from cgaa.openmm import create_system, topology_from_atoms
-    from cgaa.openmm.system import CONTACT_GUARD_NAME
-    from cgaa.simulate import resolve_settings
+    from cgaa.openmm.guards import CONTACT_GUARD_NAME
+    from cgaa.md.settings import resolve_settings
     from toy_teacher import write_dataset
 
     atoms, gi = electrolyte_box

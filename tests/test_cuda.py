@@ -20,7 +20,7 @@ def _pair_set(pairs: torch.Tensor, shifts: torch.Tensor) -> set:
 
 def test_neighbor_pairs_on_cuda_match_cpu(triclinic_electrolyte_box):
     """vesin's CUDA cell list finds the same (i, j, lattice shift) pairs as its CPU one."""
-    from cgaa.neighbors import neighbor_pairs
+    from cgaa.core.neighbors import neighbor_pairs
 
     atoms, _ = triclinic_electrolyte_box
     pos = torch.tensor(atoms.positions, dtype=torch.float64)
@@ -50,9 +50,9 @@ def test_model_on_cuda_matches_cpu_float64(triclinic_electrolyte_box, all_atom):
 def test_shipped_model_on_cuda_matches_cpu(electrolyte_box):
     """The deployed (TorchScript) shipped model loaded onto the GPU gives the CPU's energy
     and forces to float32 rounding."""
-    from cgaa.deploy import load_model
-    from cgaa.inputs import inputs_from_atoms
-    from cgaa.resources import forcefields_dir
+    from cgaa.core.modelfile import load_model
+    from cgaa.core.inputs import inputs_from_atoms
+    from cgaa.core.resources import forcefields_dir
 
     atoms, _ = electrolyte_box
     path = forcefields_dir() / "models" / "lipf6-ec-emc-1m.pt"
@@ -89,8 +89,9 @@ def test_training_on_cuda_matches_cpu_and_deploys_for_the_cpu(tmp_path):
     machine without a GPU."""
     import yaml
 
-    from cgaa.deploy import deploy_checkpoint, load_model
-    from cgaa.inputs import inputs_from_atoms
+    from cgaa.train.deploy import deploy_checkpoint
+    from cgaa.core.modelfile import load_model
+    from cgaa.core.inputs import inputs_from_atoms
     from cgaa.train.config import load_config
     from cgaa.train.trainer import load_checkpoint, train
     from toy_teacher import write_dataset

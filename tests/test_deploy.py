@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from cgaa.deploy import FORMAT_VERSION, METADATA_FILE, load_model, read_metadata, save_model
+from cgaa.core.modelfile import FORMAT_VERSION, METADATA_FILE, load_model, read_metadata, save_model
 from core_utils import build, rel_err, run
 
 
@@ -70,7 +70,7 @@ def test_rescript_keeps_weights_metadata_and_outputs(tmp_path, electrolyte_box, 
 
 
 def test_resolve_model_leaves_an_eager_model_trainable(electrolyte_box):
-    from cgaa.openmm.system import resolve_model
+    from cgaa.openmm.torchforce import resolve_model
 
     atoms, _ = electrolyte_box
     model, _, kw = build(atoms, "conservative")

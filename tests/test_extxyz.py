@@ -8,7 +8,7 @@ import pytest
 from ase import Atoms
 import ase.io
 
-from cgaa.data.extxyz import FrameError, make_frame, read_frames, write_frames
+from cgaa.core.extxyz import FrameError, make_frame, read_frames, write_frames
 
 
 def _frame(n=4, e=-1.5, seed=0):

@@ -84,7 +84,7 @@ def test_extend_vocabulary_keeps_old_predictions(scenario, tmp_path):
     # a frame containing a brand-new species: water (new grain type) and Na+ (new element)
     f = old_frames[0]
     w = Atoms("OH2Na", positions=[[1, 1, 1], [1.96, 1, 1], [0.76, 1.93, 1], [8, 8, 8]])
-    from cgaa.data.extxyz import make_frame, write_frames
+    from cgaa.core.extxyz import make_frame, write_frames
 
     frame = make_frame(w.get_chemical_symbols(), w.positions, np.diag([22.0] * 3), energy=-1.0,
                        forces=np.zeros((4, 3)), grain=[0, 0, 0, 1])
@@ -119,7 +119,7 @@ def test_start_model_from_checkpoint_or_deployed_model(scenario, tmp_path):
     torch.load warning about TorchScript archives), and names a file that is neither."""
     import warnings
 
-    from cgaa.deploy import deploy_checkpoint
+    from cgaa.train.deploy import deploy_checkpoint
     from cgaa.train.finetune import load_start_model
 
     d, old, _, ckpt = scenario

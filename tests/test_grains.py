@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgaa.grains import atomic_grains, chemistry_key, grains_from_atoms, grains_from_index, grains_from_topology
+from cgaa.core.grains import (atomic_grains, chemistry_key, grains_from_atoms, grains_from_index, grains_from_topology)
 from molecules import EC, EMC, molecule_box
 
 
@@ -51,7 +51,7 @@ def test_topology_residues_and_molecules(electrolyte_box):
     from openmm.app import Element, Topology
 
     atoms, grain = electrolyte_box
-    from cgaa.grains import perceive_bonds
+    from cgaa.core.grains import perceive_bonds
 
     top = Topology()
     chain = top.addChain()
@@ -82,7 +82,7 @@ def test_atomic_grains_and_explicit_index():
     gm = atomic_grains(z)
     assert gm.n_grains == 4 and gm.type_names == ["Li", "P", "F", "F"]
     with pytest.raises(ValueError, match="grain 1 has no atoms"):
-        from cgaa.grains import GrainMap
+        from cgaa.core.grains import GrainMap
 
         GrainMap(np.array([0, 2]), ["a", "b", "c"], ["a", "b", "c"])
     with pytest.raises(ValueError, match="3 entries but there are 4 atoms"):

@@ -8,8 +8,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 
 from cgaa.cli import main
-from cgaa.data.extxyz import make_frame, read_frames, write_frames
-from cgaa.label import get_calculator, label_file, label_frames
+from cgaa.core.extxyz import make_frame, read_frames, write_frames
+from cgaa.teacher.label import get_calculator, label_file, label_frames
 
 
 def cheap_lj(sigma=2.5, epsilon=0.02):
@@ -63,7 +63,7 @@ def test_label_with_lj_and_module_callable(tmp_path):
 
 
 def test_teacher_relabel_reproduces_sample(tmp_path):
-    from cgaa.sample import sample_teacher
+    from cgaa.teacher.sample import sample_teacher
 
     sample_teacher("lipf6-ec-emc-1m", tmp_path / "s.xyz", n_atoms=600, n_frames=1, stride=5,
                    equilibration_steps=5, cutoff=0.8, platform="CPU", hot_fraction=0,
@@ -98,9 +98,9 @@ def test_label_frames_of_an_md_run(tmp_path):
     import openmm
     from openmm import app, unit
 
-    from cgaa.build import build_box
+    from cgaa.systems.build import build_box
     from cgaa.cli import main
-    from cgaa.teacher import Teacher, create_system
+    from cgaa.teacher.forcefield import Teacher, create_system
 
     res = build_box("lipf6-ec-emc-1m", 600, tmp_path / "box.pdb", seed=3)
     pdb = app.PDBFile(str(res.path))
@@ -127,5 +127,5 @@ def test_label_frames_of_an_md_run(tmp_path):
     np.testing.assert_allclose(frames[0].arrays["REF_forces"], f, atol=1e-5)  # extxyz keeps ~8 digits
     np.testing.assert_array_equal(frames[0].arrays["grain"], [a.residue.index for a in pdb.topology.atoms()])
     with pytest.raises(ValueError, match="no frames after 1000"):
-        from cgaa.label import frames_from_run
+        from cgaa.teacher.label import frames_from_run
         frames_from_run(run, start_ps=1000.0)

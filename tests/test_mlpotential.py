@@ -14,8 +14,8 @@ pytest.importorskip("openmmtorch")
 openmmml = pytest.importorskip("openmmml", reason="openmm-ml is not installed (the Makefile installs it)")
 from openmm import unit  # noqa: E402
 
-from cgaa import units  # noqa: E402
-from cgaa.deploy import save_model  # noqa: E402
+from cgaa.core import units  # noqa: E402
+from cgaa.core.modelfile import save_model  # noqa: E402
 from cgaa.openmm import create_system, topology_from_atoms  # noqa: E402
 from core_utils import build, rel_err  # noqa: E402
 from test_openmm import evaluate, reference  # noqa: E402
@@ -65,8 +65,8 @@ def test_create_mixed_system(deployed):
     embedding): the ML part equals the model on the subset, the classical part is kept."""
     from openmmml import MLPotential
 
-    from cgaa.grains import grains_from_index
-    from cgaa.inputs import make_inputs
+    from cgaa.core.grains import grains_from_index
+    from cgaa.core.inputs import make_inputs
 
     path, model, _, top, pos = deployed
     n = top.getNumAtoms()

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from cgaa.grains import grains_from_atoms
-from cgaa.inputs import make_inputs
-from cgaa.model import ModelConfig
+from cgaa.core.grains import grains_from_atoms
+from cgaa.core.inputs import make_inputs
+from cgaa.core.model import ModelConfig
 from core_utils import build, run
 from molecules import molecule_box
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgaa.model import CGAAModel, ModelConfig
+from cgaa.core.model import CGAAModel, ModelConfig
 from core_utils import build, finite_difference_check, rel_err, run
 from molecules import random_rotation
 

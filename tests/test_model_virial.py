@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgaa.model import grain_centers
+from cgaa.core.model import grain_centers
 from core_utils import build, rel_err, run
 from molecules import random_rotation
 

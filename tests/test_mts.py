@@ -12,9 +12,11 @@ openmm = pytest.importorskip("openmm")
 pytest.importorskip("openmmtorch")
 from openmm import unit  # noqa: E402
 
-from cgaa import units  # noqa: E402
+from cgaa.core import units  # noqa: E402
 from cgaa.openmm.mts import FAST_GROUP, SLOW_GROUP, mts_integrator, slow_force_names, split_force_groups  # noqa: E402
-from cgaa.simulate import load_state_csv, resolve_settings, run_simulation  # noqa: E402
+from cgaa.md.rundir import load_state_csv  # noqa: E402
+from cgaa.md.settings import resolve_settings
+from cgaa.md.run import run_simulation
 from test_openmm import small_system, stabilizer  # noqa: E402
 from test_prior import _box, _prior_model, _topology  # noqa: E402
 
@@ -31,7 +33,7 @@ def _group_state(ctx, groups):
 def dispersion_system():
     """A teacher_dispersion model's System with both guards, split into slow and fast groups."""
     from cgaa.openmm import create_system
-    from cgaa.openmm.system import add_bond_guard
+    from cgaa.openmm.guards import add_bond_guard
 
     atoms, gidx = _box(8)
     top = _topology(atoms, gidx)
@@ -46,8 +48,9 @@ def dispersion_system():
 
 def test_the_network_and_everything_between_grains_is_slow(dispersion_system):
     system, _, _, _, slow, fast = dispersion_system
-    from cgaa.openmm.system import BOND_GUARD_NAME, CONTACT_GUARD_NAME, FORCE_NAME
-    from cgaa.prior import PRIOR_FORCE_PREFIX as P
+    from cgaa.openmm.guards import BOND_GUARD_NAME, CONTACT_GUARD_NAME
+    from cgaa.openmm.torchforce import FORCE_NAME
+    from cgaa.priors import PRIOR_FORCE_PREFIX as P
 
     assert set(slow) == {FORCE_NAME, P + "Coulomb", P + "Dispersion", CONTACT_GUARD_NAME, "CGAAMoleculeBonds"}
     assert set(slow) == set(slow_force_names())

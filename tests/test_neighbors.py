@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgaa.neighbors import box_heights, neighbor_pairs
+from cgaa.core.neighbors import box_heights, neighbor_pairs
 
 
 def brute_force(pos, cell, cutoff):

@@ -18,7 +18,7 @@ openmm = pytest.importorskip("openmm")
 pytest.importorskip("openmmtorch")
 from openmm import unit  # noqa: E402
 
-from cgaa import units  # noqa: E402
+from cgaa.core import units  # noqa: E402
 from cgaa.openmm import add_cgaa_force, create_system, topology_from_atoms  # noqa: E402
 from core_utils import build, rel_err  # noqa: E402
 from molecules import molecule_box  # noqa: E402
@@ -150,12 +150,12 @@ def test_non_periodic_topology():
 
 def test_box_from_cgaa_build(tmp_path):
     """Acceptance: a box from `cgaa build`, both modes, Reference and CPU."""
-    build_mod = pytest.importorskip("cgaa.build", reason="cgaa.build is not available yet")
+    build_mod = pytest.importorskip("cgaa.systems.build", reason="cgaa.systems.build is not available yet")
     from openmm.app import PDBFile
 
-    from cgaa.grains import grains_from_topology
-    from cgaa.inputs import make_inputs, vocabulary
-    from cgaa.model import CGAAModel, ModelConfig
+    from cgaa.core.grains import grains_from_topology
+    from cgaa.core.inputs import make_inputs, vocabulary
+    from cgaa.core.model import CGAAModel, ModelConfig
 
     try:
         res = build_mod.build_box("lipf6-ec-emc-1m", 650, tmp_path / "box.pdb", seed=2)
@@ -183,7 +183,7 @@ def test_box_from_cgaa_build(tmp_path):
 
 def test_model_from_file_and_float32(tmp_path, electrolyte_box):
     """A deployed float32 file works; results agree with the float64 model to float32 precision."""
-    from cgaa.deploy import load_model, save_model
+    from cgaa.core.modelfile import load_model, save_model
 
     atoms, gidx = electrolyte_box
     model, _, kw = build(atoms)
@@ -199,7 +199,7 @@ def test_model_from_file_and_float32(tmp_path, electrolyte_box):
 def test_add_cgaa_force_to_subset(electrolyte_box):
     """The CGAA force on some residues of a System, alongside another force: forces on the
     other atoms are zero and the subset's equal the model's on the subset alone."""
-    from cgaa.inputs import make_inputs
+    from cgaa.core.inputs import make_inputs
 
     atoms, gidx = electrolyte_box
     model, gm, _ = build(atoms)
@@ -216,7 +216,7 @@ def test_add_cgaa_force_to_subset(electrolyte_box):
     force = add_cgaa_force(system, top, model, atoms=sub, force_group=3)
     assert force.getForceGroup() == 3
     e, f = evaluate(system, pos, groups={3})
-    from cgaa.grains import grains_from_index
+    from cgaa.core.grains import grains_from_index
 
     gsub = grains_from_index(gidx[sub], atoms.numbers[sub], positions=atoms.positions[sub], cell=atoms.cell[:])
     kw = make_inputs(atoms.positions[sub], atoms.numbers[sub], gsub, model.config, atoms.cell[:],
@@ -234,7 +234,7 @@ def _constraints(system):
 
 
 def _guard_bonds(system):
-    from cgaa.openmm.system import BOND_GUARD_NAME
+    from cgaa.openmm.guards import BOND_GUARD_NAME
 
     (g,) = [f for f in system.getForces() if f.getName() == BOND_GUARD_NAME]
     return [tuple(g.getBondParameters(b)[:2]) + tuple(g.getBondParameters(b)[2]) for b in range(g.getNumBonds())]
@@ -245,7 +245,7 @@ def test_prior_bonds_give_the_constraint_lengths(monkeypatch):
     lengths from the prior's bond force instead of parametrising the topology a second
     time, and they equal those of the teacher route (teacher_bond_lengths) exactly; where
     that route refuses the topology (residue names it does not know) nothing changes."""
-    import cgaa.openmm.system as oms
+    import cgaa.openmm.guards as oms
 
     atoms, gidx = small_box()
     model, _, _ = scaled_model(atoms, prior="teacher_bonded")
@@ -292,7 +292,7 @@ def test_prior_bonds_give_the_constraint_lengths(monkeypatch):
 
 # ---------------------------------------------------------------------------- refusals
 def test_refuses_uncovered_topology_and_small_box(electrolyte_box):
-    from cgaa.model import CGAAModel, ModelConfig
+    from cgaa.core.model import CGAAModel, ModelConfig
 
     atoms, gidx = electrolyte_box
     model, gm, _ = build(atoms)
@@ -313,7 +313,7 @@ def test_refuses_uncovered_topology_and_small_box(electrolyte_box):
 
 
 def test_default_model_and_bad_model_argument(monkeypatch, electrolyte_box):
-    import cgaa.openmm.system as oms
+    import cgaa.openmm.torchforce as oms
 
     atoms, gidx = electrolyte_box
     top, _ = topology_from_atoms(atoms, gidx)
@@ -327,7 +327,7 @@ def test_default_model_and_bad_model_argument(monkeypatch, electrolyte_box):
 
 
 def test_no_literal_unit_factors():
-    """Units are converted through cgaa.units only (no literal 10 or 96.485 in the wrapper)."""
+    """Units are converted through cgaa.core.units only (no literal 10 or 96.485 in the wrapper)."""
     src = (Path(__file__).parent.parent / "cgaa" / "openmm" / "wrapper.py").read_text()
     code = "\n".join(ln.split("#")[0] for ln in src.splitlines())
     assert not re.search(r"\b10(\.0*)?\b|96\.48|0\.1\b", code)
@@ -358,8 +358,8 @@ def _nve_drift(model, top, pos, factor=None, steps=400, dt_fs=0.5, temperature=1
     if factor is not None:  # swap in a broken TorchForce
         idx = [i for i, f in enumerate(system.getForces()) if f.getName() == "CGAA"][0]
         system.removeForce(idx)
-        from cgaa.grains import grains_from_topology
-        from cgaa.inputs import grain_type_indices, species_indices
+        from cgaa.core.grains import grains_from_topology
+        from cgaa.core.inputs import grain_type_indices, species_indices
 
         gm = grains_from_topology(top)
         sp = species_indices([a.element.atomic_number for a in top.atoms()], model.config.elements)
@@ -449,7 +449,7 @@ def test_openmmtorch_deprecation_notice_is_dropped():
     code = ("import openmm, logging\n"
             "from cgaa.bench.report import versions\n"
             "assert versions()['openmmtorch'] != 'not importable'\n"     # bench reports import it first
-            "from cgaa.openmm.system import import_openmmtorch\n"
+            "from cgaa.openmm.torchforce import import_openmmtorch\n"
             "print(import_openmmtorch().TorchForce.__name__)\n"
             "logging.getLogger().warning('other notices still show')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Classical priors (cgaa.prior): the teacher's harmonic bonds and angles as a Δ-learning
+"""Classical priors (cgaa.priors): the teacher's harmonic bonds and angles as a Δ-learning
 baseline. They must equal the teacher's own bonded terms, be conservative and periodic,
 round-trip through dataset labels, and be added back wherever a model with a prior runs
 (OpenMM create_system / add_cgaa_force, cgaa simulate)."""
@@ -11,9 +11,9 @@ import torch
 openmm = pytest.importorskip("openmm")
 from openmm import unit  # noqa: E402
 
-from cgaa import units  # noqa: E402
-from cgaa.model import CGAAModel, ModelConfig  # noqa: E402
-from cgaa.prior import PRIOR_FORCE_PREFIX, PriorEvaluator, check_prior, prior_forces, subtract_prior  # noqa: E402
+from cgaa.core import units  # noqa: E402
+from cgaa.core.model import CGAAModel, ModelConfig  # noqa: E402
+from cgaa.priors import PRIOR_FORCE_PREFIX, PriorEvaluator, check_prior, prior_forces, subtract_prior  # noqa: E402
 from molecules import molecule_box  # noqa: E402
 
 
@@ -23,7 +23,7 @@ def _box(seed=5):
 
 
 def _topology(atoms, gidx):
-    from cgaa.openmm.system import topology_from_atoms
+    from cgaa.systems.topology import topology_from_atoms
 
     return topology_from_atoms(atoms, gidx)[0]
 
@@ -46,8 +46,8 @@ def test_prior_is_the_teachers_bonded_energy(prior):
     teacher_valence), evaluated independently."""
     from openmm import app
 
-    from cgaa.prior import PRIORS
-    from cgaa.teacher import load_forcefield
+    from cgaa.priors import PRIORS
+    from cgaa.teacher.forcefield import load_forcefield
 
     atoms, gidx = _box()
     top = _topology(atoms, gidx)
@@ -76,7 +76,7 @@ def test_teacher_intra_is_the_teachers_intramolecular_energy(species):
     """teacher_intra = everything the teacher puts inside one molecule: for a lone molecule in
     a big box (PME images 50 Å away) the teacher's forces equal the prior's, before and after
     distorting it, and so do energy differences; its non-bonded pairs add to teacher_valence."""
-    from cgaa.teacher import Teacher
+    from cgaa.teacher.forcefield import Teacher
 
     atoms, gidx = molecule_box({species: 1}, np.diag([50.0] * 3), seed=2, spacing=40.0)
     top = _topology(atoms, gidx)
@@ -144,8 +144,8 @@ def test_prior_leaves_the_teachers_intermolecular_rest(prior):
     teacher_coulomb: the teacher's Lennard-Jones; teacher_dispersion: that LJ plus
     4εσ⁶/(r⁶ + σ⁶), i.e. less the prior's damped dispersion. Energy differences between two
     configurations too (the LJ tail corrections are constants of the box)."""
-    from cgaa.prior import coulomb_cutoff_nm
-    from cgaa.teacher import Teacher
+    from cgaa.priors import coulomb_cutoff_nm
+    from cgaa.teacher.forcefield import Teacher
 
     atoms, gidx = molecule_box({"Li": 2, "PF6": 2, "EC": 2, "EMC": 2}, np.diag([18.0] * 3), seed=4, spacing=6.0)
     top = _teacher_topology(atoms, gidx)
@@ -179,7 +179,7 @@ def test_teacher_dispersion_leaves_a_short_ranged_rest():
     the network is left with is < 2 % of it, and the prior's net force is the difference."""
     from ase import Atoms
 
-    from cgaa.teacher import Teacher
+    from cgaa.teacher.forcefield import Teacher
     from molecules import SPECIES, random_rotation
 
     sym, xyz = SPECIES["EC"]
@@ -205,8 +205,8 @@ def test_teacher_dispersion_leaves_a_short_ranged_rest():
 def test_teacher_dispersion_carries_the_teachers_long_range_correction():
     """Beyond the cutoff the damped r⁻⁶ is the teacher's LJ to < 0.5 %, so the prior's long-range
     correction (OpenMM's, switched on as in the teacher) equals the teacher's."""
-    from cgaa.prior import DISPERSION, coulomb_cutoff_nm
-    from cgaa.teacher import Teacher
+    from cgaa.priors import DISPERSION, coulomb_cutoff_nm
+    from cgaa.teacher.forcefield import Teacher
 
     atoms, gidx = molecule_box({"Li": 1, "PF6": 1, "EC": 2, "EMC": 2}, np.diag([21.0] * 3), seed=2, spacing=7.0)
     top = _teacher_topology(atoms, gidx)
@@ -241,7 +241,7 @@ def test_teacher_coulomb_without_a_box_is_the_plain_coulomb_sum():
     teacher_intra equals q_i q_j / (4π ε0 r) summed over atom pairs of different molecules."""
     from openmm import app
 
-    from cgaa.teacher import load_forcefield
+    from cgaa.teacher.forcefield import load_forcefield
 
     atoms, gidx = molecule_box({"Li": 1, "PF6": 1, "EC": 1}, np.diag([14.0] * 3), seed=3, spacing=6.0)
     top = _topology(atoms, gidx)
@@ -322,7 +322,7 @@ def test_dataset_labels_round_trip(tmp_path):
 
 
 def _light_model(gm, numbers, prior):
-    from cgaa.inputs import vocabulary
+    from cgaa.core.inputs import vocabulary
 
     el, keys, names = vocabulary([gm], [numbers])
     torch.manual_seed(0)
@@ -332,8 +332,8 @@ def _light_model(gm, numbers, prior):
 
 
 def _prior_model(atoms, gidx, prior):
-    from cgaa.grains import grains_from_index, perceive_bonds
-    from cgaa.inputs import make_inputs
+    from cgaa.core.grains import grains_from_index, perceive_bonds
+    from cgaa.core.inputs import make_inputs
 
     gm = grains_from_index(gidx, atoms.numbers, perceive_bonds(atoms.numbers, atoms.positions, atoms.cell[:]))
     model = _light_model(gm, atoms.numbers, prior)
@@ -410,10 +410,10 @@ def test_simulate_bond_guard_follows_the_prior(tmp_path):
     pytest.importorskip("openmmtorch")
     from openmm.app import PDBFile
 
-    from cgaa.build import build_box
-    from cgaa.grains import grains_from_topology
-    from cgaa.openmm.system import BOND_GUARD_NAME
-    from cgaa.simulate import run_simulation
+    from cgaa.systems.build import build_box
+    from cgaa.core.grains import grains_from_topology
+    from cgaa.openmm.guards import BOND_GUARD_NAME
+    from cgaa.md.run import run_simulation
 
     build_box("lipf6-ec-emc-1m", 400, tmp_path / "box.pdb", seed=2)
     pdb = PDBFile(str(tmp_path / "box.pdb"))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgaa.nn.radial import GAUSSIAN_CUT_X2, GaussianBasis, PolynomialEnvelope
+from cgaa.core.nn.radial import GAUSSIAN_CUT_X2, GaussianBasis, PolynomialEnvelope
 
 
 def _subnormal(t: torch.Tensor) -> int:

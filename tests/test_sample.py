@@ -7,11 +7,11 @@ import pytest
 from ase import units as ase_units
 from openmm import app, unit
 
-from cgaa.build import build_box
+from cgaa.systems.build import build_box
 from cgaa.cli import main
-from cgaa.data.extxyz import read_frames
-from cgaa.sample import sample_teacher
-from cgaa.teacher import create_system
+from cgaa.core.extxyz import read_frames
+from cgaa.teacher.sample import sample_teacher
+from cgaa.teacher.forcefield import create_system
 
 EV_PER_KJMOL = ase_units.kJ / ase_units.mol
 

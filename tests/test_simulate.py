@@ -16,8 +16,8 @@ openmm = pytest.importorskip("openmm")
 pytest.importorskip("openmmtorch")
 from openmm import unit  # noqa: E402
 
-from cgaa.simulate import (STATE_COLUMNS, SimulationError, load_state_csv, run_simulation,  # noqa: E402
-                           truncate_dcd)
+from cgaa.md.rundir import STATE_COLUMNS, load_state_csv, truncate_dcd
+from cgaa.md.run import SimulationError, run_simulation
 from test_openmm import small_system, stabilizer  # noqa: E402
 
 
@@ -201,7 +201,7 @@ def test_refuses_before_starting(tmp_path, system_parts, electrolyte_box):
         run_simulation((top, pos), big, tmp_path / "a", steps=10, platform="Reference", progress=False)
     # a model that does not know Li+ (it was made for another topology)
     t2, p2 = topology_from_atoms(atoms, gidx)
-    from cgaa.model import CGAAModel, ModelConfig
+    from cgaa.core.model import CGAAModel, ModelConfig
 
     cfg = model.config
     keep = [(k, n) for k, n in zip(cfg.grain_types, cfg.grain_type_names) if n != "Li"]
@@ -218,7 +218,7 @@ def test_refuses_before_starting(tmp_path, system_parts, electrolyte_box):
 
 
 def test_bond_guard_setting_is_validated(tmp_path, system_parts):
-    from cgaa.simulate import resolve_settings
+    from cgaa.md.settings import resolve_settings
 
     assert resolve_settings({})["bond_guard"] == "auto"
     for v in (True, False, "auto", np.bool_(True)):
@@ -275,7 +275,7 @@ def test_cli_simulate(tmp_path, system_parts, capsys):
     from openmm.app import PDBFile
 
     from cgaa.cli import main
-    from cgaa.deploy import save_model
+    from cgaa.core.modelfile import save_model
 
     model, top, pos = system_parts
     pdb = tmp_path / "box.pdb"
@@ -311,13 +311,13 @@ def test_cuda_run(tmp_path, system_parts):
 
 
 def test_recipe_input_built_on_the_fly(tmp_path):
-    """INPUT may be a recipe name: the box is built with cgaa.build into the run directory."""
-    build_mod = pytest.importorskip("cgaa.build", reason="cgaa.build is not available yet")
+    """INPUT may be a recipe name: the box is built with cgaa.systems.build into the run directory."""
+    build_mod = pytest.importorskip("cgaa.systems.build", reason="cgaa.systems.build is not available yet")
     from openmm.app import PDBFile
 
-    from cgaa.grains import grains_from_topology
-    from cgaa.inputs import vocabulary
-    from cgaa.model import CGAAModel, ModelConfig
+    from cgaa.core.grains import grains_from_topology
+    from cgaa.core.inputs import vocabulary
+    from cgaa.core.model import CGAAModel, ModelConfig
 
     try:  # a model covering the recipe's species (same chemistry keys as any box of it)
         ref = build_mod.build_box("lipf6-ec-emc-1m", 650, tmp_path / "ref.pdb", seed=3)
@@ -341,9 +341,9 @@ def test_run_directory_above_the_pdb_limit_uses_pdbx(tmp_path, system_parts, mon
     """Above 99,999 atoms (here: the limit lowered to 50 atoms for a 68-atom box) the run's
     topology is PDBx/mmCIF, and restart, analysis and start structures all use it."""
     from cgaa.analysis.io import find_run_files, load_trajectory
-    from cgaa.simulate import write_final_pdb
+    from cgaa.md.rundir import write_final_pdb
 
-    monkeypatch.setattr("cgaa.boxfile.PDB_MAX_ATOMS", 50)
+    monkeypatch.setattr("cgaa.systems.boxfile.PDB_MAX_ATOMS", 50)
     out = tmp_path / "run"
     _run(system_parts, out, steps=20, seed=2)
     assert (out / "topology.cif").is_file() and not (out / "topology.pdb").exists()
@@ -358,7 +358,7 @@ def test_run_directory_above_the_pdb_limit_uses_pdbx(tmp_path, system_parts, mon
     final = openmm.XmlSerializer.deserialize((out / "final_state.xml").read_text())
     assert np.abs(traj.xyz[-1] - final.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).max() < 1e-5
     # a start structure for another run: PDBx works, PDB is refused with the way out named
-    from cgaa.boxfile import read_box
+    from cgaa.systems.boxfile import read_box
 
     start = read_box(write_final_pdb(out, tmp_path / "end.cif"))
     assert np.abs(start.getPositions(asNumpy=True).value_in_unit(unit.nanometer)

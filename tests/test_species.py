@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgaa.species import get_salt, get_species, list_salts, list_species, species_by_resname
+from cgaa.systems.species import get_salt, get_species, list_salts, list_species, species_by_resname
 
 REQUIRED = ["Li", "Na", "PF6", "BF4", "FSI", "TFSI", "EC", "EMC", "DMC", "DEC", "PC", "FEC"]
 # Chemical formulas (independent of the templates) and formal charges.
@@ -82,8 +82,8 @@ def test_teacher_parametrises_every_species_with_right_charges():
     import openmm
     from openmm import unit
 
-    from cgaa.build import make_topology
-    from cgaa.teacher import create_system
+    from cgaa.systems.build import make_topology
+    from cgaa.teacher.forcefield import create_system
 
     counts = {s: 1 for s in REQUIRED}
     top = make_topology(counts, box_length=30.0)
@@ -106,8 +106,8 @@ def test_every_angle_and_dihedral_has_parameters():
 
     import openmm
 
-    from cgaa.build import make_topology
-    from cgaa.teacher import create_system
+    from cgaa.systems.build import make_topology
+    from cgaa.teacher.forcefield import create_system
 
     for s in REQUIRED:
         sp = get_species(s)

@@ -12,11 +12,11 @@ import torch
 import yaml
 
 from cgaa.data.dataset import frame_tensors, load_frames
-from cgaa.data.extxyz import STRESS, FrameError, make_frame, read_frames, write_frames
-from cgaa.model import ModelConfig, grain_centers
+from cgaa.core.extxyz import STRESS, FrameError, make_frame, read_frames, write_frames
+from cgaa.core.model import ModelConfig, grain_centers
 from cgaa.train.config import load_config
 from cgaa.train.trainer import train
-from cgaa.units import ev_per_a3_to_bar
+from cgaa.core.units import ev_per_a3_to_bar
 from molecules import molecule_box
 from toy_teacher import make_frames, toy_energy_forces, write_dataset
 
@@ -58,7 +58,7 @@ def test_reference_molecular_virial_is_rigid_grain_strain_derivative(tmp_path):
     of grain centres and box with the grains' internal geometry fixed."""
     path = write_dataset(tmp_path / "t.xyz", COUNTS, 1, seed=3, stress=True)
     frame = load_frames(path)[0]
-    from cgaa.inputs import vocabulary
+    from cgaa.core.inputs import vocabulary
 
     el, keys, names = vocabulary([frame.grain_map], [frame.numbers])
     cfg = ModelConfig(el, keys, names)
@@ -96,8 +96,8 @@ def test_prior_stress_is_minus_intramolecular_virial(prior):
     """The prior acts inside molecules: its molecular virial is zero, so its stress is exactly
     σ = −(1/V) Σ_i F_i ⊗ u_i. Checks the strained-energy stress (shear strains included) and its sign."""
     pytest.importorskip("openmm")
-    from cgaa.openmm.system import topology_from_atoms
-    from cgaa.prior import PriorEvaluator
+    from cgaa.systems.topology import topology_from_atoms
+    from cgaa.priors import PriorEvaluator
 
     atoms, gidx = molecule_box({"Li": 1, "PF6": 1, "EC": 2, "EMC": 2}, np.diag([17.0] * 3), seed=5, spacing=8.5)
     atoms.positions += np.random.default_rng(0).normal(scale=0.05, size=atoms.positions.shape)
@@ -117,8 +117,8 @@ def test_teacher_stress_labels_and_prior_residual(tmp_path):
     when the box is expanded; a prior subtracts its own stress from the label."""
     pytest.importorskip("openmm")
     from cgaa.cli import main
-    from cgaa.prior import PriorEvaluator, topology_for_atoms
-    from cgaa.sample import sample_teacher
+    from cgaa.priors import PriorEvaluator, topology_for_atoms
+    from cgaa.teacher.sample import sample_teacher
 
     sample_teacher("lipf6-ec-emc-1m", tmp_path / "s.xyz", n_atoms=600, n_frames=1, stride=5,
                    equilibration_steps=5, cutoff=0.8, platform="CPU", hot_fraction=0, distorted_fraction=0,

@@ -7,10 +7,11 @@ import pytest
 from ase import units as ase_units
 from openmm import app, unit
 
-from cgaa.build import build_box, make_topology
-from cgaa.teacher import Teacher, box_density, create_system, get_platform, topology_from_residues
+from cgaa.systems.build import build_box, make_topology
+from cgaa.teacher.forcefield import Teacher, create_system, get_platform
+from cgaa.systems.topology import box_density, topology_from_residues
 
-# Independent conversion factors (ASE's CODATA constants), not cgaa.units.
+# Independent conversion factors (ASE's CODATA constants), not cgaa.core.units.
 EV_PER_KJMOL = ase_units.kJ / ase_units.mol
 EVANG_PER_KJMOLNM = EV_PER_KJMOL / 10.0
 
@@ -74,7 +75,7 @@ def test_forces_are_minus_energy_gradient(small_box, relaxed):
 
 def test_pf6_octahedron_is_stable_in_vacuum_box():
     top = make_topology({"PF6": 1}, box_length=25.0)
-    from cgaa.species import get_species
+    from cgaa.systems.species import get_species
 
     sp = get_species("PF6")
     system = create_system(top, cutoff=1.0)
@@ -154,8 +155,8 @@ def test_npt_density_within_5_percent(tmp_path):
 
 def test_all_species_box_is_stable(tmp_path):
     """Every species of the library together in one box: short MD keeps molecules intact."""
-    from cgaa.build import make_recipe
-    from cgaa.species import get_species
+    from cgaa.systems.build import make_recipe
+    from cgaa.systems.species import get_species
 
     r = make_recipe({"LiTFSI": 0.3, "NaBF4": 0.3, "LiFSI": 0.3, "NaPF6": 0.3},
                     {"EC": 1, "PC": 1, "FEC": 1, "DMC": 1, "EMC": 1, "DEC": 1}, density=1.3, name="all")

@@ -117,7 +117,7 @@ def test_bad_configs_are_named(tmp_path, dataset):
 
 
 def test_corrupt_dataset_never_trains_silently(tmp_path, dataset):
-    from cgaa.data.extxyz import FrameError
+    from cgaa.core.extxyz import FrameError
 
     text = dataset.read_text().splitlines()
     # drop the forces of the second frame's first atom line: a NaN there
@@ -135,7 +135,7 @@ def test_corrupt_dataset_never_trains_silently(tmp_path, dataset):
 
 def test_refit_reference_energies_removes_an_offset(dataset):
     from cgaa.data.dataset import load_frames
-    from cgaa.model import CGAAModel
+    from cgaa.core.model import CGAAModel
     from cgaa.train.trainer import new_model_config, refit_reference_energies
 
     frames = load_frames(dataset)[:6]
@@ -191,7 +191,7 @@ def test_evaluate_reports_the_signed_mean_energy_error(tmp_path, dataset):
     were (a known answer)."""
     from ase.io import read, write
 
-    from cgaa.deploy import deploy_checkpoint
+    from cgaa.train.deploy import deploy_checkpoint
     from cgaa.train.evaluate import evaluate
 
     res = train(load_config(_config(tmp_path, dataset, epochs=1)), progress=False)

@@ -2,7 +2,7 @@
 import numpy as np
 import openmm.unit as u
 
-from cgaa import units
+from cgaa.core import units
 
 
 def test_round_trips():

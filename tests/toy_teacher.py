@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgaa.data.extxyz import make_frame, write_frames
+from cgaa.core.extxyz import make_frame, write_frames
 from molecules import molecule_box
 
 K_INTRA, A, B, RC = 4.0, 60.0, 8.0, 6.0

@@ -1,1 +1,1 @@
-"""Shipped data (forcefields/ and systems/ of the repository), see cgaa.resources."""
+"""Shipped data (forcefields/ and systems/ of the repository), see cgaa.core.resources."""

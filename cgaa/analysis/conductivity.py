@@ -23,7 +23,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from cgaa import units
+from cgaa.core import units
 from cgaa.analysis.diffusion import (DiffusionResult, FitWindow, M_PER_NM, diffusion_coefficient)
 
 #: m³ per nm³.

@@ -28,11 +28,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from cgaa import units
+from cgaa.core import units
 from cgaa.analysis.msd import average_msds, msd_fft
 from cgaa.analysis.stats import mean_se
 
-from cgaa.units import M2_PER_S_PER_NM2_PER_PS, M_PER_NM, S_PER_PS  # noqa: E402,F401  (re-exported)
+from cgaa.core.units import M2_PER_S_PER_NM2_PER_PS, M_PER_NM, S_PER_PS  # noqa: E402,F401  (re-exported)
 
 #: Yeh–Hummer constant ξ for a cubic lattice (Ewald-like sum), dimensionless.
 YEH_HUMMER_XI: float = 2.837297

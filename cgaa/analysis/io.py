@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from cgaa.systems.boxfile import BOX_SUFFIXES, find_run_topology
 
 PathLike = Union[str, os.PathLike]
 
@@ -148,7 +149,6 @@ def find_run_files(run_dir: PathLike) -> Tuple[List[Path], Path]:
     Looks for ``traj.dcd`` (else all ``*.dcd``/``*.xtc`` files, sorted, as replicas) and
     ``topology.pdb`` or ``topology.cif`` (else the single ``*.pdb``/``*.cif`` in the directory).
     """
-    from cgaa.boxfile import BOX_SUFFIXES, find_run_topology
 
     d = Path(run_dir)
     if not d.is_dir():

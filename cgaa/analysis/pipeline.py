@@ -20,8 +20,10 @@ from cgaa.analysis.diffusion import (DEFAULT_MIN_FIT_START_PS, DEFAULT_MIN_RUN_P
                                      yeh_hummer_correction)
 from cgaa.analysis.io import find_run_files, load_trajectory, read_state_temperature
 from cgaa.analysis.msd import WrappedTrajectoryError, detect_wrapping, molecule_centers, system_com, unwrap
-from cgaa.analysis.species import Species, atom_masses, classify_oxygens, element_indices, identify_species
 from cgaa.analysis.structure import RDFResult, ShellResult, rdf, shell_composition
+from cgaa.analysis.report import result_to_dict
+from cgaa.analysis.species import (Species, atom_masses, classify_oxygens, element_indices, find_species,
+                                   identify_species)
 
 #: Temperature used when none is given and none can be read from state.csv, K.
 DEFAULT_TEMPERATURE_K: float = 298.15
@@ -61,7 +63,6 @@ class AnalysisResult:
 
     def to_dict(self) -> dict:
         """The report as JSON-ready dict; every quantity is {"value", "unit"[, "uncertainty"]}."""
-        from cgaa.analysis.report import result_to_dict
 
         return result_to_dict(self)
 
@@ -309,7 +310,6 @@ def _structure(result: AnalysisResult, trajs, top, species: List[Species], cente
                r_max: float, bin_nm: float, shell_cutoff_nm: Optional[float]) -> None:
     msgs = result.warnings
     if center is not None:
-        from cgaa.analysis.species import find_species
         csp = find_species(species, center)
     else:
         cats = [s for s in species if s.kind == "cation"]

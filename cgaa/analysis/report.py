@@ -23,7 +23,8 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from cgaa.analysis.conductivity import siemens_per_m_to_mS_per_cm
-from cgaa.fileio import write_bytes_atomic
+from cgaa.core.fileio import write_bytes_atomic
+from cgaa._version import __version__
 
 
 def _num(x) -> Optional[float]:
@@ -55,7 +56,6 @@ def not_diffusive_note(d) -> str:
 
 def result_to_dict(res) -> dict:
     """The report.json content of an AnalysisResult."""
-    from cgaa import __version__
 
     out: dict = {"cgaa_version": __version__, "inputs": dict(res.inputs)}
     inp = out["inputs"]

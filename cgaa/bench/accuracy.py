@@ -17,6 +17,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from cgaa.bench.report import (available_cores, fmt, header, header_markdown, markdown_table, save_figure,
+                               write_outputs)
+from cgaa.bench.speed import SHIPPED_CONFIG
+from cgaa.core.extxyz import read_frames, write_frames
+from cgaa.core.model import count_parameters
+from cgaa.core.resources import forcefields_dir
+from cgaa.data.dataset import frame_tensors, load_frames, model_inputs
+from cgaa.teacher.sample import sample_teacher
+from cgaa.train.config import config_from_dict
+from cgaa.train.trainer import load_checkpoint, model_from_checkpoint, train as train_model
 
 PathLike = Union[str, Path]
 KINDS = ("cgaa", "allatom")
@@ -37,7 +47,6 @@ def _metric(entry: Dict[str, Any], key: str) -> Optional[float]:
 
 def subset_frames(src: Sequence[PathLike], dst: PathLike, max_frames: int = 0) -> Tuple[Path, int]:
     """Write at most ``max_frames`` frames of ``src`` (evenly spaced; 0: all) to ``dst``."""
-    from cgaa.data.extxyz import read_frames, write_frames
 
     frames: List = []
     for p in src:
@@ -58,8 +67,6 @@ def molecular_force_errors(checkpoint: PathLike, test_file: PathLike) -> Dict[st
     RMSE of the net force per molecule and of the intra-molecular part
     F_i − (m_i/M)·F_net (eV/Å), so CGAA and the all-atom baseline are compared on the same
     decomposition (molecules perceived as in CGAA training; the model's own masses)."""
-    from cgaa.data.dataset import frame_tensors, load_frames, model_inputs
-    from cgaa.train.trainer import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(Path(checkpoint))).eval()
     cfg = model.config
@@ -91,7 +98,6 @@ def generate_data(out_dir: PathLike, n_atoms: int, n_frames: int, seed: int = 0,
                   recipe: str = "lipf6-ec-emc-1m", progress: bool = False) -> Tuple[Path, Path]:
     """Small teacher data set: ``n_frames`` training frames and ``max(4, n_frames // 4)``
     test frames from an independent trajectory (different seed), 298.15 K."""
-    from cgaa.sample import sample_teacher
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,8 +118,6 @@ def base_config(config: Optional[PathLike] = None) -> Dict[str, Any]:
     import yaml
 
     if config is None:
-        from cgaa.bench.speed import SHIPPED_CONFIG
-        from cgaa.resources import forcefields_dir
 
         config = forcefields_dir() / SHIPPED_CONFIG
     d = yaml.safe_load(Path(config).read_text())
@@ -155,9 +159,6 @@ def run_accuracy(
     """
     import torch
 
-    from cgaa.bench.report import available_cores, header
-    from cgaa.train.config import config_from_dict
-    from cgaa.train.trainer import train as train_model
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -215,8 +216,6 @@ def run_accuracy(
                                  "test": res.test_metrics}
         entry["test_molecular"] = molecular_force_errors(res.best_checkpoint, test_file)
         try:
-            from cgaa.model import count_parameters
-            from cgaa.train.trainer import load_checkpoint, model_from_checkpoint
 
             entry["parameters"] = count_parameters(model_from_checkpoint(load_checkpoint(res.best_checkpoint)))
         except Exception:  # pragma: no cover - informational only
@@ -234,7 +233,6 @@ def run_accuracy(
 
 def accuracy_markdown(rep: Dict[str, Any]) -> str:
     """Markdown table of an accuracy report."""
-    from cgaa.bench.report import fmt, header_markdown, markdown_table
 
     d, b = rep["data"], rep["budget"]
     lines = ["## Accuracy: CGAA vs the all-atom baseline, same data and budget", "", header_markdown(rep), "",
@@ -263,7 +261,6 @@ def accuracy_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cgaa.bench.report import save_figure
 
     kinds = [k for k in rep["models"] if rep["models"][k].get("test")]
     if not kinds:
@@ -292,6 +289,5 @@ def accuracy_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
 
 def write_accuracy_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     """accuracy.json, accuracy.md, accuracy.png in ``out_dir``."""
-    from cgaa.bench.report import write_outputs
 
     return write_outputs(rep, out_dir, "accuracy", accuracy_markdown, accuracy_plot)

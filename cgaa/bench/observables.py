@@ -3,7 +3,7 @@
 Each engine runs ``replicas`` independent trajectories (seed + k) of the same packed box
 (``start="box"``), or, with ``start="warmup"``, replica k of both engines starts from the final
 state of a teacher warm-up run k from that box, so both analyse the same equilibrated states;
-every run goes through :func:`cgaa.simulate.run_simulation` (minimisation, velocities at T, Langevin
+every run goes through :func:`cgaa.md.run.run_simulation` (minimisation, velocities at T, Langevin
 middle integrator, 1 fs, Monte Carlo barostat in NPT, unwrapped DCD): the CGAA runs with
 the deployed model, the teacher runs with the classical force field swapped in through
 ``run_simulation``'s ``customize_system`` hook, so both share every other setting and
@@ -33,6 +33,23 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from cgaa.analysis.stats import mean_se
+from cgaa.analysis import analyze
+from cgaa.analysis.io import find_run_files, load_trajectory
+from cgaa.analysis.msd import molecule_centers
+from cgaa.bench.report import (available_cores, fmt, header, header_markdown, markdown_table, save_figure,
+                               write_json, write_outputs)
+from cgaa.core.fileio import file_sha256
+from cgaa.core.grains import grains_from_topology
+from cgaa.core.inputs import make_inputs
+from cgaa.core.modelfile import load_model
+from cgaa.md.run import SimulationError, run_simulation
+from cgaa.md.rundir import MODEL_FILE, has_checkpoint, load_state_csv, write_final_pdb
+from cgaa.openmm.mts import check_substeps
+from cgaa.openmm.torchforce import default_model_path
+from cgaa.priors import PriorEvaluator
+from cgaa.systems.build import box_suffix_for, build_box
+from cgaa.systems.topology import box_density
+from cgaa.teacher.forcefield import Teacher, create_system as teacher_system
 
 PathLike = Union[str, Path]
 ENGINES = ("teacher", "cgaa")
@@ -59,9 +76,8 @@ def teacher_customizer(cutoff_nm: float = 1.0) -> Callable[[Any, Any], None]:
     def customize(system, topology) -> None:
         import openmm
 
-        from cgaa.teacher import create_system
 
-        t = create_system(topology, cutoff=float(cutoff_nm))
+        t = teacher_system(topology, cutoff=float(cutoff_nm))
         while system.getNumForces():
             system.removeForce(system.getNumForces() - 1)
         for f in t.getForces():
@@ -82,7 +98,6 @@ def relative_difference(c: float, c_err: float, t: float, t_err: float) -> Tuple
 
 
 def _run(*args, **kwargs):
-    from cgaa.simulate import run_simulation
 
     return run_simulation(*args, **kwargs)
 
@@ -108,8 +123,6 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
     """Run replica ``kw['k']`` of engine ``kw['engine']`` (also in a worker process);
     returns (error message or None, wall seconds). An unstable model is a result, not a
     crash of the benchmark: its failure is recorded in the run's engine.json."""
-    from cgaa.bench.report import write_json
-    from cgaa.simulate import SimulationError
 
     if kw.get("threads"):
         import torch
@@ -196,8 +209,6 @@ def _same_model(run_dir: Path, model_sha256: str) -> bool:
     """Whether the CGAA run in ``run_dir`` used the model whose file has SHA-256 ``model_sha256``
     (its copy, model.pt, has the same bytes); says so when not. A run without a copy (it never
     started) counts as the same."""
-    from cgaa.fileio import file_sha256
-    from cgaa.simulate import MODEL_FILE
 
     copy = run_dir / MODEL_FILE
     if not copy.is_file() or file_sha256(copy) == model_sha256:
@@ -222,9 +233,6 @@ def analyse_replica(run_dir: PathLike, equil_ps: float, report_ps: float, temper
 
     fit_window_ps: fixed MSD fit window (ps of lag) for every species, so replicas and engines
     are compared over the same lags (default: the analysis picks a window per species)."""
-    from cgaa.analysis import analyze
-    from cgaa.analysis.io import find_run_files, load_trajectory
-    from cgaa.simulate import load_state_csv
 
     run_dir = Path(run_dir)
     trajs, top = find_run_files(run_dir)
@@ -380,9 +388,6 @@ def run_observables(
     """
     import torch
 
-    from cgaa.bench.report import available_cores, header
-    from cgaa.build import box_suffix_for, build_box
-    from cgaa.simulate import has_checkpoint, write_final_pdb
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -405,7 +410,6 @@ def run_observables(
     threads = int(threads or available_cores())
     torch.set_num_threads(threads)
     if model is None:
-        from cgaa.openmm.system import default_model_path
 
         model = default_model_path()
     model = Path(model).resolve()
@@ -418,7 +422,6 @@ def run_observables(
     steps = steps_eq + int(round(time_ps * 1000.0 / timestep_fs))
     report = max(1, int(round(report_ps * 1000.0 / timestep_fs)))
     report_ps = report * timestep_fs / 1000.0
-    from cgaa.openmm.mts import check_substeps
 
     n_sub = check_substeps(fast_substeps)
     if n_sub > 1 and any(x % n_sub for x in (steps_eq, steps, report)):
@@ -432,7 +435,6 @@ def run_observables(
 
     warmup_desc = f"the final state (positions, box) of teacher warm-up run k ({warmup_ps:g} ps from the box)"
     rep = header("observables", command)
-    from cgaa.fileio import file_sha256
 
     model_sha = file_sha256(model)
     rep.update({"model": str(model), "model_sha256": model_sha, "box": str(box), "protocol": {
@@ -541,7 +543,6 @@ def cgaa_step_phrase(protocol: Dict[str, Any]) -> str:
 
 def observables_markdown(rep: Dict[str, Any]) -> str:
     """Markdown table of an observables report."""
-    from cgaa.bench.report import header_markdown
 
     p = rep["protocol"]
     lines = ["## Observables: teacher MD vs CGAA MD", "", header_markdown(rep), "",
@@ -560,7 +561,6 @@ def observables_markdown(rep: Dict[str, Any]) -> str:
 def observables_tables(rep: Dict[str, Any]) -> str:
     """The tables of an observables report (engine means, per-replica D, density blocks), its
     target checks, failed replicas and diffusive-regime flags, as markdown."""
-    from cgaa.bench.report import fmt, markdown_table
 
     lines: List[str] = []
     engs = [e for e in rep["engines"] if rep["engines"][e]["summary"]]
@@ -649,7 +649,6 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cgaa.bench.report import save_figure
 
     engs = list(rep["engines"])
     if not engs:
@@ -689,18 +688,13 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
 
 def write_observables_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     """observables.json, observables.md, observables.png in ``out_dir``."""
-    from cgaa.bench.report import write_outputs
 
     return write_outputs(rep, out_dir, "observables", observables_markdown, observables_plot)
 
 
 def _model_energy(model: PathLike, topology) -> Callable[[np.ndarray, np.ndarray], float]:
     """``energy(positions_A, cell_A) -> eV`` of a deployed model on ``topology``, its
-    classical prior (:mod:`cgaa.prior`) included."""
-    from cgaa.deploy import load_model
-    from cgaa.grains import grains_from_topology
-    from cgaa.inputs import make_inputs
-    from cgaa.prior import PriorEvaluator
+    classical prior (:mod:`cgaa.priors`) included."""
 
     dep = load_model(model)
     gm = grains_from_topology(topology)
@@ -723,8 +717,7 @@ def bond_stretch_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A
     the first ``element`` atom of the first ``resname`` residue is pulled along its bond
     (the rest of the box fixed): a diagnosis of MD instabilities such as dissociating
     hydrogens. ``positions_A`` (N×3, Å) and ``cell_A`` (3×3, Å) give the configuration.
-    The model's energy includes its classical prior, if it has one (:mod:`cgaa.prior`)."""
-    from cgaa.teacher import Teacher
+    The model's energy includes its classical prior, if it has one (:mod:`cgaa.priors`)."""
 
     atoms = list(topology.atoms())
     try:
@@ -756,9 +749,6 @@ def density_scan(model: PathLike, topology, positions_A: np.ndarray, cell_A: np.
     to the listed density closest to the configuration's own) when the box and the molecules' centres of mass are
     scaled to other densities, molecules kept rigid: how each potential's cohesion depends
     on volume, which decides the NPT density. ``positions_A`` (N×3, Å), ``cell_A`` (3×3, Å)."""
-    from cgaa.analysis.msd import molecule_centers
-    from cgaa.grains import grains_from_topology
-    from cgaa.teacher import Teacher, box_density
 
     gm = grains_from_topology(topology)
     masses = np.array([x.element.mass._value for x in topology.atoms()])

@@ -15,8 +15,9 @@ import json
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from cgaa.bench.observables import ENGINES, compare, observables_plot, observables_tables, summarise
+from cgaa.bench.report import header, header_markdown, write_outputs
 
-from cgaa.bench.observables import ENGINES, compare, summarise
 
 PathLike = Union[str, Path]
 #: Protocol settings that must agree between pooled sources (unless allowed to differ).
@@ -119,7 +120,6 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
     Returns the report (``mode`` "observables-pool", ``sources``, ``protocol``, ``engines``,
     ``comparison``), to be written with :func:`write_pool_outputs`.
     """
-    from cgaa.bench.report import header
 
     bad = [k for k in allow_mixed if k not in PROTOCOL_KEYS]
     if bad:
@@ -194,8 +194,6 @@ def pool_observables(sources: Sequence[Union[str, PathLike, Tuple[Optional[str],
 
 def pool_markdown(rep: Dict[str, Any]) -> str:
     """Markdown of a pooled report: its sources and settings, then the observables tables."""
-    from cgaa.bench.observables import observables_tables
-    from cgaa.bench.report import header_markdown
 
     p = rep["protocol"]
     n = p["replicas"]
@@ -221,7 +219,5 @@ def pool_markdown(rep: Dict[str, Any]) -> str:
 
 def write_pool_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     """pool.json, pool.md and pool.png in ``out_dir`` (written atomically)."""
-    from cgaa.bench.observables import observables_plot
-    from cgaa.bench.report import write_outputs
 
     return write_outputs(rep, out_dir, "pool", pool_markdown, observables_plot)

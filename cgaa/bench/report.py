@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
-from cgaa.fileio import atomic_path, write_text_atomic
+from cgaa.core.fileio import atomic_path, write_text_atomic
+from cgaa.openmm.torchforce import import_openmmtorch
 
 PathLike = Union[str, Path]
 
@@ -67,7 +68,6 @@ def versions() -> Dict[str, str]:
     for mod in ("cgaa", "torch", "e3nn", "openmm", "openmmtorch", "sevenn"):
         try:
             if mod == "openmmtorch":  # through cgaa, which drops its simtk deprecation notice
-                from cgaa.openmm.system import import_openmmtorch
 
                 m = import_openmmtorch()
             else:

@@ -5,7 +5,7 @@ For each box size (atoms) of a recipe, and each *engine*:
 * ``cgaa`` — the CGAA model (a deployed TorchScript file, the shipped model, or an
   untrained model of the shipped architecture: timings do not depend on the weights);
 * ``allatom`` — the same network with every atom its own grain
-  (:func:`cgaa.grains.atomic_grains`), same channels, layers, lmax and radial sizes, and a
+  (:func:`cgaa.core.grains.atomic_grains`), same channels, layers, lmax and radial sizes, and a
   typical MLIP atom cutoff (default 5 Å), untrained;
 * ``teacher`` — the classical OPLS-AA-type teacher (PME) in OpenMM's CPU platform;
 * ``sevenn`` — SevenNet-0 through its ASE calculator, only when ``import sevenn``
@@ -50,8 +50,22 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from cgaa.bench.report import (available_cores, fmt, header, header_markdown, markdown_table, save_figure,
+                               write_outputs)
+from cgaa.core.grains import atomic_grains, grains_from_topology
+from cgaa.core.inputs import make_inputs, vocabulary
+from cgaa.core.model import CGAAModel, ModelConfig
+from cgaa.core.modelfile import DeployedModel, inference_only, load_model, model_metadata, read_metadata
+from cgaa.core.neighbors import neighbor_pairs
+from cgaa.core.resources import forcefields_dir
+from cgaa.core.units import angstrom_to_nm, openmm_lengths_A
+from cgaa.openmm.mts import check_substeps, mts_integrator, split_force_groups
+from cgaa.openmm.torchforce import ensure_torch_plugins
+from cgaa.systems.boxfile import read_box
+from cgaa.systems.build import box_suffix_for, build_box
+from cgaa.openmm.system import create_system as cgaa_system
+from cgaa.teacher.forcefield import create_system as teacher_system
 
-from cgaa.units import openmm_lengths_A
 
 ENGINES = ("cgaa", "allatom", "teacher", "sevenn")
 TASKS = ("eval", "md")
@@ -213,7 +227,6 @@ def box_tensors_nm(pdb) -> Tuple[Any, Any]:
     in nm: the inputs of the OpenMM-facing module (:mod:`cgaa.openmm.wrapper`)."""
     import torch
 
-    from cgaa.units import angstrom_to_nm
 
     pos = angstrom_to_nm(openmm_lengths_A(pdb.getPositions(asNumpy=True)))
     box = angstrom_to_nm(openmm_lengths_A(pdb.topology.getPeriodicBoxVectors()))
@@ -224,7 +237,6 @@ def shipped_hyper() -> Dict[str, Any]:
     """Model hyper-parameters of the shipped model's training config (no vocabulary)."""
     import yaml
 
-    from cgaa.resources import forcefields_dir
 
     path = forcefields_dir() / SHIPPED_CONFIG
     if not path.is_file():
@@ -234,7 +246,6 @@ def shipped_hyper() -> Dict[str, Any]:
 
 def shipped_model_path() -> Optional[Path]:
     """The shipped default model file, or None if it does not exist (yet)."""
-    from cgaa.resources import forcefields_dir
 
     p = forcefields_dir() / "models" / "lipf6-ec-emc-1m.pt"
     return p if p.is_file() else None
@@ -245,17 +256,12 @@ def _build_model(spec: Dict[str, Any], topology, numbers: np.ndarray):
     """(DeployedModel, grain map) for the spec's engine (cgaa or allatom)."""
     import torch
 
-    from cgaa.deploy import DeployedModel, inference_only, load_model, model_metadata
-    from cgaa.grains import atomic_grains, grains_from_topology
-    from cgaa.inputs import vocabulary
-    from cgaa.model import CGAAModel, ModelConfig
 
     all_atom = spec["engine"] == "allatom"
     gm = atomic_grains(numbers) if all_atom else grains_from_topology(topology)
     if spec.get("model") and not all_atom:
         return load_model(spec["model"], spec.get("device", "cpu")), gm
     if spec.get("model"):
-        from cgaa.deploy import read_metadata
 
         hyper = {k: v for k, v in read_metadata(spec["model"])["config"].items() if k not in _VOCAB_KEYS}
     else:
@@ -277,7 +283,6 @@ def _graph_stats(deployed, gm, numbers: np.ndarray, pos_A: np.ndarray, cell_A: n
     """Grains and inter-grain edges of the box under the model's cutoff."""
     import torch
 
-    from cgaa.neighbors import neighbor_pairs
 
     cfg = deployed.config
     m = np.asarray(cfg.masses)[[cfg.elements.index(int(z)) for z in numbers]]
@@ -304,7 +309,6 @@ def _graph_stats(deployed, gm, numbers: np.ndarray, pos_A: np.ndarray, cell_A: n
 def _worker_ml_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str, Any]:
     import torch
 
-    from cgaa.inputs import make_inputs
 
     dev = spec.get("device", "cpu")
     if dev.startswith("cuda"):
@@ -351,7 +355,6 @@ def _openmm_context(system, threads: int, dev: str, fast_substeps: int = 1):
     from openmm import unit
 
     if fast_substeps > 1:  # r-RESPA: the network every fast_substeps fs, the intra-grain prior every fs
-        from cgaa.openmm.mts import mts_integrator, split_force_groups
 
         split_force_groups(system)
         integ = mts_integrator(float(fast_substeps), fast_substeps, temperature=298.15, friction_per_ps=1.0, seed=1)
@@ -374,14 +377,10 @@ def _worker_md(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dict[str, Any
     dev = spec.get("device", "cpu")
     t0 = time.perf_counter()
     if spec["engine"] == "teacher":
-        from cgaa.teacher import create_system
-
-        system = create_system(pdb.topology, cutoff=float(spec.get("teacher_cutoff_nm", 1.0)))
+        system = teacher_system(pdb.topology, cutoff=float(spec.get("teacher_cutoff_nm", 1.0)))
     else:
-        from cgaa.openmm import create_system
-
         deployed, _ = _build_model(spec, pdb.topology, numbers)
-        system = create_system(pdb.topology, deployed)
+        system = cgaa_system(pdb.topology, deployed)
     substeps = int(spec.get("fast_substeps", 1))
     ctx, integ = _openmm_context(system, spec["threads"], dev, substeps)
     ctx.setPositions(pdb.positions)
@@ -412,10 +411,9 @@ def _worker_teacher_eval(spec: Dict[str, Any], pdb, numbers, rss0: float) -> Dic
     import openmm
     from openmm import unit
 
-    from cgaa.teacher import create_system
 
     t0 = time.perf_counter()
-    system = create_system(pdb.topology, cutoff=float(spec.get("teacher_cutoff_nm", 1.0)))
+    system = teacher_system(pdb.topology, cutoff=float(spec.get("teacher_cutoff_nm", 1.0)))
     ctx, _ = _openmm_context(system, spec["threads"], spec.get("device", "cpu"))
     ctx.setPositions(pdb.positions)
     openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 50)
@@ -473,10 +471,8 @@ def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
 
     torch.set_num_threads(int(spec["threads"]))
     if spec["engine"] in ("cgaa", "allatom") and spec["task"] == "md":
-        from cgaa.openmm.system import ensure_torch_plugins
 
         ensure_torch_plugins()
-    from cgaa.boxfile import read_box
 
     pdb = read_box(spec["pdb"])
     numbers = np.array([a.element.atomic_number for a in pdb.topology.atoms()], dtype=np.int64)
@@ -569,8 +565,6 @@ def run_worker(spec: Dict[str, Any], timeout_s: float = 600.0, mem_limit_gib: fl
 def box_for(recipe: str, n_atoms: int, box_dir: PathLike, seed: int = 0) -> Tuple[Path, int, float]:
     """(box file path, actual atoms, shortest box height Å) of a packed box, built once and
     reused: PDB, or PDBx/mmCIF above 99,999 atoms."""
-    from cgaa.boxfile import read_box
-    from cgaa.build import box_suffix_for, build_box
 
     box_dir = Path(box_dir)
     path = box_dir / f"{Path(str(recipe)).stem}-{n_atoms}-s{seed}{box_suffix_for(recipe, n_atoms)}"
@@ -633,7 +627,7 @@ def run_speed(
     model: deployed CGAA model (default: the shipped one if it exists, else an untrained
         model of the shipped architecture); ``"untrained"`` forces the untrained model.
     hyper: hyper-parameters of the untrained model replacing the shipped architecture's
-        (:class:`cgaa.model.ModelConfig` names, e.g. ``{"intra_lmax": 0}``): what-if timings.
+        (:class:`cgaa.core.model.ModelConfig` names, e.g. ``{"intra_lmax": 0}``): what-if timings.
     cutoff: override of the CGAA inter-grain cutoff (untrained model only; Å).
     allatom_cutoff: atom cutoff of the all-atom baseline (Å).
     allatom_max_atoms: do not run the all-atom baseline on boxes requested with more than
@@ -650,7 +644,6 @@ def run_speed(
         keep 1 fs steps. MD times are compared per fs.
     timeout_s, mem_limit_gib: per-measurement limits (0 GiB: none).
     """
-    from cgaa.bench.report import available_cores, header
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -662,7 +655,6 @@ def run_speed(
             raise ValueError(f"unknown task {t!r} (known: {', '.join(TASKS)})")
     if not sizes:
         raise ValueError("give at least one box size")
-    from cgaa.openmm.mts import check_substeps
 
     fast_substeps = check_substeps(fast_substeps)
     threads = int(threads or available_cores())
@@ -677,7 +669,6 @@ def run_speed(
     if model is None:
         from dataclasses import fields
 
-        from cgaa.model import ModelConfig
 
         known = {f.name for f in fields(ModelConfig)} - set(_VOCAB_KEYS)
         bad = sorted(set(hyper or {}) - known)
@@ -692,7 +683,6 @@ def run_speed(
         model_desc = {"source": src, "hyper": base_hyper}
         cg_cutoff = float(base_hyper.get("cutoff", 8.0))
     else:
-        from cgaa.deploy import read_metadata
 
         if cutoff is not None:
             raise ValueError("cutoff can only be overridden for an untrained model (no --model)")
@@ -855,7 +845,6 @@ def _on_gpu(rep: Dict[str, Any]) -> bool:
 
 def speed_markdown(rep: Dict[str, Any]) -> str:
     """Markdown tables of a speed report."""
-    from cgaa.bench.report import fmt, header_markdown, markdown_table
 
     lines = ["## Speed and memory", "", header_markdown(rep), "",
              f"Recipe `{rep['recipe']}`; CGAA model: {rep['model']['source']}; "
@@ -926,7 +915,6 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cgaa.bench.report import save_figure
 
     ok = [e for e in rep["results"] if e.get("status") == "ok"]
     if not ok:
@@ -972,7 +960,6 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
 
 def write_speed_outputs(rep: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     """speed.json, speed.md and speed.png in ``out_dir``."""
-    from cgaa.bench.report import write_outputs
 
     return write_outputs(rep, out_dir, "speed", speed_markdown, speed_plot)
 

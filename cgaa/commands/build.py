@@ -45,9 +45,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cgaa.build import box_suffix_for, build_box, list_recipes, load_recipe, make_recipe
+    from cgaa.systems.build import box_suffix_for, build_box, list_recipes, load_recipe, make_recipe
     from cgaa.cli import CLIError
-    from cgaa.species import get_species, list_salts, list_species
+    from cgaa.systems.species import get_species, list_salts, list_species
 
     if args.list:
         print("recipes: " + ", ".join(list_recipes()))

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cgaa.deploy import deploy_checkpoint, is_deployed_model, rescript_model, set_contact_floor
+    from cgaa.train.deploy import deploy_checkpoint, rescript_model, set_contact_floor
+    from cgaa.core.modelfile import is_deployed_model
 
     if is_deployed_model(args.checkpoint):
         if not (args.contact_floor_from or args.rescript):

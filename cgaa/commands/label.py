@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cgaa.cli import CLIError
-    from cgaa.label import label_file
+    from cgaa.teacher.label import label_file
 
     try:
         n = label_file(args.input, args.output, args.calculator, calculator_kwargs=_kv(args.calc_arg),

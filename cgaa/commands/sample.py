@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cgaa.cli import CLIError
-    from cgaa.sample import sample_teacher
+    from cgaa.teacher.sample import sample_teacher
 
     temps = None
     if args.temperatures:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, temps):
-    from cgaa.sample import sample_teacher
+    from cgaa.teacher.sample import sample_teacher
 
     return sample_teacher(
         args.source, args.output, temperatures=temps, n_frames=args.frames, stride=args.stride,

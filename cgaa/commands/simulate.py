@@ -1,4 +1,4 @@
-"""``cgaa simulate``: CGAA molecular dynamics in OpenMM (thin shell over :mod:`cgaa.simulate`)."""
+"""``cgaa simulate``: CGAA molecular dynamics in OpenMM (thin shell over :mod:`cgaa.md.run`)."""
 from __future__ import annotations
 
 import argparse
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from cgaa.simulate import SimulationError, run_simulation
+    from cgaa.md.run import SimulationError, run_simulation
 
     try:
         res = run_simulation(

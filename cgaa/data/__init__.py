@@ -1,4 +1,6 @@
-"""Datasets: reading/writing labelled frames (extxyz) and, later, training datasets.
+"""Training data: labelled frames as model inputs with residual labels over the model's prior
+(:mod:`cgaa.data.dataset`) and the closest inter-grain contacts of a data set
+(:mod:`cgaa.data.contacts`). The extxyz frame format itself is :mod:`cgaa.core.extxyz`.
 
-Kept light on purpose: import the submodules you need, e.g. ``cgaa.data.extxyz``.
+May import :mod:`cgaa.core` and :mod:`cgaa.priors`.
 """

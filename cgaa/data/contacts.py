@@ -3,7 +3,7 @@
 A learned inter-grain potential is only constrained where its training frames put atoms.
 :func:`closest_contacts` records, for every pair of elements, the shortest distance (Å)
 between two atoms of *different* grains over a set of frames. Training stores it in the
-model (``ModelConfig.contact_floor``), and :func:`cgaa.openmm.system.add_contact_guard`
+model (``ModelConfig.contact_floor``), and :func:`cgaa.openmm.guards.add_contact_guard`
 puts a repulsive wall a little inside it, so MD cannot fall into the region the model never
 saw (e.g. a Li⁺ ion collapsing onto a carbon where the network's energy happens to be
 attractive).
@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from cgaa.core.neighbors import neighbor_pairs
 
 #: Distance (Å) up to which contacts are searched: element pairs of the model that never
 #: came closer than this in the data get it as their floor.
@@ -31,7 +32,6 @@ def closest_contacts(frames: Sequence, elements: Optional[Sequence[int]] = None,
         only that it stays farther apart. Periodic images count (minimum image and beyond).
     Pairs of an element with itself are included (Z1 = Z2).
     """
-    from cgaa.neighbors import neighbor_pairs
 
     if not frames:
         raise ValueError("closest_contacts needs at least one frame")

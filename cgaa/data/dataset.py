@@ -1,6 +1,6 @@
 """Labelled frames for training: loading, grain typing, splitting, statistics, tensors.
 
-Frames come from extxyz files (see :mod:`cgaa.data.extxyz`: ``REF_energy`` eV,
+Frames come from extxyz files (see :mod:`cgaa.core.extxyz`: ``REF_energy`` eV,
 ``REF_forces`` eV/Å, optional per-atom ``grain``). Grains are typed once per distinct
 system (same atoms, same grain index) from its most relaxed frame, so stretched bonds in
 hot or distorted frames cannot change a grain's chemistry key.
@@ -14,10 +14,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from cgaa.data.extxyz import STRESS, FrameError, read_frames
-from cgaa.grains import GrainMap, atomic_grains, grains_from_atoms
-from cgaa.inputs import grain_type_indices, species_indices
-from cgaa.model import ModelConfig
+from cgaa.core.extxyz import STRESS, FrameError, read_frames
+from cgaa.core.grains import GrainMap, atomic_grains, grains_from_atoms
+from cgaa.core.inputs import grain_type_indices, species_indices, vocabulary
+from cgaa.core.model import ModelConfig, grain_centers
+from cgaa.core.neighbors import neighbor_pairs
+from cgaa.priors import subtract_prior
 
 
 @dataclass
@@ -55,10 +57,10 @@ def load_frames(paths: Union[str, Path, Sequence[Union[str, Path]]], all_atom: b
     paths: one file or several.
     all_atom: every atom its own grain (the all-atom baseline) instead of molecules.
     energy_key, forces_key: force a label key (default: try the usual conventions).
-    prior: labels become residuals over this prior (see :mod:`cgaa.prior`): what a model
+    prior: labels become residuals over this prior (see :mod:`cgaa.priors`): what a model
         with ``ModelConfig.prior`` = ``prior`` is trained on and evaluated against.
 
-    Raises FileNotFoundError / :class:`~cgaa.data.extxyz.FrameError` naming the file and
+    Raises FileNotFoundError / :class:`~cgaa.core.extxyz.FrameError` naming the file and
     frame at fault (missing labels, NaN, wrong sizes, no frames).
     """
     if isinstance(paths, (str, Path)):
@@ -77,7 +79,6 @@ def load_frames(paths: Union[str, Path, Sequence[Union[str, Path]]], all_atom: b
             else:
                 maps[sig] = grains_from_atoms(ref)
             if prior is not None:
-                from cgaa.prior import subtract_prior
 
                 subtract_prior([atoms_list[i] for i in idx], prior, source=str(path), reference=ref,
                                grain_index=None if all_atom else maps[sig].grain_index)
@@ -119,7 +120,6 @@ def split_frames(frames: Sequence[Frame], val_fraction: float, test_fraction: fl
 
 def vocabulary_of(frames: Sequence[Frame]) -> Tuple[List[int], List[str], List[str]]:
     """Sorted elements and grain types (keys, names) present in frames."""
-    from cgaa.inputs import vocabulary
 
     maps = {id(f.grain_map): f.grain_map for f in frames}
     return vocabulary(maps.values(), [np.unique(f.numbers) for f in frames])
@@ -177,7 +177,6 @@ def frame_tensors(frame: Frame, config: ModelConfig, dtype: torch.dtype = torch.
         "n_atoms": t(frame.n_atoms, torch.float64),
     }
     if frame.stress is not None and frame.cell is not None:
-        from cgaa.model import grain_centers
 
         _, u, _ = grain_centers(torch.as_tensor(frame.positions), torch.as_tensor(m), torch.as_tensor(gi),
                                 g, torch.as_tensor(frame.cell))
@@ -217,7 +216,6 @@ def data_statistics(frames: Sequence[Frame], cutoff: float, intra_cutoff: float,
     """Normalisation constants from data: neighbours per grain within ``cutoff`` (Å),
     intra-grain atom pairs within ``intra_cutoff`` (Å) per atom, atoms per grain, and the
     RMS force component (eV/Å)."""
-    from cgaa.neighbors import neighbor_pairs
 
     sample = list(frames[:max_frames])
     n_nb, n_gr, n_intra, n_at = 0.0, 0.0, 0.0, 0.0

@@ -78,7 +78,7 @@ class CGAAPotentialImpl(MLPotentialImpl):
         self._deployed = None
 
     def _resolve(self, model: Any):
-        from cgaa.openmm.system import resolve_model
+        from cgaa.openmm.torchforce import resolve_model
 
         if model is not None and model is not self.model:
             return resolve_model(model)

@@ -33,6 +33,9 @@ from __future__ import annotations
 
 import numbers
 from typing import Any, List, Optional, Tuple
+from cgaa.openmm.guards import CONTACT_GUARD_NAME, MOLECULE_BONDS_NAME
+from cgaa.openmm.torchforce import FORCE_NAME
+from cgaa.priors import COULOMB, DISPERSION, PRIOR_FORCE_PREFIX
 
 #: Force group of the fast (intra-grain, classical) forces.
 FAST_GROUP = 0
@@ -49,8 +52,6 @@ def check_substeps(value: Any, name: str = "fast_substeps") -> int:
 
 def slow_force_names() -> Tuple[str, ...]:
     """Names (``force.getName()``) of the forces a CGAA System evaluates on the slow step."""
-    from cgaa.openmm.system import CONTACT_GUARD_NAME, FORCE_NAME, MOLECULE_BONDS_NAME
-    from cgaa.prior import COULOMB, DISPERSION, PRIOR_FORCE_PREFIX
 
     return (FORCE_NAME, PRIOR_FORCE_PREFIX + COULOMB, PRIOR_FORCE_PREFIX + DISPERSION,
             CONTACT_GUARD_NAME, MOLECULE_BONDS_NAME)
@@ -66,7 +67,6 @@ def split_force_groups(system, slow_group: int = SLOW_GROUP, fast_group: int = F
     no CGAA TorchForce (nothing to evaluate less often) or the groups are equal or outside
     0-31.
     """
-    from cgaa.openmm.system import FORCE_NAME
 
     for g in (slow_group, fast_group):
         if not 0 <= int(g) <= 31:

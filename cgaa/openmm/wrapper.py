@@ -4,7 +4,7 @@
 buffers — the model's species index of each atom, the grain index of each atom and the
 model's grain-type index of each grain — and converts between OpenMM's units (nm,
 kJ/mol, kJ/mol/nm) and the model's (Å, eV, eV/Å) with the constants of
-:mod:`cgaa.units`. It returns ``(energy, forces)`` so the TorchForce runs with
+:mod:`cgaa.core.units`. It returns ``(energy, forces)`` so the TorchForce runs with
 ``setOutputsForces(True)``; with ``outputs_forces=False`` it returns the energy alone and
 OpenMM-Torch differentiates it (conservative models only).
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cgaa import units
+from cgaa.core import units
 
 
 class CGAAForceModule(torch.nn.Module):
@@ -59,7 +59,7 @@ class CGAAForceModule(torch.nn.Module):
         self.register_buffer("atoms", torch.as_tensor(idx))
         self.periodic = bool(periodic)
         self.outputs_forces = bool(outputs_forces)
-        # unit conversions, all from cgaa.units
+        # unit conversions, all from cgaa.core.units
         self.angstrom_per_nm = float(units.ANGSTROM_PER_NM)
         self.kjmol_per_ev = float(units.KJMOL_PER_EV)
         self.force_factor = float(units.KJMOLNM_PER_EVANG)

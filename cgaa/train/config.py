@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import yaml
+from cgaa.core.model import ModelConfig
 
 #: ModelConfig fields that come from the data, not from the user.
 VOCABULARY_KEYS = ("elements", "grain_types", "grain_type_names", "masses")
@@ -189,7 +190,6 @@ _SECTIONS = {
 
 
 def _check(cfg: TrainConfig) -> None:
-    from cgaa.model import ModelConfig
 
     known = {f.name for f in dataclasses.fields(ModelConfig)} - set(VOCABULARY_KEYS)
     for key in cfg.model:

@@ -9,9 +9,10 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 
 from cgaa.data.dataset import Frame, check_covered, frame_tensors, load_frames
-from cgaa.fileio import atomic_path, write_text_atomic
-from cgaa.model import ModelConfig
+from cgaa.core.fileio import atomic_path, write_text_atomic
+from cgaa.core.model import ModelConfig
 from cgaa.train.loss import ErrorAccumulator, predict
+from cgaa.core.modelfile import load_model
 
 
 def _element_names(config: ModelConfig):
@@ -75,7 +76,6 @@ def evaluate(model_path: Union[str, Path], data: Union[str, Path, Sequence[Union
              out_dir: Union[str, Path], device: str = "cpu") -> Dict[str, object]:
     """``cgaa evaluate``: errors of a deployed model on extxyz data; writes
     ``metrics.json`` and ``parity.png`` to ``out_dir`` and returns the metrics."""
-    from cgaa.deploy import load_model
 
     deployed = load_model(model_path, device)
     config = deployed.config

@@ -23,13 +23,15 @@ import torch
 
 from cgaa.data.contacts import closest_contacts, merge_contact_floors
 from cgaa.data.dataset import Frame, frame_tensors, load_frames, vocabulary_of
-from cgaa.fileio import write_text_atomic
-from cgaa.inputs import grain_type_indices
-from cgaa.model import CGAAModel, ModelConfig
+from cgaa.core.fileio import write_text_atomic
+from cgaa.core.inputs import grain_type_indices
+from cgaa.core.model import CGAAModel, ModelConfig
 from cgaa.train.config import TrainConfig
 from cgaa.train.loss import check_virial_labels, frame_loss, predict
 from cgaa.train.trainer import (TrainResult, _dtype, _set_seed, dist_info, load_checkpoint, load_splits,
                                 model_from_checkpoint, run_training)
+from cgaa.core.modelfile import is_deployed_model, load_model
+from cgaa.train.evaluate import errors
 
 
 def load_start_model(path: Path) -> CGAAModel:
@@ -37,7 +39,6 @@ def load_start_model(path: Path) -> CGAAModel:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"finetune.start: no file {path}")
-    from cgaa.deploy import is_deployed_model, load_model
 
     if is_deployed_model(path):
         return load_model(path).to_eager()
@@ -131,7 +132,6 @@ class EWCPenalty:
 
 
 def _old_errors(model: CGAAModel, frames: Sequence[Frame], cfg: TrainConfig) -> Dict:
-    from cgaa.train.evaluate import errors
 
     return errors(model, model.config, frames, dtype=_dtype(cfg.training.dtype)).summary()
 

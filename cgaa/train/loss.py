@@ -7,14 +7,14 @@ import numpy as np
 import torch
 
 from cgaa.train.config import LossConfig
-from cgaa.units import ev_per_a3_to_bar
+from cgaa.core.units import ev_per_a3_to_bar
+from cgaa.data.dataset import model_inputs
 
 
 def predict(model, ref: Dict[str, torch.Tensor], create_graph: bool = False,
             virial: bool = True) -> Dict[str, torch.Tensor]:
     """The model's outputs for a frame of :func:`cgaa.data.dataset.frame_tensors`; with
     ``virial`` also its molecular virial when the frame has a reference one."""
-    from cgaa.data.dataset import model_inputs
 
     if virial and "virial_mol" in ref and accepts_virial(model):
         return model(**model_inputs(ref), create_graph=create_graph, compute_virial=True)

@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Dict, Optional, Union
 
-from cgaa.fileio import write_text_atomic
+from cgaa.core.fileio import write_text_atomic
+from cgaa.core.modelfile import read_metadata
+from cgaa.priors import TERMS, prior_terms
 
 #: Targets of the shipped model against its teacher (method paper's EC/EMC force RMSE).
 TARGETS = {"forces_rmse_eV_per_A": 0.20, "energy_rmse_meV_per_atom": 5.0}
@@ -24,11 +26,11 @@ def _target_line(name: str, value: float, target: float, unit: str) -> str:
 
 def _between_molecules(prior: str) -> str:
     """What of prior ``prior`` acts between molecules, in words ('' for priors inside grains)."""
-    from cgaa.prior import COULOMB, DISPERSION, PRIORS
-
-    classes = PRIORS.get(prior, ())
-    parts = [what for cls, what in ((COULOMB, "the teacher's PME Coulomb energy"),
-                                    (DISPERSION, "its damped r⁻⁶ dispersion")) if cls in classes]
+    try:
+        keys = prior_terms(prior)
+    except ValueError:
+        return ""
+    parts = [TERMS[k].description for k in keys if TERMS[k].between_molecules]
     return " and ".join(parts)
 
 
@@ -92,7 +94,7 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
     if prior != "none":
         where = (f"The prior also acts between molecules ({between}), so net grain forces are network + prior."
                  if between else "The prior acts inside grains only, so net grain forces are the network's alone.")
-        lines += [f"Errors are those of model + prior (`{prior}`, see `cgaa.prior`) against the teacher; the "
+        lines += [f"Errors are those of model + prior (`{prior}`, see `cgaa.priors`) against the teacher; the "
                   "reference RMS and R² below are of the residual labels (teacher − prior) that the network "
                   f"learns. {where}", ""]
     lines += ["| quantity | RMSE | MAE | reference RMS | R² |", "|---|---|---|---|---|",
@@ -145,7 +147,6 @@ def write_model_card(model: Union[str, Path], metrics_json: Union[str, Path], hi
                      out: Union[str, Path], command: str, notes: Optional[Union[str, Path]] = None) -> Path:
     """Write the card for ``model`` (deployed .pt) with metrics from ``cgaa evaluate``
     (``notes``: a Markdown file added to the *Use in MD* section)."""
-    from cgaa.deploy import read_metadata
 
     meta = read_metadata(model)
     metrics = json.loads(Path(metrics_json).read_text())

@@ -29,14 +29,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from cgaa import __version__
+from cgaa._version import __version__
 from cgaa.data.contacts import closest_contacts
 from cgaa.data.dataset import (Frame, check_covered, data_statistics, fit_reference_energies, frame_tensors,
                                load_frames, model_inputs, split_frames, vocabulary_of)
-from cgaa.fileio import atomic_path, write_text_atomic
-from cgaa.model import CGAAModel, ModelConfig
+from cgaa.core.fileio import atomic_path, write_text_atomic
 from cgaa.train.config import TrainConfig
 from cgaa.train.loss import check_virial_labels, frame_loss, predict
+from cgaa.core.model import CGAAModel, ModelConfig, count_parameters
+from cgaa.train.evaluate import errors
 
 CHECKPOINT_FORMAT = "cgaa-checkpoint-1"
 
@@ -411,7 +412,6 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
                 st[key] = m.state_dict()
             save_checkpoint(best_path, st)
         if test_t and best_path.exists():
-            from cgaa.train.evaluate import errors
 
             best_model = model_from_checkpoint(load_checkpoint(best_path)).to(dev)
             test_metrics = errors(best_model, conf, test, dtype=dtype, device=dev).summary()
@@ -422,7 +422,7 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
 def load_splits(cfg: TrainConfig, all_atom: bool,
                 prior: Optional[str] = None) -> Tuple[List[Frame], List[Frame], List[Frame]]:
     """Training, validation and test frames as the config says (labels as residuals over
-    ``prior``, see :mod:`cgaa.prior`)."""
+    ``prior``, see :mod:`cgaa.priors`)."""
     d = cfg.data
     files = lambda xs: [cfg.resolve(x) for x in xs]  # noqa: E731
     frames = load_frames(files(d.train), all_atom, d.energy_key, d.forces_key, prior)
@@ -450,7 +450,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     model = CGAAModel(mconf).to(_dtype(cfg.training.dtype))
     initialise_energies(model, train_f)
     if rank == 0 and progress:
-        from cgaa.model import count_parameters
 
         print(f"cgaa train: {len(train_f)} train / {len(val_f)} validation / {len(test_f)} test frames; "
               f"{len(mconf.elements)} elements, grain types {', '.join(mconf.grain_type_names)}; "

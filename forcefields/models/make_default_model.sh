@@ -29,11 +29,11 @@
 #            model goes to $WORK/stage3.pt and the stage-4 model to MODEL.
 # e.g. the Coulomb-prior candidate (docs/benchmarks.md, *Long-range electrostatics*; stages 1-3 of
 # the shipped recipe, in build/coulomb-model):
-#   CONFIGS=docs/bench/what-if/coulomb-model/lipf6-ec-emc-1m-coulomb WORK=build/coulomb-model \
+#   CONFIGS=docs/benchmarks/what-if/coulomb-model/lipf6-ec-emc-1m-coulomb WORK=build/coulomb-model \
 #   MODEL=build/coulomb-model/lipf6-ec-emc-1m-coulomb.pt NOTES= bash forcefields/models/make_default_model.sh
 # and the dispersion-prior candidate (*The dispersion-prior candidate*; the shipped model's stage 4)
 # on top of it: the same with
-#   FINAL=docs/bench/what-if/dispersion-model/lipf6-ec-emc-1m-dispersion.train.yaml
+#   FINAL=docs/benchmarks/what-if/dispersion-model/lipf6-ec-emc-1m-dispersion.train.yaml
 #   MODEL=build/coulomb-model/lipf6-ec-emc-1m-dispersion.pt
 set -euo pipefail
 here=forcefields/models

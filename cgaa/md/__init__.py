@@ -1,0 +1,10 @@
+"""Molecular dynamics runs in OpenMM (the library behind ``cgaa simulate``).
+
+* :mod:`cgaa.md.settings` — run settings, their defaults and what a restart may not change;
+* :mod:`cgaa.md.rundir` — the run directory: file names, checkpoints, truncation on restart;
+* :mod:`cgaa.md.reporter` — state rows, trajectory frames and the safety checks at each report;
+* :mod:`cgaa.md.minimize` — energy minimisation;
+* :mod:`cgaa.md.run` — :func:`~cgaa.md.run.run_simulation`.
+
+May import :mod:`cgaa.core`, :mod:`cgaa.systems` and :mod:`cgaa.openmm`.
+"""

@@ -1,0 +1,114 @@
+"""TODO docstring."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from cgaa.core import units
+from cgaa.openmm.mts import check_substeps
+
+
+ENSEMBLES = ("nvt", "npt", "nve")
+
+
+PLATFORMS = ("Reference", "CPU", "CUDA", "OpenCL")
+
+
+PRECISIONS = ("single", "mixed", "double")
+
+
+#: Defaults of :func:`run_simulation` (None there means: this value, or the saved one on restart).
+DEFAULTS: Dict[str, Any] = {
+    "ensemble": "nvt",
+    "temperature": 298.15,
+    "pressure": 1.0,
+    "timestep_fs": 1.0,
+    "steps": 10000,
+    "report_interval": 1000,
+    "checkpoint_interval": 10000,
+    "platform": "CPU",
+    "precision": "mixed",
+    "seed": 0,
+    "minimize": True,
+    "minimize_iterations": 1000,
+    "friction_per_ps": 1.0,
+    "barostat_interval": 25,
+    "max_force": 1.0e5,
+    "max_temperature": None,
+    "n_atoms": 3000,
+    "constraints": "hbonds",
+    "bond_guard": "auto",
+    "contact_guard": True,
+    "fast_substeps": 1,
+}
+
+
+#: Settings that define the dynamics: a restart may not change them.
+FIXED_ON_RESTART = ("ensemble", "temperature", "pressure", "timestep_fs", "report_interval",
+                     "seed", "friction_per_ps", "barostat_interval", "constraints",
+                     "bond_guard", "contact_guard", "fast_substeps")
+
+
+# ---------------------------------------------------------------------------- settings
+def check_bond_guard(value: Any) -> Any:
+    """``"auto"`` or a bool (numpy bools become bools); ValueError naming the allowed values
+    otherwise (a string such as ``"off"`` would otherwise switch the guard on)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"bond_guard must be 'auto', True or False, not {value!r}")
+
+
+def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Merge user settings (None = unset) with the saved ones (restart) and the defaults;
+    ValueError naming any bad value, or a dynamics setting a restart tries to change."""
+    if given.get("bond_guard") is not None:
+        check_bond_guard(given["bond_guard"])
+    s: Dict[str, Any] = {}
+    for k, default in DEFAULTS.items():
+        v = given.get(k)
+        if saved is not None and k in saved:
+            if v is not None and k in FIXED_ON_RESTART and v != saved[k]:
+                raise ValueError(f"restart: {k} was {saved[k]!r} in this run, cannot change it to {v!r} "
+                                 "(start a new run directory instead)")
+            s[k] = saved[k] if v is None else v
+        else:
+            s[k] = default if v is None else v
+    if saved is not None and "contact_guard" not in saved and given.get("contact_guard") is None:
+        s["contact_guard"] = False  # a run from before the contact guard continues without one
+    if given.get("time_ps") is not None:
+        if given.get("steps") is not None:
+            raise ValueError("give steps or time_ps, not both")
+        s["steps"] = int(round(float(given["time_ps"]) / (float(s["timestep_fs"]) * units.PS_PER_FS)))
+    if s["ensemble"] not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLES}, not {s['ensemble']!r}")
+    s["constraints"] = str(s["constraints"]).lower()
+    if s["constraints"] not in ("hbonds", "none"):
+        raise ValueError(f"constraints must be 'hbonds' or 'none', not {s['constraints']!r}")
+    s["bond_guard"] = check_bond_guard(s["bond_guard"])
+    if not isinstance(s["contact_guard"], (bool, np.bool_)):
+        raise ValueError(f"contact_guard must be True or False, not {s['contact_guard']!r}")
+    s["contact_guard"] = bool(s["contact_guard"])
+    if s["platform"] not in PLATFORMS:
+        raise ValueError(f"platform must be one of {PLATFORMS}, not {s['platform']!r}")
+    if s["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {s['precision']!r}")
+    for k in ("temperature", "timestep_fs", "friction_per_ps", "max_force"):
+        if not float(s[k]) > 0:
+            raise ValueError(f"{k} must be > 0, got {s[k]}")
+    if s["ensemble"] == "npt" and not float(s["pressure"]) > 0:
+        raise ValueError(f"pressure must be > 0 bar for npt, got {s['pressure']}")
+    for k in ("steps",):
+        if int(s[k]) < 0:
+            raise ValueError(f"{k} must be >= 0, got {s[k]}")
+
+    s["fast_substeps"] = check_substeps(s["fast_substeps"])
+    for k in ("report_interval", "checkpoint_interval", "barostat_interval", "n_atoms"):
+        if int(s[k]) < 1:
+            raise ValueError(f"{k} must be >= 1, got {s[k]}")
+    if s["max_temperature"] is None:
+        t = float(s["temperature"])
+        s["max_temperature"] = max(3.0 * t, t + 1000.0)
+    return s
