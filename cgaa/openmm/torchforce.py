@@ -120,7 +120,7 @@ def check_cutoff(cutoff_angstrom: float, box_vectors) -> None:
             f"(shortest height > {2 * cutoff_angstrom:g} A)")
 
 
-def _topology_inputs(topology, deployed, atoms: Optional[Sequence[int]]):
+def topology_inputs(topology, deployed, atoms: Optional[Sequence[int]]):
     """(numbers, grain map, species idx, grain index, grain type idx) of the CGAA atoms."""
 
     cfg = deployed.config
@@ -155,7 +155,7 @@ def check_topology(topology, model: ModelLike = None, atoms: Optional[Sequence[i
     unknown element or grain type, or a box whose shortest height is not above twice the
     cutoff. ``box_vectors`` (nm) overrides the topology's box."""
     deployed = resolve_model(model)
-    _topology_inputs(topology, deployed, atoms)
+    topology_inputs(topology, deployed, atoms)
     box = box_vectors if box_vectors is not None else topology.getPeriodicBoxVectors()
     if box is not None:
         check_cutoff(deployed.config.cutoff, box)
@@ -180,7 +180,7 @@ def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence
 
     deployed = resolve_model(model)
     cfg = deployed.config
-    _, _, sp, gidx, gt = _topology_inputs(topology, deployed, atoms)
+    _, _, sp, gidx, gt = topology_inputs(topology, deployed, atoms)
     box = box_vectors if box_vectors is not None else topology.getPeriodicBoxVectors()
     if periodic is None:
         periodic = box is not None
