@@ -60,6 +60,33 @@ def test_registered_and_create_system(deployed):
     assert e2 == pytest.approx(e_ref, rel=1e-9) and e3 == pytest.approx(e_ref, rel=1e-9)
 
 
+@pytest.mark.parametrize("prior,long_range", [("none", False), ("teacher_intra", False),
+                                              ("teacher_coulomb", True), ("teacher_dispersion", True),
+                                              ("bonds+dispersion", True)])
+def test_ml_long_range_follows_the_prior(tmp_path, electrolyte_box, prior, long_range):
+    """openmm-ml's contract: getMLLongRange is True exactly when the model's prior carries
+    interactions between molecules beyond the cutoff (PME Coulomb, the dispersion sum)."""
+    from openmmml import MLPotential
+
+    from cgaa.core.model import CGAAModel, ModelConfig
+
+    atoms, _ = electrolyte_box
+    model, _, _ = build(atoms)
+    cfg = ModelConfig.from_dict({**model.config.to_dict(), "prior": prior})
+    path = save_model(CGAAModel(cfg).to(torch.float64), tmp_path / "m.pt")
+    impl = MLPotential("cgaa", model=path)._impl
+    assert impl.getMLLongRange() is long_range
+
+
+def test_shipped_model_is_long_ranged():
+    from openmmml import MLPotential
+
+    from cgaa.openmm import resolve_model
+
+    assert resolve_model().config.prior == "teacher_dispersion"
+    assert MLPotential("cgaa")._impl.getMLLongRange() is True
+
+
 def test_create_mixed_system(deployed):
     """The CGAA potential on some residues, a classical force field on the rest (mechanical
     embedding): the ML part equals the model on the subset, the classical part is kept."""

@@ -65,8 +65,10 @@ class CGAAPotentialImplFactory(MLPotentialImplFactory):
 class CGAAPotentialImpl(MLPotentialImpl):
     """openmm-ml implementation of the CGAA potential (a TorchForce, see :mod:`cgaa.openmm`).
 
-    The CGAA interactions are short-ranged (a cutoff between grain centres): no long-range
-    electrostatics, so :meth:`getMLLongRange` is False.
+    The network is short-ranged (a cutoff between grain centres); a model whose classical prior
+    acts between molecules (``coulomb``: PME; ``dispersion``: a periodic r⁻⁶ sum with its
+    long-range correction, e.g. the shipped ``teacher_dispersion``) carries long-range
+    interactions, so :meth:`getMLLongRange` is True for it and False otherwise.
     """
 
     def __init__(self, name: str = "cgaa", model: Any = None, outputs_forces: Optional[bool] = None,
@@ -87,7 +89,11 @@ class CGAAPotentialImpl(MLPotentialImpl):
         return self._deployed
 
     def getMLLongRange(self) -> bool:
-        return False
+        """Whether the potential holds long-range interactions: its prior has a term between
+        molecules (PME Coulomb or the dispersion sum). Loads the model (its metadata names the prior)."""
+        from cgaa.priors import TERMS, prior_terms
+
+        return any(TERMS[k].between_molecules for k in prior_terms(self._resolve(None).config.prior))
 
     def getSupportedEmbeddings(self) -> list:
         return []
