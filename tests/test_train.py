@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import pathlib
 
 import numpy as np
 import pytest
@@ -207,3 +208,25 @@ def test_evaluate_reports_the_signed_mean_energy_error(tmp_path, dataset):
     assert b["energy_mean_error_meV_per_atom"] == pytest.approx(a["energy_mean_error_meV_per_atom"] - 2.0, abs=1e-6)
     assert abs(a["energy_mean_error_meV_per_atom"]) <= a["energy_mae_meV_per_atom"] + 1e-9
     assert b["forces_rmse_eV_per_A"] == pytest.approx(a["forces_rmse_eV_per_A"], rel=1e-12)
+
+
+def test_model_card_names_its_data_by_path_and_content(tmp_path, dataset):
+    """A deployed model records each data file with its SHA-256, and the card names the file by
+    a path that means the same on every clone (inside the repository: relative to it) and its hash."""
+    from cgaa.core.fileio import file_sha256
+    from cgaa.core.modelfile import read_metadata
+    from cgaa.core.resources import repository_path
+    from cgaa.train.deploy import deploy_checkpoint
+    from cgaa.train.modelcard import data_sentence
+
+    res = train(load_config(_config(tmp_path, dataset, epochs=1)), progress=False)
+    path, _ = deploy_checkpoint(res.best_checkpoint, tmp_path / "m.pt")
+    files = read_metadata(path)["training"]["data_files"]
+    assert files == [{"role": "train", "path": str(dataset.resolve()), "sha256": file_sha256(dataset)}]
+    sentence = data_sentence(files, {})
+    assert f"`{dataset.resolve()}` (sha256 {file_sha256(dataset)[:12]})" in sentence
+    assert "test: a split of the training files" in sentence
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    assert repository_path(repo / "forcefields" / "x.xyz") == "forcefields/x.xyz"
+    old = data_sentence(None, {"train": ["../a.xyz"], "test": []})
+    assert "relative to the training config" in old and "../a.xyz" in old

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Union
 
 _REPO = Path(__file__).resolve().parents[2]  # cgaa/core/resources.py → the checkout
 
@@ -51,3 +52,14 @@ def systems_path(name: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"no shipped systems file '{name}' in {systems_dir()}")
     return p
+
+
+def repository_path(path: Union[str, Path]) -> str:
+    """``path`` relative to the source checkout when it lies inside it (``build/x/train.xyz``),
+    else its absolute path: how a model card names a file so that the name means the same on
+    every clone."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(_REPO.resolve()).as_posix() if (_REPO / "pyproject.toml").is_file() else str(p)
+    except ValueError:
+        return str(p)

@@ -74,6 +74,7 @@ def deploy_checkpoint(checkpoint: Union[str, Path], output: Union[str, Path], we
                           "best_epoch": state.get("best_epoch"),
                           "val_forces_rmse_eV_per_A": best.get("val_forces_rmse_eV_per_A"),
                           "val_energy_rmse_meV_per_atom": best.get("val_energy_rmse_meV_per_atom"),
-                          "data": state.get("train_config", {}).get("data")}}
+                          "data": state.get("train_config", {}).get("data"),
+                          "data_files": state.get("data_files") or []}}
     path = save_model(model, output, extra=extra)
     return path, read_metadata(path)

@@ -8,7 +8,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import List, Dict, Optional, Union
 
 from cgaa.core.fileio import write_text_atomic
 from cgaa.core.modelfile import read_metadata
@@ -22,6 +22,22 @@ def _target_line(name: str, value: float, target: float, unit: str) -> str:
     if value <= target:
         return f"| {name} | {value:.3f} {unit} | ≤ {target} {unit} | met |"
     return f"| {name} | {value:.3f} {unit} | ≤ {target} {unit} | **not met** (by {value - target:.3f} {unit}, {value / target:.1f}×) |"
+
+
+def data_sentence(files: Optional[List[Dict[str, str]]], data: Dict) -> str:
+    """'Training files: …; test: …' naming each file by its path inside the repository (or its
+    absolute path) and the first 12 hex digits of its SHA-256, from the checkpoint's
+    ``data_files`` record; checkpoints written before it existed give the config's paths as
+    written (relative to the training config)."""
+    def name(f: Dict[str, str]) -> str:
+        return f"`{f['path']}` (sha256 {f['sha256'][:12]})" if f.get("sha256") else f"`{f['path']}` (missing when deployed)"
+
+    if files:
+        train = [name(f) for f in files if f["role"] in ("train", "validation")]
+        test = [name(f) for f in files if f["role"] == "test"] or ["a split of the training files"]
+        return f"Training files: {', '.join(train)}; test: {', '.join(test)}"
+    return (f"Training files (paths relative to the training config): {', '.join(map(str, data.get('train', [])))}; "
+            f"test: {', '.join(map(str, data.get('test', [])))}")
 
 
 def _between_molecules(prior: str) -> str:
@@ -61,7 +77,7 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
         "",
         "## Data",
         "",
-        f"Training files: {', '.join(map(str, data.get('train', [])))}; test: {', '.join(map(str, data.get('test', [])))} "
+        f"{data_sentence(t.get('data_files'), data)} "
         "(an independent teacher trajectory). Frames: classical MD of a ~1000-atom box at 278, 298, 318 and 338 K, "
         "plus 10% hot (1.8×T) and 10% distorted (σ = 0.03 Å) frames, and any further files listed (e.g. boxes at "
         "other densities; see `forcefields/models/make_default_model.sh`).",

@@ -33,7 +33,8 @@ from cgaa._version import __version__
 from cgaa.data.contacts import closest_contacts
 from cgaa.data.dataset import (Frame, check_covered, data_statistics, fit_reference_energies, frame_tensors,
                                load_frames, model_inputs, split_frames, vocabulary_of)
-from cgaa.core.fileio import atomic_path, write_text_atomic
+from cgaa.core.fileio import atomic_path, file_sha256, write_text_atomic
+from cgaa.core.resources import repository_path
 from cgaa.train.config import TrainConfig
 from cgaa.train.loss import check_virial_labels, frame_loss, predict
 from cgaa.core.model import CGAAModel, ModelConfig, count_parameters
@@ -299,6 +300,8 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
         start_epoch, best, best_epoch = st["epoch"], st["best_val_loss"], st["best_epoch"]
         bad_epochs, history = st["bad_epochs"], st["history"]
 
+    files_record = data_files(cfg)
+
     def state(epoch: int) -> Dict:
         return {
             "format": CHECKPOINT_FORMAT, "cgaa_version": __version__, "dtype": t.dtype,
@@ -306,7 +309,8 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
             "ema": None if ema is None else ema.model.state_dict(),
             "optimizer": opt.state_dict(), "scheduler": None if sched is None else sched.state_dict(),
             "epoch": epoch, "best_val_loss": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            "history": history, "train_config": cfg.to_dict(), **(extra_state or {}),
+            "history": history, "train_config": cfg.to_dict(), "data_files": files_record,
+            **(extra_state or {}),
         }
 
     eval_model = ema.model if ema is not None else model
@@ -417,6 +421,20 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
             test_metrics = errors(best_model, conf, test, dtype=dtype, device=dev).summary()
             write_text_atomic(run_dir / "test_metrics.json", json.dumps(test_metrics, indent=2))
     return TrainResult(run_dir, best_path, last_path, len(history), best, test_metrics)
+
+
+def data_files(cfg: TrainConfig) -> List[Dict[str, str]]:
+    """The data files of ``cfg`` as ``{"role", "path", "sha256"}`` (path resolved, made relative to
+    the repository when inside it; sha256 of the file's content, "" for a missing file), so a
+    model card can name its data by a path inside the repository or by content."""
+    d = cfg.data
+    out = []
+    for role, xs in (("train", d.train), ("validation", d.validation or []), ("test", d.test or [])):
+        for x in xs:
+            path = cfg.resolve(x).resolve()
+            out.append({"role": role, "path": repository_path(path),
+                        "sha256": file_sha256(path) if path.is_file() else ""})
+    return out
 
 
 def load_splits(cfg: TrainConfig, all_atom: bool,
