@@ -452,3 +452,28 @@ def test_prior_evaluator_follows_a_compressed_box(prior):
     assert e == pytest.approx(e_ref, rel=1e-9, abs=1e-9)
     np.testing.assert_allclose(f, f_ref, rtol=1e-9, atol=1e-9)
     assert np.all(np.isfinite(ev.stress(small_pos, small_cell)))
+
+
+def test_a_prior_is_a_list_of_terms():
+    """Presets are term lists; any '+' list of terms is a prior whose energy and forces are the
+    sums of its terms' (each term a PriorTerm class), and a list equal to a preset is recorded
+    by the preset's name."""
+    from cgaa.priors import PRESETS, TERMS, PriorTerm, prior_terms
+
+    assert check_prior("angles + bonds") == "teacher_bonded"
+    assert check_prior("coulomb+bonds") == "bonds+coulomb"
+    assert prior_terms("teacher_intra") == ("bonds", "angles", "custom_angles", "torsions", "intra_nonbonded")
+    assert set(PRESETS["teacher_dispersion"]) == set(TERMS) and all(isinstance(t, PriorTerm) for t in TERMS.values())
+    with pytest.raises(ValueError, match="unknown prior 'bonds\\+springs'.*custom_angles"):
+        check_prior("bonds+springs")
+    with pytest.raises(ValueError, match="unknown prior"):
+        ModelConfig(elements=[1, 6], grain_types=["x"], prior="bonds+springs")
+    atoms, gidx = _box()
+    top = _topology(atoms, gidx)
+    cell = atoms.cell[:]
+    e, f = PriorEvaluator(top, "bonds+coulomb").compute(atoms.positions, cell)
+    parts = [PriorEvaluator(top, k).compute(atoms.positions, cell) for k in ("bonds", "coulomb")]
+    assert e == pytest.approx(sum(p[0] for p in parts), rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(f, parts[0][1] + parts[1][1], rtol=0, atol=1e-8)
+    assert sorted(g.getName() for g in prior_forces(top, "bonds+coulomb")) == [PRIOR_FORCE_PREFIX + "Coulomb",
+                                                                               PRIOR_FORCE_PREFIX + "HarmonicBondForce"]
