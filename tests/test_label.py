@@ -129,3 +129,154 @@ def test_label_frames_of_an_md_run(tmp_path):
     with pytest.raises(ValueError, match="no frames after 1000"):
         from cgaa.teacher.label import frames_from_run
         frames_from_run(run, start_ps=1000.0)
+
+
+class _Counting(LennardJones):
+    """LJ that counts its calls and, once, fails on the frame whose first x is ``fail_x`` (as an
+    interrupted run would stop there) or returns absurd forces for it (``absurd``)."""
+
+    def __init__(self, fail_at=None, absurd=None, **kw):
+        super().__init__(sigma=2.5, epsilon=0.02, rc=5.0, smooth=True, **kw)
+        self.calls, self.fail_at, self.absurd = [], fail_at, absurd
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+        super().calculate(atoms, properties, system_changes or ["positions"])
+        key = round(float(atoms.positions[0, 0]), 6)
+        self.calls.append(key)
+        if self.fail_at is not None and key == self.fail_at:
+            self.fail_at = None
+            raise RuntimeError("node lost")
+        if self.absurd is not None and key == self.absurd:
+            self.results["forces"] = self.results["forces"].copy()
+            self.results["forces"][3] = [900.0, 0.0, 0.0]
+
+
+def _keys(frames):
+    return [round(float(f.positions[0, 0]), 6) for f in frames]
+
+
+def test_labelling_resumes_where_it_stopped_and_labels_nothing_twice(tmp_path):
+    frames = _cu_frames(6)
+    write_frames(tmp_path / "in.xyz", frames, validate=False)
+    keys = _keys(read_frames(tmp_path / "in.xyz", require_energy=False, require_forces=False))
+    ref = label_frames(read_frames(tmp_path / "in.xyz", require_energy=False, require_forces=False), _Counting(),
+                       name="lj")
+    first = _Counting(fail_at=keys[4])
+    with pytest.raises(RuntimeError, match=r"in.xyz frame 4: calculator 'lj' failed.*node lost.*4 frames labelled "
+                                           r"before it are kept in .*out.xyz.partial"):
+        label_file(tmp_path / "in.xyz", tmp_path / "out.xyz", first, name="lj", progress=False)
+    assert first.calls == keys[:5] and not (tmp_path / "out.xyz").exists()
+    assert len(read_frames(tmp_path / "out.xyz.partial")) == 4
+    again = _Counting()
+    assert label_file(tmp_path / "in.xyz", tmp_path / "out.xyz", again, name="lj", progress=False) == 6
+    assert again.calls == keys[4:]  # frames 0-3 came from the partial file
+    out = read_frames(tmp_path / "out.xyz")
+    assert _keys(out) == keys and not (tmp_path / "out.xyz.partial").exists()
+    for a, b in zip(out, ref):
+        assert a.info["REF_energy"] == pytest.approx(b.info["REF_energy"], rel=1e-10)
+        np.testing.assert_allclose(a.arrays["REF_forces"], b.arrays["REF_forces"], atol=1e-7)  # extxyz: 8 decimals
+
+
+def test_a_frame_cut_short_by_a_kill_is_labelled_again(tmp_path):
+    frames = _cu_frames(3)
+    write_frames(tmp_path / "in.xyz", frames, validate=False)
+    done = label_frames(read_frames(tmp_path / "in.xyz", require_energy=False, require_forces=False)[:2],
+                        _Counting(), name="lj")
+    write_frames(tmp_path / "full.xyz", done)
+    text = (tmp_path / "full.xyz").read_text()
+    (tmp_path / "out.xyz.partial").write_text(text[: len(text) - 200])  # kill -9 in the middle of frame 1
+    calc = _Counting()
+    assert label_file(tmp_path / "in.xyz", tmp_path / "out.xyz", calc, name="lj", progress=False) == 3
+    assert len(calc.calls) == 2 and len(read_frames(tmp_path / "out.xyz")) == 3
+
+
+def test_a_partial_file_of_another_input_or_calculator_is_refused(tmp_path):
+    frames = _cu_frames(3)
+    write_frames(tmp_path / "in.xyz", frames, validate=False)
+    with pytest.raises(RuntimeError):
+        label_file(tmp_path / "in.xyz", tmp_path / "out.xyz", _Counting(fail_at=_keys(frames)[2]), name="lj",
+                   progress=False)
+    with pytest.raises(ValueError, match="out.xyz.partial frame 0 is not input frame 0 labelled by 'emt'"):
+        label_file(tmp_path / "in.xyz", tmp_path / "out.xyz", EMT(), name="emt", progress=False)
+    assert label_file(tmp_path / "in.xyz", tmp_path / "out.xyz", EMT(), name="emt", progress=False, resume=False) == 3
+
+
+def test_nan_or_absurd_labels_are_refused_naming_the_frame_and_atom(tmp_path, capsys):
+    frames = _cu_frames(3)
+    write_frames(tmp_path / "in.xyz", frames, validate=False)
+    keys = _keys(read_frames(tmp_path / "in.xyz", require_energy=False, require_forces=False))
+    with pytest.raises(RuntimeError, match=r"in.xyz frame 1 labelled by 'lj': a force of 900.0 eV/A on atom 3 \(Cu\) "
+                                           r"is absurd \(limit 50 eV/A"):
+        label_file(tmp_path / "in.xyz", tmp_path / "out.xyz", _Counting(absurd=keys[1]), name="lj", progress=False)
+    from cgaa.teacher.label import LabelError, check_labels
+
+    at = frames[0].copy()
+    at.info["REF_energy"] = float("nan")
+    at.arrays["REF_forces"] = np.zeros((len(at), 3))
+    with pytest.raises(LabelError, match="frame 7: the energy is nan"):
+        check_labels(at, "frame 7")
+    at.info["REF_energy"] = 0.0
+    at.arrays["REF_forces"][5, 1] = np.inf
+    with pytest.raises(LabelError, match="frame 7: the force on atom 5 \\(Cu\\) is not finite"):
+        check_labels(at, "frame 7")
+    # through the CLI: one line, exit 2, and --max-force raises the limit
+    rc = main(["label", str(tmp_path / "in.xyz"), "-o", str(tmp_path / "o2.xyz"), "-c", "test_label:absurd_lj",
+               "--no-progress"])
+    assert rc == 2 and "is absurd" in capsys.readouterr().err
+
+
+def absurd_lj():
+    """module:callable factory for the CLI test: absurd forces on every frame's atom 3."""
+    calc = _Counting()
+    calc.absurd = "always"
+    original = calc.calculate
+
+    def calculate(atoms=None, properties=("energy",), system_changes=None):
+        original(atoms, properties, system_changes)
+        calc.results["forces"] = calc.results["forces"].copy()
+        calc.results["forces"][3] = [900.0, 0.0, 0.0]
+
+    calc.calculate = calculate
+    return calc
+
+
+def _ec_in_a_box():
+    """One EC molecule (template geometry) in a periodic 12 Å box (Å)."""
+    from cgaa.systems.species import get_species
+
+    sp = get_species("EC")
+    return make_frame(sp.elements, sp.positions - sp.positions.mean(axis=0) + 6.0, np.eye(3) * 12.0)
+
+
+@pytest.mark.parametrize("spec,package,kwargs", [("sevenn", "sevenn", {}), ("sevenn", "sevenn", {"d3": False}),
+                                                 ("xtb", "tblite", {})])
+def test_quantum_teachers_give_conservative_forces(spec, package, kwargs):
+    """The quantum-level teachers label through the same path, in eV and eV/Å: their forces are
+    the negative energy gradient (central differences) and the net force vanishes."""
+    pytest.importorskip(package, reason=f'needs pip install "cgaa[{spec}]"')
+    if spec == "sevenn":
+        pytest.importorskip("dftd3")
+    calc = get_calculator(spec, **kwargs)
+    at = _ec_in_a_box()
+    [lab] = label_frames([at], calc, name=spec)
+    f = lab.arrays["REF_forces"]
+    assert np.isfinite(lab.info["REF_energy"]) and np.abs(f.sum(axis=0)).max() < 1e-3
+    h, i = 1e-3, int(np.argmax(np.linalg.norm(f, axis=1)))
+    e = []
+    for s in (+1, -1):
+        moved = at.copy()
+        moved.positions[i, 0] += s * h
+        moved.calc = calc
+        e.append(moved.get_potential_energy())
+    assert f[i, 0] == pytest.approx(-(e[0] - e[1]) / (2 * h), rel=2e-3, abs=2e-3)
+
+
+def test_a_missing_quantum_teacher_says_which_extra_installs_it(monkeypatch):
+    import sys
+
+    for mod in ("sevenn.calculator", "tblite.ase"):
+        monkeypatch.setitem(sys.modules, mod, None)  # as if not installed: `import` raises ImportError
+    with pytest.raises(ValueError, match=r'calculator .sevenn. needs .*pip install "cgaa\[sevenn\]"'):
+        get_calculator("sevenn")
+    with pytest.raises(ValueError, match=r'calculator .xtb. needs .*pip install "cgaa\[xtb\]"'):
+        get_calculator("xtb")

@@ -27,8 +27,11 @@ def register(subparsers) -> None:
         "label", help="relabel extxyz frames with an ASE calculator (DFT, universal MLIP, teacher)",
         description="Compute REF_energy (eV) and REF_forces (eV/A) (with --stress also REF_stress, eV/A^3) for every frame of an extxyz file "
                     "with an ASE calculator and write a new extxyz (same keys as cgaa sample). "
-                    "Calculators: emt, lj, sevenn (optional package), teacher, or module:callable "
-                    "returning an ASE calculator.")
+                    "Calculators: sevenn (SevenNet-0 + D3(BJ), the quantum-level teacher; pip install \"cgaa[sevenn]\"), "
+                    "xtb (GFN2-xTB; pip install \"cgaa[xtb]\"), teacher (the classical force field), emt, lj, or "
+                    "module:callable returning an ASE calculator. Resumable: each labelled frame is appended to "
+                    "OUTPUT.partial at once; after an interruption the same command continues where it stopped, "
+                    "labelling nothing twice. A frame with NaN or absurd labels stops the run, naming it.")
     p.add_argument("input", help="input extxyz (labels optional; energy/forces keys mapped), or a 'cgaa simulate' "
                                  "run directory (traj.dcd + topology.pdb): label the configurations of an MD run")
     p.add_argument("--start-ps", type=float, default=0.0, help="run directory: skip frames before this time (ps)")
@@ -36,7 +39,7 @@ def register(subparsers) -> None:
                                                                   "default every saved frame)")
     p.add_argument("--max-frames", type=int, default=None, help="run directory: at most this many frames, evenly spaced")
     p.add_argument("-o", "--output", required=True, help="output extxyz")
-    p.add_argument("--calculator", "-c", required=True, help="emt | lj | sevenn | teacher | module:callable")
+    p.add_argument("--calculator", "-c", required=True, help="sevenn | xtb | teacher | emt | lj | module:callable")
     p.add_argument("--calc-arg", action="append", metavar="KEY=VALUE", help="keyword argument for the calculator (repeatable)")
     p.add_argument("--name", help="label recorded as info['teacher'] (default: the calculator spec)")
     p.add_argument("--energy-key", help="read the input energy from exactly this key")
@@ -46,7 +49,10 @@ def register(subparsers) -> None:
                         "from 12 strained energies per frame), needed to train the pressure (loss.virial)")
     p.add_argument("--no-keep-previous", action="store_true",
                    help="drop the input's old labels instead of keeping them as prev_energy/prev_forces")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-force", type=float, default=None,
+                   help="refuse labels with a force above this (eV/A; default 50): a diverged calculator or a broken frame")
+    p.add_argument("--restart", action="store_true", help="ignore OUTPUT.partial of an interrupted run and label from the start")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (frames/h and ETA)")
     p.set_defaults(func=run)
 
 
@@ -59,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
                        name=args.name, energy_key=args.energy_key, forces_key=args.forces_key,
                        progress=not args.no_progress, stress=args.stress,
                        keep_previous=not args.no_keep_previous,
-                       run_frames={"start_ps": args.start_ps, "every_ps": args.every_ps, "max_frames": args.max_frames})
-    except RuntimeError as err:  # a calculator failed on a frame (message names it)
+                       run_frames={"start_ps": args.start_ps, "every_ps": args.every_ps, "max_frames": args.max_frames},
+                       resume=not args.restart, **({} if args.max_force is None else {"max_force": args.max_force}))
+    except (RuntimeError, ValueError) as err:  # a calculator failed on a frame, bad input (the message names it)
         raise CLIError(str(err)) from None
     print(f"labelled {n} frames with '{args.name or args.calculator}' -> {args.output}")
     return 0

@@ -4,7 +4,9 @@
 
 * ``emt``: ASE's EMT (only for the elements EMT knows; a toy/test calculator);
 * ``lj``: ASE's Lennard-Jones (``sigma``, ``epsilon``, ``rc`` keyword arguments; a toy);
-* ``sevenn`` / ``sevennet``: SevenNet-0 universal MLIP (needs the optional ``sevenn`` package);
+* ``sevenn``: SevenNet-0 + D3(BJ) dispersion, the default quantum-level teacher
+  (:func:`cgaa.teacher.quantum.sevennet_d3`; ``pip install "cgaa[sevenn]"``; ``d3=false`` drops D3);
+* ``xtb``: GFN2-xTB (:func:`cgaa.teacher.quantum.gfn2_xtb`; ``pip install "cgaa[xtb]"``);
 * ``teacher``: the classical teacher of cgaa (needs ``grain``/``resname`` per atom);
 * ``module:callable``: any importable factory returning an ASE calculator, e.g.
   ``mypkg.dft:make_calc`` — the way to plug in a user's DFT setup.
@@ -26,6 +28,7 @@ from cgaa.core.extxyz import ENERGY, FORCES, STRESS, make_frame, normalize_frame
 from cgaa.core.units import nm_to_angstrom
 from cgaa.systems.topology import topology_from_residues
 from cgaa.teacher.forcefield import Teacher
+from cgaa.teacher.quantum import gfn2_xtb, sevennet_d3
 
 
 def _teacher_calculator_class():
@@ -96,7 +99,7 @@ def get_calculator(spec: str, **kwargs: Any):
     """An ASE calculator from a short name or ``module:callable`` (see module docstring).
 
     kwargs go to the calculator's constructor/factory (e.g. ``sigma=3.0`` for 'lj',
-    ``model='7net-0', device='cpu'`` for 'sevenn'). ValueError naming the spec if unknown
+    ``device='cpu', d3=False`` for 'sevenn', ``charge=0`` for 'xtb'). ValueError naming the spec if unknown
     or unavailable.
     """
     name = spec.strip()
@@ -109,18 +112,10 @@ def get_calculator(spec: str, **kwargs: Any):
         opts = {"sigma": 3.0, "epsilon": 0.01, "rc": 6.0, "smooth": True}
         opts.update(kwargs)
         return LennardJones(**opts)
-    if low in ("sevenn", "sevennet", "sevennet-0", "7net-0"):
-        try:
-            from sevenn.calculator import SevenNetCalculator  # type: ignore
-        except ImportError:
-            try:
-                from sevenn.sevennet_calculator import SevenNetCalculator  # type: ignore
-            except ImportError:
-                raise ValueError("calculator 'sevenn' needs the optional package 'sevenn' "
-                                 "(pip install sevenn; it must not replace the pinned torch)") from None
-        opts = {"model": "7net-0"}
-        opts.update(kwargs)
-        return SevenNetCalculator(**opts)
+    if low in ("sevenn", "sevennet", "sevennet-0", "7net-0", "sevenn-d3"):
+        return sevennet_d3(**kwargs)
+    if low in ("xtb", "gfn2", "gfn2-xtb", "tblite"):
+        return gfn2_xtb(**kwargs)
     if low == "teacher":
         return TeacherCalculator(**kwargs)
     if ":" in name:
@@ -128,51 +123,176 @@ def get_calculator(spec: str, **kwargs: Any):
         if not (hasattr(calc, "get_potential_energy") and hasattr(calc, "get_forces")):
             raise ValueError(f"calculator '{spec}' returned {type(calc).__name__}, not an ASE calculator")
         return calc
-    raise ValueError(f"unknown calculator '{spec}' (use emt, lj, sevenn, teacher or module:callable)")
+    raise ValueError(f"unknown calculator '{spec}' (use sevenn, xtb, teacher, emt, lj or module:callable)")
+
+
+#: Largest force (eV/Å) a label may hold: above it a frame's labels are refused as absurd (a
+#: calculator that diverged, a broken frame); hot and distorted electrolyte frames stay below ~20.
+MAX_LABEL_FORCE = 50.0
+
+
+class LabelError(RuntimeError):
+    """A frame could not be labelled or its labels are absurd; the message names the frame, and
+    the frames labelled before it are kept (the partial file) for a resumed run."""
+
+
+def check_labels(atoms, where: str, max_force: float = MAX_LABEL_FORCE) -> None:
+    """LabelError naming ``where`` (and the atom) unless the frame's REF_energy and REF_forces are
+    finite and no force exceeds ``max_force`` eV/Å."""
+    e = float(atoms.info[ENERGY])
+    f = np.asarray(atoms.arrays[FORCES], dtype=float)
+    if not np.isfinite(e):
+        raise LabelError(f"{where}: the energy is {e}")
+    bad = np.flatnonzero(~np.isfinite(f).all(axis=1))
+    if bad.size:
+        raise LabelError(f"{where}: the force on atom {int(bad[0])} ({atoms.get_chemical_symbols()[bad[0]]}) is not finite")
+    norms = np.linalg.norm(f, axis=1)
+    k = int(np.argmax(norms)) if len(norms) else 0
+    if len(norms) and norms[k] > max_force:
+        raise LabelError(f"{where}: a force of {norms[k]:.1f} eV/A on atom {k} ({atoms.get_chemical_symbols()[k]}) "
+                         f"is absurd (limit {max_force:g} eV/A, --max-force)")
+
+
+def partial_path(output: Union[str, Path]) -> Path:
+    """Where :func:`label_file` keeps the frames labelled so far (``out.xyz`` → ``out.xyz.partial``)."""
+    output = Path(output)
+    return output.with_name(output.name + ".partial")
+
+
+def _read_partial(path: Path) -> List:
+    """The complete frames of a partial file; a frame cut short by a kill is dropped (and the
+    file rewritten without it)."""
+    import ase.io
+
+    frames = []
+    try:
+        for at in ase.io.iread(str(path), index=":", format="extxyz"):
+            frames.append(at)
+    except Exception:  # the last frame was being written when the run stopped
+        write_frames(path, frames, validate=False)
+    for i, at in enumerate(frames):  # a frame read back must still carry its labels
+        normalize_frame(at, where=f"{path} frame {i}")
+    return frames
+
+
+def _append_frame(path: Path, atoms) -> None:
+    """Append one frame to ``path`` and flush it to disk (one write, then fsync)."""
+    import io
+    import os
+
+    import ase.io
+
+    buf = io.StringIO()
+    ase.io.write(buf, atoms, format="extxyz")
+    with open(path, "a") as fh:
+        fh.write(buf.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _resume(frames: Sequence, partial: Path, name: str) -> List:
+    """Frames of ``partial`` that are labels of the first frames of ``frames`` by ``name``;
+    ValueError when the partial file belongs to another input or calculator."""
+    done = _read_partial(partial)
+    if len(done) > len(frames):
+        raise ValueError(f"{partial} holds {len(done)} frames but the input has {len(frames)}: it belongs to "
+                         "another input; delete it to label from the start")
+    for i, (old, new) in enumerate(zip(done, frames)):
+        same = (len(old) == len(new) and np.allclose(old.positions, new.positions, atol=1e-6)
+                and old.info.get("teacher") == name)
+        if not same:
+            raise ValueError(f"{partial} frame {i} is not input frame {i} labelled by '{name}': the partial file "
+                             "belongs to another input or calculator; delete it to label from the start")
+    return done
+
+
+class _Rate:
+    """frames/hour and ETA for the progress bar (tqdm shows it/s; labelling is counted in hours)."""
+
+    def __init__(self, total: int, done: int):
+        import time
+
+        self.time, self.t0, self.total, self.done0 = time.perf_counter, time.perf_counter(), total, done
+
+    def postfix(self, done: int) -> Dict[str, str]:
+        dt = self.time() - self.t0
+        n = done - self.done0
+        if n <= 0 or dt <= 0:
+            return {}
+        per_h = 3600.0 * n / dt
+        return {"frames/h": f"{per_h:.0f}", "ETA": f"{(self.total - done) / per_h:.2f} h"}
 
 
 def label_frames(frames: Sequence, calculator, *, name: str = "calculator",
-                 progress: bool = False, keep_previous: bool = True, stress: bool = False) -> List:
+                 progress: bool = False, keep_previous: bool = True, stress: bool = False,
+                 partial: Optional[Union[str, Path]] = None, max_force: float = MAX_LABEL_FORCE,
+                 source: str = "frame") -> List:
     """Compute energy (eV) and forces (eV/Å) of every frame with ``calculator``.
 
     Stores them as ``REF_energy``/``REF_forces`` and sets ``info['teacher'] = name``; with
     ``keep_previous`` the old labels are kept as ``prev_energy``/``prev_forces``. With
     ``stress`` also the stress tensor (3×3, eV/Å³, ASE sign) as ``REF_stress`` (periodic
     frames only; the calculator must implement stress).
+    partial: a file each labelled frame is appended to (flushed) as soon as it is done; when it
+        already holds frames (an interrupted run), those are taken instead of labelled again, so
+        a rerun continues where the last one stopped and labels nothing twice.
+    max_force: labels with a force above this (eV/Å), or NaN/inf, are refused (:class:`LabelError`).
+    source: how errors name the frames (e.g. the input file).
     Returns new Atoms objects (inputs are not modified). Errors name the frame.
     """
-
-    out = []
-    it = frames
+    frames = list(frames)
+    partial = Path(partial) if partial is not None else None
+    out = _resume(frames, partial, name) if partial is not None and partial.exists() else []
+    bar = None
     if progress:
         from tqdm import tqdm
-        it = tqdm(frames, desc=f"cgaa label ({name})", unit="frame", leave=False)
-    for i, at in enumerate(it):
-        new = at.copy()
-        new.calc = None
-        if keep_previous and ENERGY in at.info:
-            new.info["prev_energy"] = at.info[ENERGY]
-        if keep_previous and FORCES in at.arrays:
-            new.arrays["prev_forces"] = np.array(at.arrays[FORCES])
-        if stress and not new.pbc.all():
-            raise RuntimeError(f"frame {i}: stress needs a periodic cell (pbc on all axes), got pbc={list(new.pbc)}")
-        new.info.pop(STRESS, None)
-        try:
-            new.calc = calculator
-            e = new.get_potential_energy()
-            f = new.get_forces()
-            s = new.get_stress(voigt=False) if stress else None
-        except Exception as err:
-            raise RuntimeError(f"frame {i}: calculator '{name}' failed: {type(err).__name__}: {err}") from None
-        finally:
+
+        bar = tqdm(total=len(frames), initial=len(out), desc=f"cgaa label ({name})", unit="frame",
+                   dynamic_ncols=True)
+    rate = _Rate(len(frames), len(out))
+    try:
+        for i in range(len(out), len(frames)):
+            at = frames[i]
+            where = f"{source} {i}"
+            new = at.copy()
             new.calc = None
-        new.info[ENERGY] = float(e)
-        new.arrays[FORCES] = np.asarray(f, dtype=float)
-        if s is not None:
-            new.info[STRESS] = np.asarray(s, dtype=float)
-        new.info["teacher"] = name
-        normalize_frame(new, where=f"frame {i} labelled by '{name}'")
-        out.append(new)
+            if keep_previous and ENERGY in at.info:
+                new.info["prev_energy"] = at.info[ENERGY]
+            if keep_previous and FORCES in at.arrays:
+                new.arrays["prev_forces"] = np.array(at.arrays[FORCES])
+            if stress and not new.pbc.all():
+                raise LabelError(f"{where}: stress needs a periodic cell (pbc on all axes), got pbc={list(new.pbc)}")
+            new.info.pop(STRESS, None)
+            try:
+                new.calc = calculator
+                e = new.get_potential_energy()
+                f = new.get_forces()
+                s = new.get_stress(voigt=False) if stress else None
+            except Exception as err:
+                raise LabelError(f"{where}: calculator '{name}' failed: {type(err).__name__}: {err}") from None
+            finally:
+                new.calc = None
+            new.info[ENERGY] = float(e)
+            new.arrays[FORCES] = np.asarray(f, dtype=float)
+            if s is not None:
+                new.info[STRESS] = np.asarray(s, dtype=float)
+            new.info["teacher"] = name
+            check_labels(new, f"{where} labelled by '{name}'", max_force)
+            normalize_frame(new, where=f"{where} labelled by '{name}'")
+            if partial is not None:
+                _append_frame(partial, new)
+            out.append(new)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(rate.postfix(len(out)), refresh=False)
+    except LabelError as err:
+        if partial is not None and out:
+            raise LabelError(f"{err}; the {len(out)} frames labelled before it are kept in {partial} "
+                             "(rerun the same command to continue after it is fixed)") from None
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     return out
 
 
@@ -212,12 +332,19 @@ def label_file(input_path: Union[str, Path], output_path: Union[str, Path], calc
                *, calculator_kwargs: Optional[Dict[str, Any]] = None, name: Optional[str] = None,
                energy_key: Optional[str] = None, forces_key: Optional[str] = None,
                progress: bool = True, keep_previous: bool = True, stress: bool = False,
-               run_frames: Optional[Dict[str, Any]] = None) -> int:
+               run_frames: Optional[Dict[str, Any]] = None, max_force: float = MAX_LABEL_FORCE,
+               resume: bool = True) -> int:
     """Relabel every frame of ``input_path`` (extxyz, any usual key convention; labels may
     be absent) and write ``output_path`` atomically. calculator: spec string for
     :func:`get_calculator` or an ASE calculator object. stress: also label ``REF_stress``.
     ``input_path`` may also be a ``cgaa simulate`` run directory: its trajectory frames are
     labelled (:func:`frames_from_run`, options in ``run_frames``).
+
+    Resumable: every labelled frame is appended at once to ``<output>.partial``
+    (:func:`partial_path`); after an interruption (Ctrl-C, kill -9, a frame refused) the same
+    call continues after the last complete frame, labelling nothing twice (``resume=False``
+    starts again). The output is written atomically when every frame is labelled, and the
+    partial file is removed. max_force: see :func:`label_frames`.
     Returns the number of frames."""
 
     if isinstance(calculator, str):
@@ -231,7 +358,11 @@ def label_file(input_path: Union[str, Path], output_path: Union[str, Path], calc
     else:
         frames = read_frames(input_path, energy_key=energy_key, forces_key=forces_key,
                              require_energy=False, require_forces=False)
+    partial = partial_path(output_path)
+    if not resume and partial.exists():
+        partial.unlink()
     labelled = label_frames(frames, calc, name=label, progress=progress, keep_previous=keep_previous,
-                            stress=stress)
+                            stress=stress, partial=partial, max_force=max_force, source=f"{input_path} frame")
     write_frames(output_path, labelled)
+    partial.unlink(missing_ok=True)
     return len(labelled)
