@@ -178,6 +178,7 @@ class InterCoulomb(PriorTerm):
             g.setNonbondedMethod(openmm.NonbondedForce.PME)
             g.setCutoffDistance(coulomb_cutoff_nm(ref.box))
             g.setEwaldErrorTolerance(COULOMB_EWALD_TOLERANCE)
+            g.setExceptionsUsePeriodicBoundaryConditions(True)  # the same energy for any image of each atom
         g.setUseDispersionCorrection(False)
         return g
 
