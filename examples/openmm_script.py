@@ -7,8 +7,8 @@
 Builds the System with cgaa.openmm.create_system (an openmmtorch.TorchForce wrapping the
 deployed model, periodic, element masses, the PDB's box, the model's classical prior, bonds
 to H constrained), minimises and runs 1 ps (or $STEPS steps) of NVT at the box's density with
-an unwrapped DCD trajectory. (No barostat: under one the shipped model's density is 5 %
-below the teacher's, see its model card.) The same System is available through
+an unwrapped DCD trajectory. (A MonteCarloBarostat may be added: under one the shipped model's
+density is within 0.1 ± 0.2 % of the teacher's, docs/benchmarks.md.) The same System is available through
 openmm-ml:  MLPotential("cgaa", model="model.pt").createSystem(pdb.topology).
 """
 import os

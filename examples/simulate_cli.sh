@@ -9,8 +9,8 @@ MODEL=${1:+--model "$1"}
 cgaa build --recipe lipf6-ec-emc-1m --atoms 1500 -o box.pdb
 
 # Equilibration: minimise, then 20 ps at 298.15 K at the recipe's density (1.20 g/cm3).
-# NVT, not NPT: under a barostat the shipped model's density is 5 % below the teacher's
-# (see its model card); with a model that reproduces the density use --ensemble npt.
+# NVT here; --ensemble npt works too: under a barostat the shipped model's density is within
+# 0.1 ± 0.2 % of the teacher's (docs/benchmarks.md).
 cgaa simulate box.pdb $MODEL --ensemble nvt --temperature 298.15 \
     --timestep 1 --time-ps 20 --report-interval 500 --checkpoint-interval 5000 --out equil/
 

@@ -230,3 +230,17 @@ def test_model_card_names_its_data_by_path_and_content(tmp_path, dataset):
     assert repository_path(repo / "forcefields" / "x.xyz") == "forcefields/x.xyz"
     old = data_sentence(None, {"train": ["../a.xyz"], "test": []})
     assert "relative to the training config" in old and "../a.xyz" in old
+
+
+def test_the_example_config_of_train_help_exists_and_is_valid(capsys):
+    """`cgaa train --help` points to examples/train_config.yaml: it exists and every key is valid."""
+    from cgaa.cli import main
+
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    helptext = capsys.readouterr().out
+    assert "examples/train_config.yaml" in helptext
+    cfg = load_config(repo / "examples" / "train_config.yaml")
+    assert cfg.model["prior"] == "teacher_intra"
+    assert cfg.resolve(cfg.data.train[0]) == repo / "examples" / "teacher.xyz"

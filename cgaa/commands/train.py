@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Writes best.pt/last.pt checkpoints, metrics.csv, learning_curve.png and "
                     "test_metrics.json to output.dir. Data-parallel: "
                     "torchrun --nproc_per_node N -m cgaa train CONFIG.",
-        epilog="example: cgaa train examples/train_config.yaml && cgaa deploy runs/example/best.pt -o model.pt")
+        epilog="example: cp examples/train_config.yaml . (its header says how to make its data: cgaa build, cgaa sample) && cgaa train train_config.yaml && cgaa deploy runs/example/best.pt -o model.pt")
     p.add_argument("config", help="YAML config file")
     p.add_argument("--resume", action="store_true", help="continue from output.dir/last.pt exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
