@@ -5,9 +5,10 @@ Each engine runs ``replicas`` independent trajectories (seed + k) of the same pa
 state of a teacher warm-up run k from that box, so both analyse the same equilibrated states;
 every run goes through :func:`cgaa.md.run.run_simulation` (minimisation, velocities at T, Langevin
 middle integrator, 1 fs, Monte Carlo barostat in NPT, unwrapped DCD): the CGAA runs with
-the deployed model, the teacher runs with the classical force field swapped in through
-``run_simulation``'s ``customize_system`` hook, so both share every other setting and
-file format. The first ``equil_ps`` of every replica are discarded; the rest is analysed
+the deployed model, the teacher runs with the classical force field's System
+(:func:`teacher_run_system`: :func:`cgaa.teacher.forcefield.create_system` plus the H-bond
+constraints a CGAA run has) given as ``run_simulation(system=...)``, so both share every
+other setting and file format. The first ``equil_ps`` of every replica are discarded; the rest is analysed
 with :func:`cgaa.analysis.analyze` per replica:
 
 * self-diffusion coefficients of Li, PF6, EC, EMC (m²/s, molecule centres, centre-of-mass
@@ -44,9 +45,11 @@ from cgaa.core.inputs import make_inputs
 from cgaa.core.modelfile import load_model
 from cgaa.md.run import SimulationError, run_simulation
 from cgaa.md.rundir import MODEL_FILE, has_checkpoint, load_state_csv, write_final_pdb
+from cgaa.openmm.guards import add_hbond_constraints
 from cgaa.openmm.mts import check_substeps
 from cgaa.openmm.torchforce import default_model_path
 from cgaa.priors import PriorEvaluator
+from cgaa.systems.boxfile import find_run_topology, read_box
 from cgaa.systems.build import box_suffix_for, build_box
 from cgaa.systems.topology import box_density
 from cgaa.teacher.forcefield import Teacher, create_system as teacher_system
@@ -69,13 +72,42 @@ TARGETS = {"D_Li": ("relative", 0.15), "density": ("relative", 0.02), "rdf_peak"
 ENGINE_FILE = "engine.json"
 
 
+def teacher_bond_lengths_of(system) -> Tuple[Tuple[int, int, float], ...]:
+    """(i, j, r0 nm) of every bond of a teacher System's HarmonicBondForce(s), in order: the
+    lengths :func:`cgaa.openmm.guards.teacher_bond_lengths` reads off a teacher System (and a
+    teacher prior holds), taken from this one instead of parametrising the topology again."""
+    import openmm
+
+    out = []
+    for f in system.getForces():
+        if isinstance(f, openmm.HarmonicBondForce):
+            for b in range(f.getNumBonds()):
+                i, j, r0, _ = f.getBondParameters(b)
+                out.append((i, j, r0.value_in_unit(openmm.unit.nanometer)))
+    return tuple(out)
+
+
+def teacher_run_system(topology, cutoff_nm: float = 1.0):
+    """The System a teacher replica runs (``run_simulation(system=...)``): the teacher's
+    (:func:`cgaa.teacher.forcefield.create_system`: PME, OPLS mixing, its masses, force groups
+    and CMMotionRemover) with every bond to hydrogen constrained at the teacher's length, as
+    the CGAA System of a default run (``constraints="hbonds"``) has them. It equals what
+    :func:`teacher_customizer` makes of a CGAA System, force by force (tests/test_md_run.py)."""
+
+    system = teacher_system(topology, cutoff=float(cutoff_nm))
+    add_hbond_constraints(system, topology, bonds=teacher_bond_lengths_of(system))
+    return system
+
+
 def teacher_customizer(cutoff_nm: float = 1.0) -> Callable[[Any, Any], None]:
-    """A ``customize_system`` hook that replaces every force of the CGAA System by the
-    teacher's (PME, OPLS mixing) and sets the teacher's masses."""
+    """A ``customize_system`` hook that replaces every force of a CGAA System by the
+    teacher's (PME, OPLS mixing) and sets the teacher's masses, keeping the CGAA System's
+    constraints. Teacher runs now get :func:`teacher_run_system` as ``system=`` instead; this
+    stays for runs written before (their run.json names no given System), which restart with
+    it: :func:`_run_replica` on ``--resume``, docs/benchmarks/what-if/extend_teacher.py."""
 
     def customize(system, topology) -> None:
         import openmm
-
 
         t = teacher_system(topology, cutoff=float(cutoff_nm))
         while system.getNumForces():
@@ -86,6 +118,25 @@ def teacher_customizer(cutoff_nm: float = 1.0) -> Callable[[Any, Any], None]:
             system.setParticleMass(i, t.getParticleMass(i))
 
     return customize
+
+
+def teacher_run_kwargs(run_dir: PathLike, cutoff_nm: float, box: Optional[PathLike] = None) -> Dict[str, Any]:
+    """The ``run_simulation`` keywords that make a run the teacher's: ``system=`` its
+    :func:`teacher_run_system` for the topology of ``box`` (a new run) or of the run in
+    ``run_dir`` (a restart); for a restart of a teacher run written before teacher runs were
+    given Systems (its run.json names none), ``customize_system=`` :func:`teacher_customizer`,
+    as it was run."""
+    run_dir = Path(run_dir)
+    if box is not None:
+        return {"system": teacher_run_system(read_box(box).topology, cutoff_nm)}
+    try:
+        given = json.loads((run_dir / "run.json").read_text()).get("system")
+    except (OSError, ValueError):
+        given = None
+    top_file = find_run_topology(run_dir)
+    if given is None or top_file is None:  # (no topology: run_simulation says so)
+        return {"customize_system": teacher_customizer(cutoff_nm)}
+    return {"system": teacher_run_system(read_box(top_file).topology, cutoff_nm)}
 
 
 def relative_difference(c: float, c_err: float, t: float, t_err: float) -> Tuple[float, float]:
@@ -135,25 +186,26 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
     t0 = time.perf_counter()
     if kw["progress"]:
         print(f"cgaa bench observables: {what}: {steps} steps", flush=True)
-    custom = teacher_customizer(kw["teacher_cutoff_nm"]) if eng == "teacher" else None
+    teacher = eng == "teacher"
     try:
         if kw.get("restart"):  # continue (or extend) the run from its last checkpoint, its own settings
-            _run(None, None, run_dir, steps=steps, restart=True, progress=kw["progress"], customize_system=custom)
+            _run(None, None, run_dir, steps=steps, restart=True, progress=kw["progress"],
+                 **(teacher_run_kwargs(run_dir, kw["teacher_cutoff_nm"]) if teacher else {}))
         else:
-            _run(kw["box"], kw["model"], run_dir, ensemble=kw["ensemble"], temperature=kw["temperature"],
-                 timestep_fs=kw["timestep_fs"], fast_substeps=kw.get("fast_substeps", 1), steps=steps,
-                 report_interval=report,
+            _run(kw["box"], None if teacher else kw["model"], run_dir, ensemble=kw["ensemble"],
+                 temperature=kw["temperature"], timestep_fs=kw["timestep_fs"],
+                 fast_substeps=kw.get("fast_substeps", 1), steps=steps, report_interval=report,
                  checkpoint_interval=kw["checkpoint"],
                  platform=kw["platform"], seed=int(kw["seed"]) + k, overwrite=True, progress=kw["progress"],
                  minimize=kw["minimize_iterations"] > 0, minimize_iterations=max(1, kw["minimize_iterations"]),
-                 customize_system=custom)
+                 **(teacher_run_kwargs(run_dir, kw["teacher_cutoff_nm"], box=kw["box"]) if teacher else {}))
     except SimulationError as err:
         msg = str(err).split(" -- ")[0]
         write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "failed", "error": msg})
         print(f"cgaa bench observables: {what} failed: {msg}", flush=True)
         return msg, time.perf_counter() - t0
-    write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "ok", "note": "teacher forces swapped "
-               "in via customize_system; model.pt is unused" if eng == "teacher" else "CGAA model"})
+    write_json(run_dir / ENGINE_FILE, {"engine": eng, "status": "ok", "note": "the teacher's System "
+               "(teacher_run_system), run as given: no model" if teacher else "CGAA model"})
     return None, time.perf_counter() - t0
 
 
@@ -363,8 +415,8 @@ def run_observables(
 ) -> Tuple[Dict[str, Any], Dict[str, Path]]:
     """Teacher MD vs CGAA MD, ``replicas`` each, ``equil_ps`` + ``time_ps`` per replica.
 
-    model: deployed CGAA model (default: the shipped one; required for both engines, the
-        teacher runs reuse its System set-up). box: PDB (default: built from ``recipe``
+    model: deployed CGAA model of the CGAA runs (default: the shipped one; the teacher runs
+        do not use it: they run :func:`teacher_run_system`). box: PDB (default: built from ``recipe``
         with ``n_atoms``). report_ps: frame spacing (ps). resume: keep finished replica
         runs found in ``out_dir`` and continue unfinished ones from their last checkpoint (every
         ~2 ps; a larger ``time_ps`` extends finished runs the same way; a run with other dynamics

@@ -4,7 +4,8 @@
 * :mod:`cgaa.md.rundir` — the run directory: file names, checkpoints, truncation on restart;
 * :mod:`cgaa.md.reporter` — state rows, trajectory frames and the safety checks at each report;
 * :mod:`cgaa.md.minimize` — energy minimisation;
-* :mod:`cgaa.md.run` — :func:`~cgaa.md.run.run_simulation`.
+* :mod:`cgaa.md.run` — :func:`~cgaa.md.run.run_simulation`, the run as a sequence of stages (a CGAA
+  System built from a model, or any given ``openmm.System``).
 
 May import :mod:`cgaa.core`, :mod:`cgaa.systems` and :mod:`cgaa.openmm`.
 """

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Energy minimisation before MD: OpenMM's L-BFGS, falling back to a steepest descent
+with a capped step (:func:`capped_minimize`) when the model rejects a trial point or the
+System has constraints; :func:`openmm_message` shortens OpenMM's error messages."""
 from __future__ import annotations
 
 import math

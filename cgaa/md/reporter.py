@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""Reports of a run: :class:`Reporter` computes each state row (energies, temperature,
+volume, density, ns/day), applies the safety checks (:class:`SimulationError` names the
+step and the quantity) and writes DCD frames and ``state.csv`` rows; the degrees of freedom
+come from the System (:func:`degrees_of_freedom`), so any System, a given one included, is
+reported the same way."""
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""The run directory of ``cgaa simulate``: its file names, atomic checkpoints (the last
+and the previous pair, :class:`Checkpointer`), truncation of ``traj.dcd`` and ``state.csv``
+to a checkpoint on restart, reading ``state.csv``, and a finished run's last state as a
+box file (:func:`write_final_pdb`)."""
 from __future__ import annotations
 
 import csv

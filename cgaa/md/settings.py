@@ -1,4 +1,12 @@
-"""TODO docstring."""
+"""Settings of a run (``run_simulation`` / ``cgaa simulate``): the allowed values, the
+defaults, what a restart may not change, and :func:`resolve_settings`, which merges the
+given ones with a restart's saved ones (run.json) and the defaults and checks them.
+
+Settings are a plain dict (run.json stores it as it is). The ones in
+:data:`CGAA_SYSTEM_SETTINGS` build the CGAA System from a model; a run of a given
+``openmm.System`` (``run_simulation(system=...)``) must leave them unset and records them
+as None.
+"""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -50,6 +58,12 @@ FIXED_ON_RESTART = ("ensemble", "temperature", "pressure", "timestep_fs", "repor
                      "bond_guard", "contact_guard", "fast_substeps")
 
 
+#: Settings that only shape the CGAA System built from a model (H-bond constraints, the bond
+#: and contact guards). A given System (``run_simulation(system=...)``) is run as it is: these
+#: must then be left unset (ValueError otherwise) and are recorded as None.
+CGAA_SYSTEM_SETTINGS = ("constraints", "bond_guard", "contact_guard")
+
+
 # ---------------------------------------------------------------------------- settings
 def check_bond_guard(value: Any) -> Any:
     """``"auto"`` or a bool (numpy bools become bools); ValueError naming the allowed values
@@ -61,10 +75,21 @@ def check_bond_guard(value: Any) -> Any:
     raise ValueError(f"bond_guard must be 'auto', True or False, not {value!r}")
 
 
-def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = None, *,
+                     given_system: bool = False) -> Dict[str, Any]:
     """Merge user settings (None = unset) with the saved ones (restart) and the defaults;
-    ValueError naming any bad value, or a dynamics setting a restart tries to change."""
-    if given.get("bond_guard") is not None:
+    ValueError naming any bad value, or a dynamics setting a restart tries to change.
+
+    given_system: the run integrates a given ``openmm.System``: the settings of
+    :data:`CGAA_SYSTEM_SETTINGS` must be unset (ValueError naming the first one given) and
+    come out as None."""
+    if given_system:
+        for k in CGAA_SYSTEM_SETTINGS:
+            if given.get(k) is not None:
+                raise ValueError(f"{k}={given[k]!r}: {k} shapes the CGAA System built from a model; a given "
+                                 "openmm.System (system=) is run as it is, so leave it unset (add constraints "
+                                 "or restraints to the System itself)")
+    elif given.get("bond_guard") is not None:
         check_bond_guard(given["bond_guard"])
     s: Dict[str, Any] = {}
     for k, default in DEFAULTS.items():
@@ -76,7 +101,10 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
             s[k] = saved[k] if v is None else v
         else:
             s[k] = default if v is None else v
-    if saved is not None and "contact_guard" not in saved and given.get("contact_guard") is None:
+    if given_system:
+        for k in CGAA_SYSTEM_SETTINGS:
+            s[k] = None
+    elif saved is not None and "contact_guard" not in saved and given.get("contact_guard") is None:
         s["contact_guard"] = False  # a run from before the contact guard continues without one
     if given.get("time_ps") is not None:
         if given.get("steps") is not None:
@@ -84,13 +112,8 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
         s["steps"] = int(round(float(given["time_ps"]) / (float(s["timestep_fs"]) * units.PS_PER_FS)))
     if s["ensemble"] not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, not {s['ensemble']!r}")
-    s["constraints"] = str(s["constraints"]).lower()
-    if s["constraints"] not in ("hbonds", "none"):
-        raise ValueError(f"constraints must be 'hbonds' or 'none', not {s['constraints']!r}")
-    s["bond_guard"] = check_bond_guard(s["bond_guard"])
-    if not isinstance(s["contact_guard"], (bool, np.bool_)):
-        raise ValueError(f"contact_guard must be True or False, not {s['contact_guard']!r}")
-    s["contact_guard"] = bool(s["contact_guard"])
+    if not given_system:
+        _check_cgaa_system_settings(s)
     if s["platform"] not in PLATFORMS:
         raise ValueError(f"platform must be one of {PLATFORMS}, not {s['platform']!r}")
     if s["precision"] not in PRECISIONS:
@@ -112,3 +135,14 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
         t = float(s["temperature"])
         s["max_temperature"] = max(3.0 * t, t + 1000.0)
     return s
+
+
+def _check_cgaa_system_settings(s: Dict[str, Any]) -> None:
+    """Check and normalise (in place) the settings of :data:`CGAA_SYSTEM_SETTINGS`."""
+    s["constraints"] = str(s["constraints"]).lower()
+    if s["constraints"] not in ("hbonds", "none"):
+        raise ValueError(f"constraints must be 'hbonds' or 'none', not {s['constraints']!r}")
+    s["bond_guard"] = check_bond_guard(s["bond_guard"])
+    if not isinstance(s["contact_guard"], (bool, np.bool_)):
+        raise ValueError(f"contact_guard must be True or False, not {s['contact_guard']!r}")
+    s["contact_guard"] = bool(s["contact_guard"])
