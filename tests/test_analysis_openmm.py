@@ -142,6 +142,36 @@ def test_run_dir_end_to_end(openmm_run, capsys):
     assert out.count("NOT diffusive, not a measurement: run too short") == 3
 
 
+def test_cli_on_a_run_dir_writes_what_analyze_run_dir_returns(openmm_run, tmp_path):
+    """`cgaa analyze RUN_DIR` is the library's analyze_run_dir (notebooks and the CLI get the same
+    analysis): the same report, the temperature from state.csv, and --top replacing the run
+    directory's topology (topology= in the library)."""
+    from cgaa.analysis import analyze_run_dir
+
+    d = tmp_path / "run"
+    d.mkdir()
+    for name in ("traj.dcd", "state.csv", "topology.pdb"):
+        shutil.copy(openmm_run / name, d / name)
+    top = tmp_path / "box.pdb"
+    shutil.copy(openmm_run / "topology.pdb", top)
+    assert main(["analyze", str(d), "--top", str(top), "--no-plots", "--no-structure", "--blocks", "3",
+                 "--start-ps", "1"]) == 0
+    cli = json.loads((d / "analysis" / "report.json").read_text())
+    res = analyze_run_dir(d, topology=str(top), structure=False, n_blocks=3, start_ps=1.0)
+    lib = json.loads(json.dumps(res.to_dict()))
+    cli.pop("files")
+    assert cli == lib
+    assert lib["inputs"]["temperature_source"] == "state.csv (mean)"
+    assert lib["inputs"]["trajectories"] == [str(d / "traj.dcd")] and lib["inputs"]["topology"] == str(top)
+    # both files given: the directory is not searched (it may hold none)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res2 = analyze_run_dir(empty, trajectories=[d / "traj.dcd"], topology=top, structure=False, n_blocks=3,
+                           start_ps=1.0, temperature_K=lib["inputs"]["temperature_K"]["value"])
+    assert res2.inputs["temperature_source"] == "given"
+    assert res2.diffusion["Li"].D_m2_s == res.diffusion["Li"].D_m2_s
+
+
 def test_traj_top_form_and_replicas(openmm_run, tmp_path):
     out = tmp_path / "a"
     traj = str(openmm_run / "traj.dcd")

@@ -358,19 +358,27 @@ def _structure(result: AnalysisResult, trajs, top, species: List[Species], cente
     result.shell = shell_composition(trajs, c_idx, ligands, cutoffs, mol_species, order)
 
 
-def analyze_run_dir(run_dir: Union[str, Path], **kwargs) -> AnalysisResult:
-    """:func:`analyze` on a ``cgaa simulate`` run directory.
+def analyze_run_dir(run_dir: Union[str, Path], *,
+                    trajectories: Optional[Union[str, Path, Sequence]] = None,
+                    topology: Optional[Union[str, Path]] = None, **kwargs) -> AnalysisResult:
+    """:func:`analyze` on a ``cgaa simulate`` run directory (what ``cgaa analyze RUN_DIR`` runs).
 
     Uses ``traj.dcd`` + ``topology.pdb``/``.cif`` (or the single ``*.pdb``/``*.cif``), and the mean
-    temperature of ``state.csv`` unless ``temperature_K`` is given.
+    temperature of ``state.csv`` unless ``temperature_K`` is given (``inputs["temperature_source"]``
+    then says ``"state.csv (mean)"``). ``trajectories`` and ``topology`` replace the run
+    directory's own files (given both, the directory is not searched for files; given one,
+    the other is found there). Every other keyword goes to :func:`analyze`.
     """
-    trajs, top = find_run_files(run_dir)
+    if trajectories is None or topology is None:
+        found_trajs, found_top = find_run_files(run_dir)
+        trajectories = found_trajs if trajectories is None else trajectories
+        topology = found_top if topology is None else topology
     source = None
     if kwargs.get("temperature_K") is None:
         t = read_state_temperature(Path(run_dir) / "state.csv")
         if t is not None:
             kwargs["temperature_K"], source = t, "state.csv (mean)"
-    res = analyze(trajs, top, **kwargs)
+    res = analyze(trajectories, topology, **kwargs)
     if source:
         res.inputs["temperature_source"] = source
     return res

@@ -5,6 +5,8 @@
   network with every atom its own grain), the classical teacher in OpenMM and, when the
   optional ``sevenn`` package is installed, SevenNet-0; every configuration runs in a
   fresh subprocess so memory peaks do not mix.
+  The measurements live in :mod:`cgaa.bench.speed_workers` (the subprocess worker),
+  the report in :mod:`cgaa.bench.speed_report`.
 * :mod:`cgaa.bench.accuracy` — CGAA and the all-atom baseline trained on the same
   teacher data with the same budget, test errors side by side.
 * :mod:`cgaa.bench.observables` — teacher MD vs CGAA MD with the same protocol:

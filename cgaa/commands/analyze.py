@@ -116,28 +116,10 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--min-run must be >= 0 ps, got {args.min_run:g}")
         limits["min_run_ps"] = args.min_run
 
-    from cgaa.analysis import analyze, write_report
-    from cgaa.analysis.io import find_run_files, read_state_temperature
+    from cgaa.analysis import analyze, analyze_run_dir, write_report
 
-    temperature = args.temperature
-    t_source = None
-    if args.run_dir:
-        run_dir = Path(args.run_dir)
-        if args.traj and args.top:
-            trajs, top = args.traj, args.top
-        else:
-            found_trajs, found_top = find_run_files(run_dir)
-            trajs, top = (args.traj or found_trajs), (args.top or found_top)
-        if temperature is None:
-            temperature = read_state_temperature(run_dir / "state.csv")
-            t_source = "state.csv (mean)" if temperature is not None else None
-        out = Path(args.out) if args.out else run_dir / "analysis"
-    else:
-        trajs, top = args.traj, args.top
-        out = Path(args.out) if args.out else Path("analysis")
-
-    res = analyze(
-        trajs, top, dt_ps=args.dt_ps, temperature_K=temperature, viscosity_Pa_s=args.viscosity,
+    options = dict(
+        dt_ps=args.dt_ps, temperature_K=args.temperature, viscosity_Pa_s=args.viscosity,
         fit_window_ps=tuple(args.fit_window) if args.fit_window else None,
         conductivity_window_ps=tuple(args.cond_window) if args.cond_window else None,
         n_blocks=args.blocks, slope_tol=args.slope_tol,
@@ -147,8 +129,13 @@ def run(args: argparse.Namespace) -> int:
         end_ps=args.end_ps, center=args.center,
         rdf_r_max_nm=args.rdf_rmax, rdf_bin_nm=args.rdf_bin, shell_cutoff_nm=args.shell_cutoff,
         structure=not args.no_structure, **limits)
-    if t_source:
-        res.inputs["temperature_source"] = t_source
+    if args.run_dir:
+        # the run directory's files unless --traj/--top replace them; T from its state.csv
+        res = analyze_run_dir(args.run_dir, trajectories=args.traj or None, topology=args.top or None, **options)
+        out = Path(args.out) if args.out else Path(args.run_dir) / "analysis"
+    else:
+        res = analyze(args.traj, args.top, **options)
+        out = Path(args.out) if args.out else Path("analysis")
     files = write_report(res, out, plots=not args.no_plots)
     _print_summary(res, out, files)
     return 0
