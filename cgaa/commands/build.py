@@ -3,6 +3,8 @@ PDBx/mmCIF file."""
 from __future__ import annotations
 
 import argparse
+from typing import Optional
+import sys
 
 
 def _pairs(text: str, what: str) -> dict:
@@ -85,4 +87,21 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as err:  # packmol failures: message carries its log
         raise CLIError(str(err)) from None
     print(res.summary())
+    note = _default_model_note(res)
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+def _default_model_note(res) -> Optional[str]:
+    """The small-box warning for the shipped default model (None: it fits, or no model is shipped)."""
+    from cgaa.core.modelfile import read_metadata
+    from cgaa.openmm.torchforce import default_model_path
+    from cgaa.systems.build import small_box_note
+
+    try:
+        path = default_model_path()
+    except FileNotFoundError:
+        return None
+    cutoff = float(read_metadata(path)["config"]["cutoff"])
+    return small_box_note(res.box_length, res.n_atoms, cutoff, model=f"the default model ({path.name})")

@@ -367,6 +367,17 @@ def pack(counts: Dict[str, int], box_length: float, *, seed: int = 0, tolerance:
     return np.asarray(xyz, dtype=float)
 
 
+def small_box_note(box_length: float, n_atoms: int, cutoff: float, model: str = "the shipped model") -> Optional[str]:
+    """A warning when a cubic box of ``box_length`` Å is too small for a model of ``cutoff`` Å
+    (it needs the shortest height above twice the cutoff), naming the atom count that would fit
+    (atoms scale with the volume); None when it fits."""
+    if box_length > 2.0 * cutoff:
+        return None
+    need = int(np.ceil(n_atoms * (2.0 * cutoff * 1.02 / box_length) ** 3))
+    return (f"warning: the {box_length:.1f} A box is not above twice the {cutoff:g} A cutoff of {model}: "
+            f"cgaa simulate with it will refuse this box; build with --atoms {need} or more")
+
+
 def atoms_in(counts: Dict[str, int]) -> int:
     """Number of atoms of a composition (species -> number of molecules)."""
     return int(sum(n * get_species(s).n_atoms for s, n in counts.items()))
