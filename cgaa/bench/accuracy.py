@@ -159,7 +159,6 @@ def run_accuracy(
     """
     import torch
 
-
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(threads or available_cores()))
@@ -260,7 +259,6 @@ def accuracy_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
 
     kinds = [k for k in rep["models"] if rep["models"][k].get("test")]
     if not kinds:

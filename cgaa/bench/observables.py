@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import openmm
 
 from cgaa.analysis.stats import mean_se
 from cgaa.analysis import analyze
@@ -45,7 +46,7 @@ from cgaa.core.inputs import make_inputs
 from cgaa.core.modelfile import load_model
 from cgaa.md.run import SimulationError, run_simulation
 from cgaa.md.rundir import MODEL_FILE, has_checkpoint, load_state_csv, write_final_pdb
-from cgaa.openmm.guards import add_hbond_constraints
+from cgaa.openmm.guards import add_hbond_constraints, bond_lengths
 from cgaa.openmm.mts import check_substeps
 from cgaa.openmm.torchforce import default_model_path
 from cgaa.priors import PriorEvaluator
@@ -76,15 +77,7 @@ def teacher_bond_lengths_of(system) -> Tuple[Tuple[int, int, float], ...]:
     """(i, j, r0 nm) of every bond of a teacher System's HarmonicBondForce(s), in order: the
     lengths :func:`cgaa.openmm.guards.teacher_bond_lengths` reads off a teacher System (and a
     teacher prior holds), taken from this one instead of parametrising the topology again."""
-    import openmm
-
-    out = []
-    for f in system.getForces():
-        if isinstance(f, openmm.HarmonicBondForce):
-            for b in range(f.getNumBonds()):
-                i, j, r0, _ = f.getBondParameters(b)
-                out.append((i, j, r0.value_in_unit(openmm.unit.nanometer)))
-    return tuple(out)
+    return bond_lengths(f for f in system.getForces() if isinstance(f, openmm.HarmonicBondForce))
 
 
 def teacher_run_system(topology, cutoff_nm: float = 1.0):
@@ -149,7 +142,6 @@ def relative_difference(c: float, c_err: float, t: float, t_err: float) -> Tuple
 
 
 def _run(*args, **kwargs):
-
     return run_simulation(*args, **kwargs)
 
 
@@ -440,7 +432,6 @@ def run_observables(
     """
     import torch
 
-
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for e in engines:
@@ -700,7 +691,6 @@ def observables_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
 
     engs = list(rep["engines"])
     if not engs:

@@ -195,7 +195,6 @@ def speed_plot(rep: Dict[str, Any], path: PathLike) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     ok = [e for e in rep["results"] if e.get("status") == "ok"]
     if not ok:
         return None

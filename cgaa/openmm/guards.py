@@ -1,8 +1,20 @@
-"""TODO docstring."""
+"""What keeps CGAA MD inside the region its model was trained on, and molecules whole under a barostat.
+
+* :func:`add_hbond_constraints` — bonds to H at the teacher's equilibrium lengths (or typical X–H
+  lengths for residues the teacher does not know);
+* :func:`add_bond_guard` — a flat-bottom restraint, zero within ±0.1 Å of each bond's teacher length;
+* :func:`add_contact_guard` — a repulsive wall between atoms of different grains closer than the
+  model's training data came;
+* :func:`add_molecule_bonds` — zero-strength bonds telling OpenMM which atoms form a molecule.
+
+Units: OpenMM's (nm, kJ/mol); the contact floor comes in Å and converts through :mod:`cgaa.core.units`.
+"""
 from __future__ import annotations
 
 import functools
 from typing import Iterable, Optional, Sequence, Tuple
+
+import openmm
 
 from cgaa.core import units
 from cgaa.priors import PRIOR_FORCE_PREFIX
@@ -20,8 +32,6 @@ def add_molecule_bonds(system, topology, atoms: Optional[Iterable[int]] = None):
     ``MonteCarloBarostat`` scales molecule centres instead of pulling bonds apart.
     Returns the force (None if the topology has no bonds).
     """
-    import openmm
-
     keep = None if atoms is None else set(int(a) for a in atoms)
     bonds = [(b[0].index, b[1].index) for b in topology.bonds()
              if keep is None or (b[0].index in keep and b[1].index in keep)]
@@ -48,25 +58,26 @@ TEACHER_BONDS_CUTOFF_NM = 0.3
 BondLengths = Tuple[Tuple[int, int, float], ...]
 
 
+def bond_lengths(forces) -> BondLengths:
+    """(i, j, r0 in nm) of every bond of the given ``HarmonicBondForce``s, in order."""
+    out = []
+    for f in forces:
+        for b in range(f.getNumBonds()):
+            i, j, r0, _ = f.getBondParameters(b)
+            out.append((i, j, r0.value_in_unit(openmm.unit.nanometer)))
+    return tuple(out)
+
+
 @functools.lru_cache(maxsize=4)
 def teacher_bond_lengths(topology) -> Optional[BondLengths]:
     """(i, j, r0 in nm) for every bond of ``topology`` per the teacher force field, or None
     when the teacher does not know its residues. One teacher System serves both the H-bond
     constraints and the bond guard of a simulation."""
-    import openmm
-
-
     try:
         ref = teacher_system(topology, cutoff=TEACHER_BONDS_CUTOFF_NM)
     except ValueError:
         return None
-    out = []
-    for f in ref.getForces():
-        if isinstance(f, openmm.HarmonicBondForce):
-            for b in range(f.getNumBonds()):
-                i, j, r0, _ = f.getBondParameters(b)
-                out.append((i, j, r0.value_in_unit(openmm.unit.nanometer)))
-    return tuple(out)
+    return bond_lengths(f for f in ref.getForces() if isinstance(f, openmm.HarmonicBondForce))
 
 
 def _teacher_takes(topology) -> bool:
@@ -91,21 +102,13 @@ def prior_bond_lengths(system, topology) -> Optional[BondLengths]:
     topology ``teacher_bond_lengths`` refuses (no box, a box too small for its cutoff, residue names the teacher does not
     know: those get :data:`XH_BOND_NM` constraint lengths and no bond guard).
     """
-    import openmm
-
-
     name = PRIOR_FORCE_PREFIX + "HarmonicBondForce"
     found = [f for f in system.getForces() if isinstance(f, openmm.HarmonicBondForce) and f.getName() == name]
     # one bond force over all of the topology's bonds (not a prior of some molecules only,
     # as add_cgaa_force(atoms=...) adds), and a topology the teacher route would take
     if len(found) != 1 or found[0].getNumBonds() != topology.getNumBonds() or not _teacher_takes(topology):
         return None
-    f = found[0]
-    out = []
-    for b in range(f.getNumBonds()):
-        i, j, r0, _ = f.getBondParameters(b)
-        out.append((i, j, r0.value_in_unit(openmm.unit.nanometer)))
-    return tuple(out)
+    return bond_lengths(found)
 
 
 def add_hbond_constraints(system, topology, bonds: Optional[BondLengths] = None) -> int:
@@ -163,8 +166,6 @@ def add_bond_guard(system, topology, margin_nm: float = BOND_GUARD_MARGIN_NM, k:
     Returns the number of guarded bonds (0 when the teacher does not know the residues).
     bonds: the teacher's (i, j, r0 nm) when already known (default: :func:`teacher_bond_lengths`).
     """
-    import openmm
-
     if bonds is None:
         bonds = teacher_bond_lengths(topology)
     if not bonds:
@@ -207,8 +208,6 @@ def add_contact_guard(system, topology, floor: Sequence[Sequence[float]],
     pushes the atoms apart, as the bond guard does for bonds. Pairs of elements not in
     ``floor`` are not guarded. Returns the number of guarded atoms (0: nothing added).
     """
-    import openmm
-
     zs = [a.element.atomic_number if a.element is not None else 0 for a in topology.atoms()]
     wall = {}
     for z1, z2, d in floor:

@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""The CGAA potential as an ``openmmtorch.TorchForce``: model resolution (None, a path, a deployed
+or an eager model), topology checks (elements, grain types, box height against the cutoff), and the
+force itself (:func:`make_torch_force`), plus loading OpenMM-Torch's plugins whatever the import order.
+
+Units at this boundary: nm, kJ/mol, kJ/mol/nm; the model works in Å, eV, eV/Å and
+:mod:`cgaa.core.units` converts (inside :mod:`cgaa.openmm.wrapper`).
+"""
 from __future__ import annotations
 
 import logging
@@ -93,7 +99,6 @@ def resolve_model(model: ModelLike = None, device: str = "cpu"):
     DeployedModel or an eager :class:`cgaa.core.model.CGAAModel` (scripted in memory)."""
     import torch
 
-
     if model is None:
         model = default_model_path()
     if isinstance(model, DeployedModel):
@@ -176,7 +181,6 @@ def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence
         data-dependent shapes and reads values back from the device; docs/openmm.md).
     """
     openmmtorch = import_openmmtorch()
-
 
     deployed = resolve_model(model)
     cfg = deployed.config

@@ -33,7 +33,6 @@ class PriorEvaluator:
         """A Reference-platform Context of the prior's forces, their cutoffs (if any) set for ``box``
         (OpenMM box vectors, nm; None: not periodic)."""
 
-
         system = openmm.System()
         for _ in range(self.topology.getNumAtoms()):
             system.addParticle(1.0)

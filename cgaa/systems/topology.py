@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""OpenMM topologies for cgaa's own records: from ASE ``Atoms`` (grains perceived or given, bonds
+from covalent radii; :func:`topology_from_atoms`) and from the per-atom ``resname``/``grain`` arrays
+of cgaa extxyz files (:func:`topology_from_residues`), and the mass density of a box.
+
+Lengths: Å in, nm in the Topology (through :mod:`cgaa.core.units`).
+"""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
@@ -22,7 +27,6 @@ def topology_from_atoms(atoms, grain_index: Optional[Sequence[int]] = None,
     """
     from openmm.app import Element, Topology
     from openmm.unit import nanometer
-
 
     cell = np.asarray(atoms.cell[:]) if atoms.pbc.any() else None
     bonds = perceive_bonds(atoms.numbers, atoms.positions, cell)
@@ -52,7 +56,6 @@ def topology_from_residues(resnames: Sequence[str], grain: Sequence[int], cell: 
     cell: 3×3 box in Å. ValueError naming the grain that does not match its template."""
     from openmm import unit
     from openmm.app import Element, Topology
-
 
     lib = species_by_resname()
     grain = np.asarray(grain)

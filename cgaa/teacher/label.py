@@ -48,7 +48,6 @@ def _teacher_calculator_class():
             self._teacher = None
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-
             super().calculate(atoms, properties, system_changes)
             at = self.atoms
             if "grain" not in at.arrays or "resname" not in at.arrays:
