@@ -455,3 +455,16 @@ def test_openmmtorch_deprecation_notice_is_dropped():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "TorchForce", out.stderr[-2000:]
     assert "simtk" not in out.stderr and "other notices still show" in out.stderr, out.stderr
+
+
+def test_a_shipped_model_is_taken_by_name(electrolyte_box):
+    """create_system(model=NAME) and resolve_model take a shipped model by its name."""
+    from cgaa.openmm import resolve_model
+    from cgaa.openmm.torchforce import default_model_path, shipped_model_path, shipped_models
+
+    assert "lipf6-ec-emc-1m" in shipped_models()
+    assert shipped_model_path("lipf6-ec-emc-1m") == default_model_path()
+    assert shipped_model_path("lipf6-ec-emc-1m.pt") == default_model_path()
+    assert resolve_model("lipf6-ec-emc-1m").metadata == resolve_model().metadata
+    with pytest.raises(FileNotFoundError, match="no model file no-such-model.*shipped: .*lipf6-ec-emc-1m"):
+        resolve_model("no-such-model")

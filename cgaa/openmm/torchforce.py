@@ -95,8 +95,9 @@ def default_model_path() -> Path:
 
 
 def resolve_model(model: ModelLike = None, device: str = "cpu"):
-    """A :class:`cgaa.core.modelfile.DeployedModel` from None (the shipped default), a path, a
-    DeployedModel or an eager :class:`cgaa.core.model.CGAAModel` (scripted in memory)."""
+    """A :class:`cgaa.core.modelfile.DeployedModel` from None (the shipped default), a path, the
+    name of a shipped model (:func:`shipped_models`), a DeployedModel or an eager
+    :class:`cgaa.core.model.CGAAModel` (scripted in memory)."""
     import torch
 
     if model is None:
@@ -110,8 +111,27 @@ def resolve_model(model: ModelLike = None, device: str = "cpu"):
         twin.eval()
         return DeployedModel(module=inference_only(torch.jit.script(twin)), metadata=model_metadata(twin), path=None)
     if isinstance(model, (str, Path)):
-        return load_model(model, device)
+        return load_model(shipped_model_path(model), device)
     raise TypeError(f"model must be None, a path, a DeployedModel or a CGAAModel, not {type(model).__name__}")
+
+
+def shipped_models() -> list:
+    """Names of the deployed models shipped under ``forcefields/models/`` (``lipf6-ec-emc-1m``, ...)."""
+    return sorted(p.stem for p in (forcefields_dir() / "models").glob("*.pt"))
+
+
+def shipped_model_path(model: Union[str, Path]) -> Path:
+    """``model`` as a path: an existing file as it is; else a shipped model's name (with or
+    without ``.pt``, e.g. ``lipf6-ec-emc-1m``) as its file under ``forcefields/models/``. A name
+    that is neither: FileNotFoundError naming the shipped models."""
+    path = Path(model)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    shipped = forcefields_dir() / "models" / (path.name if path.suffix == ".pt" else path.name + ".pt")
+    if not shipped.is_file():
+        raise FileNotFoundError(f"no model file {path}, and no shipped model of that name "
+                                f"(shipped: {', '.join(shipped_models())})")
+    return shipped
 
 
 def check_cutoff(cutoff_angstrom: float, box_vectors) -> None:
