@@ -102,12 +102,14 @@ def test_run_dir_end_to_end(openmm_run, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     adir = openmm_run / "analysis"
-    for name in ("report.json", "diffusion.csv", "msd.csv", "conductivity.csv", "rdf.csv", "shell.csv",
+    for name in ("report.json", "report.md", "diffusion.csv", "msd.csv", "conductivity.csv", "rdf.csv", "shell.csv",
                  "msd.png", "rdf.png", "shell.png"):
         assert (adir / name).is_file() and (adir / name).stat().st_size > 0, name
     rep = json.loads((adir / "report.json").read_text())
     inp = rep["inputs"]
     assert inp["dt_ps"] == {"value": pytest.approx(INTERVAL * DT_PS), "unit": "ps"}  # from the DCD header
+    assert inp["dt_source"] == "DCD header (OpenMM)"  # DCDReporter stores the step size and interval
+    assert "time between frames from: DCD header (OpenMM)" in (adir / "report.md").read_text()
     assert inp["n_frames"] == [STEPS // INTERVAL]
     assert inp["temperature_source"] == "state.csv (mean)"
     assert 300 < inp["temperature_K"]["value"] < 500
@@ -138,7 +140,7 @@ def test_run_dir_end_to_end(openmm_run, capsys):
     assert set(shell["mean_molecules"]) == {"BF4", "CO"}
     total = sum(v["value"] for v in shell["mean_molecules"].values())
     assert total > 1
-    assert "D[    Li]" in out
+    assert "D[    Li]" in out and "(time step from DCD header (OpenMM))" in out
     assert out.count("NOT diffusive, not a measurement: run too short") == 3
 
 

@@ -18,7 +18,8 @@ from cgaa.analysis import conductivity as cond
 from cgaa.analysis.diffusion import (DEFAULT_MIN_FIT_START_PS, DEFAULT_MIN_RUN_PS, DiffusionResult, FitWindow,
                                      box_length_for_correction, diffusion_coefficient, run_length_reason,
                                      yeh_hummer_correction)
-from cgaa.analysis.io import find_run_files, load_trajectory, read_state_temperature
+from cgaa.analysis.io import (RunRecords, find_run_files, frame_time_step, read_run_records, read_state_temperature,
+                             read_trajectory, records_for)
 from cgaa.analysis.msd import WrappedTrajectoryError, detect_wrapping, molecule_centers, system_com, unwrap
 from cgaa.analysis.structure import RDFResult, ShellResult, rdf, shell_composition
 from cgaa.analysis.report import result_to_dict
@@ -67,7 +68,11 @@ class AnalysisResult:
         return result_to_dict(self)
 
 
-def _load_all(trajectories, topology, dt_ps, stride) -> Tuple[list, float, List[str]]:
+def _load_all(trajectories, topology, dt_ps, stride,
+              records: Optional[RunRecords] = None) -> Tuple[list, float, List[str], List[str], List[str],
+                                                             Optional[RunRecords]]:
+    """(trajectories, dt between loaded frames, names, time-step sources, notes, the run
+    records that applied to one of them)."""
     import mdtraj as md
 
     if isinstance(trajectories, (str, Path, md.Trajectory)):
@@ -75,35 +80,46 @@ def _load_all(trajectories, topology, dt_ps, stride) -> Tuple[list, float, List[
     trajectories = list(trajectories)
     if not trajectories:
         raise ValueError("no trajectory given")
-    loaded, dts, names = [], [], []
+    loaded, dts, names, sources, notes = [], [], [], [], []
+    used: Optional[RunRecords] = None
     for t in trajectories:
         if isinstance(t, md.Trajectory):
-            if dt_ps is None:
-                dts_t = np.diff(t.time)
-                if not (len(dts_t) and np.all(dts_t > 0) and np.allclose(dts_t, dts_t[0], rtol=1e-3)):
-                    raise ValueError("time between frames unknown for an in-memory trajectory: give dt_ps")
-                dt_t = float(dts_t[0]) * stride
-            else:
-                dt_t = float(dt_ps) * stride
+            step = frame_time_step(None, t.time, stride=1, dt_ps=dt_ps)
             tt = t[::stride] if stride > 1 else t
             if tt.unitcell_vectors is None:
                 raise ValueError("trajectory has no periodic box (unit cell)")
             loaded.append(tt)
-            dts.append(dt_t)
+            dts.append(step.dt_ps * stride)
             names.append("<in-memory trajectory>")
+            sources.append(step.source)
+            notes.extend(step.notes)
         else:
             if topology is None:
                 raise ValueError(f"a topology file is needed for {t}")
-            tt, dt_t = load_trajectory(t, topology, stride=stride, dt_ps=dt_ps)
-            loaded.append(tt)
-            dts.append(dt_t)
+            own = records is not None and Path(t).resolve() == records.trajectory.resolve()
+            rec = records if own else None
+            if not own:  # --traj naming the traj.dcd of a run directory: that run's records
+                try:
+                    rec = records_for(t)
+                except ValueError as err:
+                    if dt_ps is None:
+                        raise
+                    rec = None
+                    notes.append(f"{err}; the given dt_ps (--dt-ps) is used")
+            used = used or rec
+            lt = read_trajectory(t, topology, stride=stride, dt_ps=dt_ps, records=rec)
+            loaded.append(lt.traj)
+            dts.append(lt.dt_ps)
             names.append(str(t))
+            sources.append(lt.dt_source)
+            notes.extend(lt.notes)
     if not np.allclose(dts, dts[0], rtol=1e-4):
-        raise ValueError(f"replicas have different times between frames: {dts} ps")
+        raise ValueError("replicas have different times between frames: "
+                         + ", ".join(f"{n}: {d:g} ps ({src})" for n, d, src in zip(names, dts, sources)))
     n_atoms = {t.n_atoms for t in loaded}
     if len(n_atoms) > 1:
         raise ValueError(f"replica trajectories differ in atom count: {sorted(n_atoms)}")
-    return loaded, float(dts[0]), names
+    return loaded, float(dts[0]), names, sources, notes, used
 
 
 def time_window(traj, dt_ps: float, start_ps: float = 0.0, end_ps: Optional[float] = None, name: str = "trajectory"):
@@ -159,6 +175,7 @@ def analyze(
     rdf_bin_nm: float = 0.005,
     shell_cutoff_nm: Optional[float] = None,
     structure: bool = True,
+    run_records: Optional[RunRecords] = None,
 ) -> AnalysisResult:
     """Transport and structure analysis of an electrolyte trajectory (or replicas).
 
@@ -166,7 +183,10 @@ def analyze(
         trajectories: trajectory file(s) (DCD, XTC, ...) or mdtraj Trajectories; several
             = independent replicas of the same system (errors from replicas).
         topology: topology file (PDB or PDBx/mmCIF, one residue per molecule) for trajectory files.
-        dt_ps: time between saved frames, ps (default: from the DCD header / file times).
+        dt_ps: time between saved frames, ps; overrides every record (with a note when it
+            disagrees with a trustworthy one). Default: the run's records, an OpenMM DCD
+            header or trustworthy frame times; anything else is refused (docs/analysis.md,
+            *Conventions accepted and refused*).
         temperature_K: temperature, K (default 298.15 K, with a warning).
         viscosity_Pa_s: shear viscosity for the Yeh–Hummer correction, Pa·s (optional).
         fit_window_ps: (start, end) MSD fit window, ps (default: automatic per species).
@@ -194,17 +214,22 @@ def analyze(
         rdf_r_max_nm, rdf_bin_nm: RDF range and bin width, nm.
         shell_cutoff_nm: one cutoff for all shell ligands, nm (default: first minima).
         structure: compute RDFs and shells (False: transport only).
+        run_records: what a ``cgaa simulate`` run directory records about its trajectory
+            (:func:`cgaa.analysis.io.read_run_records`; :func:`analyze_run_dir` passes them):
+            the time step of its ``traj.dcd``, cross-checked against the DCD header, and the
+            frame count state.csv expects.
 
     Returns:
         AnalysisResult.
     """
     if msd_of not in ("auto", "com", "atoms"):
         raise ValueError(f"msd_of must be 'auto', 'com' or 'atoms', got {msd_of!r}")
-    trajs, dt, names = _load_all(trajectories, topology, dt_ps, max(1, int(stride)))
+    trajs, dt, names, dt_sources, load_notes, used = _load_all(
+        trajectories, topology, dt_ps, max(1, int(stride)), run_records)
     if start_ps or end_ps is not None:
         trajs = [time_window(t, dt, start_ps, end_ps, name) for t, name in zip(trajs, names)]
     top = trajs[0].topology
-    msgs: List[str] = []
+    msgs: List[str] = list(load_notes)
     t_source = "given"
     if temperature_K is None:
         temperature_K, t_source = DEFAULT_TEMPERATURE_K, "default"
@@ -242,6 +267,8 @@ def analyze(
     inputs = {
         "trajectories": names, "topology": str(topology) if topology is not None else None,
         "n_replicas": len(trajs), "n_frames": n_frames, "n_atoms": int(top.n_atoms), "dt_ps": dt,
+        "dt_source": (dt_sources[0] if len(set(dt_sources)) == 1
+                      else "; ".join(f"{n}: {src}" for n, src in zip(names, dt_sources))),
         "stride": int(stride), "time_window_ps": [float(start_ps), None if end_ps is None else float(end_ps)],
         "time_span_ps": [(n - 1) * dt for n in n_frames],
         "temperature_K": float(temperature_K),
@@ -252,6 +279,9 @@ def analyze(
         "min_fit_start_ps": float(min_fit_start_ps), "min_run_ps": float(min_run_ps),
         "msd_of": msd_of, "fit_window_ps": list(fit_window_ps) if fit_window_ps else None,
     }
+    if used is not None:
+        inputs["run_dir"] = str(used.run_dir)
+        inputs["dt_checks"] = list(used.checks)
     result = AnalysisResult(inputs=inputs, species=species, warnings=msgs)
 
     for s in species:
@@ -366,19 +396,32 @@ def analyze_run_dir(run_dir: Union[str, Path], *,
     Uses ``traj.dcd`` + ``topology.pdb``/``.cif`` (or the single ``*.pdb``/``*.cif``), and the mean
     temperature of ``state.csv`` unless ``temperature_K`` is given (``inputs["temperature_source"]``
     then says ``"state.csv (mean)"``). ``trajectories`` and ``topology`` replace the run
-    directory's own files (given both, the directory is not searched for files; given one,
-    the other is found there). Every other keyword goes to :func:`analyze`.
+    directory's own files (only the missing one is searched for; given both, the directory
+    is not searched). The time between the frames of the run's ``traj.dcd`` comes from the
+    run's records (``run.json``: timestep_fs × report_interval, cross-checked against
+    ``state.csv``'s time_ps and the DCD header; :func:`cgaa.analysis.io.read_run_records`)
+    unless ``dt_ps`` is given. Every other keyword goes to :func:`analyze`.
     """
+    run_dir = Path(run_dir)
     if trajectories is None or topology is None:
-        found_trajs, found_top = find_run_files(run_dir)
+        found_trajs, found_top = find_run_files(run_dir, trajectory=trajectories is None, topology=topology is None)
         trajectories = found_trajs if trajectories is None else trajectories
         topology = found_top if topology is None else topology
+    record_note = None
+    try:
+        records = read_run_records(run_dir)
+    except ValueError as err:
+        if kwargs.get("dt_ps") is None:
+            raise
+        records, record_note = None, f"{err}; the given dt_ps (--dt-ps) is used"
     source = None
     if kwargs.get("temperature_K") is None:
-        t = read_state_temperature(Path(run_dir) / "state.csv")
+        t = read_state_temperature(run_dir / "state.csv")
         if t is not None:
             kwargs["temperature_K"], source = t, "state.csv (mean)"
-    res = analyze(trajectories, topology, **kwargs)
+    res = analyze(trajectories, topology, run_records=records, **kwargs)
     if source:
         res.inputs["temperature_source"] = source
+    if record_note:
+        res.warnings.insert(0, record_note)
     return res

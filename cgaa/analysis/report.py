@@ -2,7 +2,10 @@
 
 Files written by :func:`write_report` into ``out_dir``:
 
-- ``report.json``: every quantity as {"value", "unit"[, "uncertainty"]}.
+- ``report.json``: every quantity as {"value", "unit"[, "uncertainty"]}; ``inputs.dt_source``
+  says where the time between frames came from.
+- ``report.md``: the same in words and tables (inputs with the time-step source, D,
+  conductivities, structure, warnings).
 - ``diffusion.csv``: one row per species (D in m²/s and 1e-10 m²/s, error, window,
   whether it is diffusive and, if not, why).
 - ``msd.csv``: lag time (ps) and the MSD (nm²) of each species.
@@ -131,6 +134,43 @@ def result_to_dict(res) -> dict:
     return out
 
 
+
+
+def report_markdown(res) -> str:
+    """The report.md text of an AnalysisResult: inputs (with the time step's source), D,
+    conductivities, structure and warnings."""
+    inp = res.inputs
+    frames = "+".join(str(n) for n in inp["n_frames"])
+    lines = ["# cgaa analyze report", "",
+             f"- trajectories: {', '.join(inp['trajectories'])}",
+             f"- topology: {inp.get('topology')}",
+             f"- frames: {frames} × {inp['dt_ps']:g} ps (stride {inp.get('stride', 1)}), "
+             f"span {max(inp['time_span_ps']):g} ps",
+             f"- time between frames from: {inp.get('dt_source', '?')}"
+             + (f" (checked: {', '.join(inp['dt_checks'])})" if inp.get("dt_checks") else ""),
+             f"- temperature: {inp['temperature_K']:g} K ({inp.get('temperature_source')})",
+             f"- atoms: {inp['n_atoms']}, mean box volume {inp['mean_volume_nm3']:.4g} nm^3", "",
+             "## Self-diffusion", "",
+             "| species | D (1e-10 m^2/s) | error | fit window (ps) | diffusive |", "|---|---|---|---|---|"]
+    for name, d in res.diffusion.items():
+        flag = "yes" if d.window.diffusive else f"NO: {_reason(d.window)}"
+        lines.append(f"| {name} | {d.D_m2_s / 1e-10:.4g} | {d.D_err_m2_s / 1e-10:.2g} | "
+                     f"{d.window.start_ps:g}-{d.window.end_ps:g} | {flag} |")
+    if res.nernst_einstein is not None:
+        lines += ["", "## Conductivity", "", f"- Nernst-Einstein: {res.nernst_einstein[0]:.4g} ± "
+                  f"{res.nernst_einstein[1]:.2g} S/m"]
+        if res.einstein_helfand is not None:
+            eh = res.einstein_helfand
+            lines.append(f"- Einstein-Helfand: {eh.sigma_S_m:.4g} ± {eh.sigma_err_S_m:.2g} S/m")
+        if res.haven is not None:
+            lines.append(f"- Haven ratio: {res.haven[0]:.3g} ± {res.haven[1]:.2g}")
+    if res.rdfs:
+        lines += ["", "## Structure", "", "| pair | first peak (nm) | first minimum (nm) | CN |", "|---|---|---|---|"]
+        for lab, r in res.rdfs.items():
+            lines.append(f"| {lab} | {r.first_peak_nm:.3f} | {r.first_min_nm:.3f} | {r.cn_first_shell:.2f} |")
+    if res.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in res.warnings]
+    return "\n".join(lines) + "\n"
 
 
 def _write_csv(path: Path, header: List[str], rows: List[list]) -> None:
@@ -271,7 +311,7 @@ def plot_shell(res, ax=None):
 
 
 def write_report(res, out_dir: Union[str, Path], plots: bool = True) -> Dict[str, Path]:
-    """Write report.json, the CSVs and (if ``plots``) the PNGs into ``out_dir``.
+    """Write report.json, report.md, the CSVs and (if ``plots``) the PNGs into ``out_dir``.
 
     Returns {file name: path}.
     """
@@ -291,6 +331,9 @@ def write_report(res, out_dir: Union[str, Path], plots: bool = True) -> Dict[str
             _save_fig(fig, out / name)
             plt.close(fig)
             files[name] = out / name
+    p = out / "report.md"
+    write_bytes_atomic(p, report_markdown(res).encode())
+    files["report.md"] = p
     rep = result_to_dict(res)
     rep["files"] = sorted(list(files) + ["report.json"])
     p = out / "report.json"

@@ -14,8 +14,12 @@ Transport and structure analysis of an electrolyte MD trajectory.
   cgaa analyze --traj traj.dcd --top box.pdb --out analysis/
 
 Trajectories must be unwrapped (OpenMM: DCDReporter(..., enforcePeriodicBox=False));
-a wrapped one is refused unless --unwrap. Writes report.json (every quantity with its
-unit), CSV tables and PNG plots: per-species self-diffusion D (m^2/s, MSD over all time
+a wrapped one is refused unless --unwrap. The time between frames comes from RUN_DIR's
+run.json (checked against state.csv and the DCD header), an OpenMM DCD header, or frame
+times the file vouches for; a DCD written by mdtraj, MDAnalysis or VMD (default header) or
+a file whose times are frame numbers is refused unless --dt-ps gives it. The report says
+which source was used. Writes report.json (every quantity with its
+unit), report.md, CSV tables and PNG plots: per-species self-diffusion D (m^2/s, MSD over all time
 origins, system centre-of-mass drift removed, automatic or --fit-window, block/replica
 errors, optional Yeh-Hummer correction with --viscosity), Nernst-Einstein and
 Einstein-Helfand conductivity (S/m), Haven ratio, RDFs and coordination numbers
@@ -55,7 +59,9 @@ def register(subparsers) -> None:
                    help="trajectory file(s) (DCD, XTC, ...); several = independent replicas")
     p.add_argument("--top", metavar="PDB", help="topology (PDB or PDBx/mmCIF, one residue per molecule)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/analysis or ./analysis)")
-    p.add_argument("--dt-ps", type=float, help="time between saved frames in ps (default: from the file)")
+    p.add_argument("--dt-ps", type=float, metavar="PS",
+                   help="time between saved frames in ps; overrides the files (default: RUN_DIR's run.json, an "
+                        "OpenMM DCD header or trustworthy frame times; other trajectories are refused without it)")
     p.add_argument("--stride", type=int, default=1, help="use every N-th frame (default 1)")
     p.add_argument("--start-ps", type=float, default=0.0, metavar="PS",
                    help="analyse frames from this time on, ps from each trajectory's first saved frame "
@@ -106,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--traj needs --top (the topology PDB)")
     if args.stride < 1:
         raise CLIError(f"--stride must be >= 1, got {args.stride}")
+    if args.dt_ps is not None and not args.dt_ps > 0:
+        raise CLIError(f"--dt-ps must be > 0 ps, got {args.dt_ps:g}")
     limits = {}
     if args.min_fit_start is not None:
         if args.min_fit_start < 0:
@@ -143,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_summary(res, out: Path, files) -> None:
     frames = "+".join(str(n) for n in res.inputs["n_frames"])
-    print(f"cgaa analyze: {frames} frames x {res.inputs['dt_ps']:g} ps, "
-          f"T = {res.inputs['temperature_K']:g} K")
+    print(f"cgaa analyze: {frames} frames x {res.inputs['dt_ps']:g} ps "
+          f"(time step from {res.inputs.get('dt_source', '?')}), T = {res.inputs['temperature_K']:g} K")
     from cgaa.analysis.report import not_diffusive_note
 
     for name, d in res.diffusion.items():
