@@ -39,3 +39,48 @@ def test_runtime_messages():
     assert user_message(wrapped).startswith("grain 3 (atoms 1 and 2")
     assert user_message(RuntimeError("some bug")) is None
     assert set(COMMANDS) >= {"train", "demo"}
+
+
+def test_a_bug_keeps_its_traceback_and_says_what_to_do(capsys, monkeypatch):
+    """An exception that is no input error (a bug) prints its traceback and one line on what to do;
+    --debug re-raises it."""
+    import cgaa.commands.deploy as deploy
+
+    def broken(args):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    real_register = deploy.register
+
+    def register(sub):
+        real_register(sub)
+        sub.choices["deploy"].set_defaults(func=broken)
+
+    monkeypatch.setattr(deploy, "register", register)
+    assert main(["deploy", "x.pt", "-o", "y.pt"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "TypeError: unsupported operand" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("cgaa deploy: internal error (TypeError)") and "--debug" in last and "report" in last
+    with pytest.raises(TypeError):
+        main(["--debug", "deploy", "x.pt", "-o", "y.pt"])
+
+
+def test_input_error_messages_are_one_line():
+    import errno
+
+    import yaml
+
+    from cgaa.cli import input_error_message
+
+    assert input_error_message(PermissionError(errno.EACCES, "Permission denied", "/x/run")) == \
+        "Permission denied: /x/run"
+    assert "No space left on device: /x/m.pt" in input_error_message(OSError(errno.ENOSPC, "No space left on device",
+                                                                             "/x/m.pt"))
+    assert input_error_message(ValueError("a\n  b")) == "a b"
+    assert input_error_message(KeyError("density")).startswith("missing key 'density'")
+    try:
+        yaml.safe_load("a: [b\nc: d")
+    except yaml.YAMLError as err:
+        msg = input_error_message(err)
+    assert msg.startswith("not valid YAML (line ") and "\n" not in msg
+    assert input_error_message(TypeError("x")) is None and input_error_message(RuntimeError("x")) is None

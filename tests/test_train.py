@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import pathlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +245,116 @@ def test_the_example_config_of_train_help_exists_and_is_valid(capsys):
     cfg = load_config(repo / "examples" / "train_config.yaml")
     assert cfg.model["prior"] == "teacher_intra"
     assert cfg.resolve(cfg.data.train[0]) == repo / "examples" / "teacher.xyz"
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path, dataset):
+    """SIGKILL during `cgaa train` once the first epoch's last.pt exists: the run directory stays
+    readable (last.pt loads, metrics.csv parses) and `cgaa train --resume` ends with the weights,
+    the EMA weights, best.pt and the metrics of an uninterrupted run of the same epochs (CPU,
+    float64, one thread in every process)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from cgaa.cli import main
+
+    epochs = 12
+    full = train(load_config(_config(tmp_path / "full", dataset, epochs=epochs, dtype="float64")), progress=False)
+    cfg = _config(tmp_path / "killed", dataset, epochs=epochs, dtype="float64")
+    run = tmp_path / "killed" / "run"
+    code = ("import sys, torch; torch.set_num_threads(1); from cgaa.cli import main; "
+            f"sys.exit(main(['train', '--no-progress', {str(cfg)!r}]))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 300
+        while not ((run / "last.pt").exists() and (run / "metrics.csv").exists()):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.time() < deadline, "no last.pt after 300 s"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # what the killed run left is readable
+    done = load_checkpoint(run / "last.pt")["epoch"]
+    assert 1 <= done < epochs
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert done - 1 <= len(rows) <= done
+    # a plain rerun refuses to overwrite it; --resume continues it
+    assert main(["train", "--no-progress", str(cfg)]) == 2
+    assert main(["train", "--resume", "--no-progress", str(cfg)]) == 0
+    assert not list(run.glob(".*.tmp"))
+    a, b = load_checkpoint(full.last_checkpoint), load_checkpoint(run / "last.pt")
+    assert a["epoch"] == b["epoch"] == epochs
+    for key in ("model", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
+    best_a, best_b = load_checkpoint(full.best_checkpoint), load_checkpoint(run / "best.pt")
+    assert best_a["epoch"] == best_b["epoch"]
+    for name in best_a["ema"]:
+        assert torch.equal(best_a["ema"][name], best_b["ema"][name]), f"best ema.{name}"
+    ra = list(csv.DictReader(open(full.run_dir / "metrics.csv")))
+    rb = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["val_loss"] for r in ra] == [r["val_loss"] for r in rb]
+    assert [r["train_loss"] for r in ra] == [r["train_loss"] for r in rb]
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at one exact point of a run (BaseException: nothing catches it)."""
+
+
+#: where the run is stopped: (writer, predicate on its arguments and the names written before)
+KILL_POINTS = {
+    # between the two checkpoints (best.pt, last.pt, whichever comes first) of the last epoch, which improves
+    "between-best-and-last": ("save_checkpoint", lambda a, before: a[1]["epoch"] == 3 and before[-1:] == [3]),
+    "before-last.pt": ("save_checkpoint", lambda a, before: Path(a[0]).name == "last.pt" and a[1]["epoch"] == 2),
+    "before-the-final-metrics": ("write_metrics_csv", lambda a, before: len(a[1]) == 3),
+    "during-the-final-refit": ("save_checkpoint", lambda a, before: "energy_refit_rms_eV_per_atom" in a[1]),
+    "after-the-final-refit": ("write_text_atomic", lambda a, before: Path(a[0]).name == "test_metrics.json"),
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, dataset):
+    """A 3-epoch float64 run, the reference of the interrupted ones."""
+    d = tmp_path_factory.mktemp("uninterrupted")
+    return train(load_config(_config(d, dataset, epochs=3, dtype="float64")), progress=False)
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_kill_at_any_write_resumes_to_the_uninterrupted_run(tmp_path, dataset, monkeypatch, point, uninterrupted):
+    """The run stops just before one write (as a kill there would): between an epoch's best.pt and
+    last.pt, before a last.pt, before the final metrics.csv, before or after the refitted best.pt
+    at the end. --resume must then give the uninterrupted run's last.pt, best.pt (whose reference
+    energies are refitted once, not twice) and metrics.csv."""
+    import cgaa.train.trainer as tr
+
+    epochs, full = 3, uninterrupted
+    name, stop_here = KILL_POINTS[point]
+    real = getattr(tr, name)
+    written = []
+
+    def writer(*args, **kw):
+        if stop_here(args, written):
+            raise _Killed()
+        written.append(args[1]["epoch"] if name == "save_checkpoint" else Path(args[0]).name)
+        return real(*args, **kw)
+
+    cfg = load_config(_config(tmp_path / "killed", dataset, epochs=epochs, dtype="float64"))
+    monkeypatch.setattr(tr, name, writer)
+    with pytest.raises(_Killed):
+        train(cfg, progress=False)
+    monkeypatch.setattr(tr, name, real)
+    resumed = train(cfg, resume=True, progress=False)
+    for path_a, path_b in ((full.last_checkpoint, resumed.last_checkpoint), (full.best_checkpoint, resumed.best_checkpoint)):
+        a, b = load_checkpoint(path_a), load_checkpoint(path_b)
+        assert a["epoch"] == b["epoch"] and a["best_epoch"] == b["best_epoch"]
+        for key in ("model", "ema"):
+            for k in a[key]:
+                assert torch.equal(a[key][k], b[key][k]), f"{path_b.name} {key}.{k}"
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(csv.DictReader(open(full.run_dir / "metrics.csv"))) == \
+        strip(csv.DictReader(open(resumed.run_dir / "metrics.csv")))

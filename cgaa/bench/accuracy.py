@@ -207,7 +207,7 @@ def run_accuracy(
         if progress:
             print(f"cgaa bench accuracy: training {kind} ({epochs} epochs, {n_train} frames)", flush=True)
         t0 = time.perf_counter()
-        res = train_model(cfg, progress=progress)
+        res = train_model(cfg, progress=progress, overwrite=True)  # a rerun into the same --out trains again
         wall = time.perf_counter() - t0
         entry: Dict[str, Any] = {"model": m, "train_wall_s": wall, "epochs_run": res.epochs_run,
                                  "train_s_per_epoch": wall / max(res.epochs_run, 1),

@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cgaa.systems.build import box_suffix_for, build_box, list_recipes, load_recipe, make_recipe
-    from cgaa.cli import CLIError
+    from cgaa.cli import CLIError, check_output_file
     from cgaa.systems.species import get_species, list_salts, list_species
 
     if args.list:
@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.recipe and (args.salt or args.solvents):
         raise CLIError("give either --recipe or --salt/--solvents, not both")
+    if args.output is not None:
+        check_output_file(args.output, "-o")
     if args.recipe:
         recipe = load_recipe(args.recipe)
     elif args.solvents:

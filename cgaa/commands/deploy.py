@@ -32,10 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cgaa.cli import CLIError, check_output_file
     from cgaa.train.deploy import deploy_checkpoint, rescript_model, set_contact_floor
     from cgaa.core.modelfile import is_deployed_model
 
-    if is_deployed_model(args.checkpoint):
+    check_output_file(args.output, "-o")
+    deployed = is_deployed_model(args.checkpoint)
+    if not deployed and Path(args.output).resolve() == Path(args.checkpoint).resolve():
+        raise CLIError(f"-o {args.output} is the checkpoint itself: deploying there would replace it; "
+                       "give another file, e.g. -o model.pt")
+    if deployed:
         if not (args.contact_floor_from or args.rescript):
             raise ValueError(f"{args.checkpoint} is already a deployed model; give a training checkpoint, "
                              "or --contact-floor-from to add a contact floor to it, or --rescript")

@@ -11,7 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "replay_fraction, ewc_lambda, fisher_frames). Reports the error on the old data "
                     "before and after in output.dir/finetune_report.json. See docs/training.md.")
     p.add_argument("config", help="YAML config file with a finetune section")
-    p.add_argument("--resume", action="store_true", help="continue from output.dir/last.pt")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue from output.dir/last.pt")
+    g.add_argument("--overwrite", action="store_true", help="replace the run that output.dir holds (refused otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -22,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from cgaa.train.config import load_config
     from cgaa.train.finetune import finetune
 
-    res = finetune(load_config(args.config), resume=args.resume, progress=not args.no_progress)
+    res = finetune(load_config(args.config), resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.no_progress)
     report = json.loads((res.run_dir / "finetune_report.json").read_text())
     for when in ("before", "after"):
         m = report.get(f"old_data_{when}")

@@ -57,9 +57,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cgaa.cli import CLIError
+    from cgaa.cli import CLIError, check_output_file, one_line
     from cgaa.teacher.label import label_file
 
+    check_output_file(args.output, "-o")
     try:
         n = label_file(args.input, args.output, args.calculator, calculator_kwargs=_kv(args.calc_arg),
                        name=args.name, energy_key=args.energy_key, forces_key=args.forces_key,
@@ -68,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
                        run_frames={"start_ps": args.start_ps, "every_ps": args.every_ps, "max_frames": args.max_frames},
                        resume=not args.restart, **({} if args.max_force is None else {"max_force": args.max_force}))
     except (RuntimeError, ValueError) as err:  # a calculator failed on a frame, bad input (the message names it)
-        raise CLIError(str(err)) from None
+        raise CLIError(one_line(str(err))) from None
     print(f"labelled {n} frames with '{args.name or args.calculator}' -> {args.output}")
     return 0

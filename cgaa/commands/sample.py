@@ -36,9 +36,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cgaa.cli import CLIError
-    from cgaa.teacher.sample import sample_teacher
+    from cgaa.cli import CLIError, check_output_file
 
+    check_output_file(args.output, "-o")
     temps = None
     if args.temperatures:
         try:

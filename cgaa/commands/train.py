@@ -14,7 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "torchrun --nproc_per_node N -m cgaa train CONFIG.",
         epilog="example: cp examples/train_config.yaml . (its header says how to make its data: cgaa build, cgaa sample) && cgaa train train_config.yaml && cgaa deploy runs/example/best.pt -o model.pt")
     p.add_argument("config", help="YAML config file")
-    p.add_argument("--resume", action="store_true", help="continue from output.dir/last.pt exactly")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue from output.dir/last.pt exactly")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run that output.dir holds (without --resume or --overwrite, an output.dir "
+                        "holding last.pt, best.pt or metrics.csv is refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -23,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from cgaa.train.config import load_config
     from cgaa.train.trainer import train
 
-    res = train(load_config(args.config), resume=args.resume, progress=not args.no_progress)
+    res = train(load_config(args.config), resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"best checkpoint: {res.best_checkpoint} (validation loss {res.best_val_loss:.4g}, "
           f"{res.epochs_run} epochs)")
     if res.test_metrics:

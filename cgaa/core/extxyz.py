@@ -17,8 +17,10 @@ SinglePointCalculator; stress as ``REF_stress``/``stress`` in Voigt or 3×3 form
 """
 from __future__ import annotations
 
+import errno
+import re
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -136,11 +138,120 @@ def normalize_frame(atoms, *, where: str = "frame", energy_key: Optional[str] = 
         if len(bad):
             raise FrameError(f"{where}: forces are NaN/inf on atom(s) {bad[:10].tolist()}")
         atoms.arrays[FORCES] = f
-    if not np.isfinite(atoms.positions).all():
-        raise FrameError(f"{where}: positions contain NaN/inf")
+    bad_pos = np.where(~np.isfinite(atoms.positions).all(axis=1))[0]
+    if len(bad_pos):
+        raise FrameError(f"{where}: positions are NaN/inf on atom(s) {bad_pos[:10].tolist()}")
     if "grain" in atoms.arrays and len(atoms.arrays["grain"]) != n:
         raise FrameError(f"{where}: grain array has {len(atoms.arrays['grain'])} entries for {n} atoms")
     return atoms
+
+
+#: ASE's default columns of a frame without a Properties key
+_DEFAULT_PROPERTIES = "species:S:1:pos:R:3"
+_PROPERTIES = re.compile(r'(?i)(?:^|\s)properties=("?)([^"\s]+)\1')
+
+
+def _columns(comment: str) -> Tuple[str, Optional[List[Tuple[str, str, int, int]]]]:
+    """(Properties text, [(name, type, first column, count)]) of a frame's comment line; the
+    list is None when the Properties key cannot be understood."""
+    m = _PROPERTIES.search(comment)
+    props = m.group(2) if m else _DEFAULT_PROPERTIES
+    fields = props.split(":")
+    if len(fields) % 3:
+        return props, None
+    cols, start = [], 0
+    for k in range(0, len(fields), 3):
+        name, typ, count = fields[k], fields[k + 1].upper(), fields[k + 2]
+        if typ not in ("S", "R", "I", "L") or not count.isdigit():
+            return props, None
+        cols.append((name, typ, start, int(count)))
+        start += int(count)
+    return props, cols
+
+
+def _value_ok(value: str, typ: str) -> bool:
+    try:
+        if typ == "R":
+            float(value)
+        elif typ == "I":
+            int(value)
+        elif typ == "L":
+            return value in ("T", "F", "True", "False", "true", "false")
+    except ValueError:
+        return False
+    return True
+
+
+_WHAT = {"R": "a number", "I": "an integer", "L": "a logical (T or F)"}
+
+
+def diagnose_extxyz(path: Union[str, Path]) -> Optional[str]:
+    """Where the layout of an extxyz file goes wrong, as 'frame F, atom A (line L): ...' (the
+    atom count lines, the number of atom lines, the columns that Properties declares and their
+    types), or None when the layout looks right. Frames, atoms and lines count as in the
+    messages of :func:`read_frames`: frames and atoms from 0, lines from 1."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except UnicodeDecodeError:
+        return "not a text file (binary data): not an extxyz file"
+    i, frame, prev = 0, 0, None
+    while i < len(lines):
+        if not "".join(lines[i:]).strip():
+            break  # trailing blank lines
+        head = lines[i].strip()
+        try:
+            n = int(head)
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            hint = (f"; does the atom count of frame {frame - 1} ({prev[1]}, line {prev[0]}) match its atom lines?"
+                    if prev else "; an extxyz frame starts with its number of atoms")
+            return f"frame {frame} (line {i + 1}): expected the atom count, got {head[:50]!r}{hint}"
+        if i + 1 >= len(lines):
+            return f"frame {frame} (line {i + 1}): the file ends after the atom count (truncated?)"
+        props, cols = _columns(lines[i + 1])
+        ncol = sum(c[3] for c in cols) if cols else None
+        for a in range(n):
+            j = i + 2 + a
+            if j >= len(lines):
+                return (f"frame {frame}: its atom count (line {i + 1}) says {n} atoms, but the file ends after "
+                        f"{a} atom lines (truncated?)")
+            tok = lines[j].split()
+            if ncol is not None and len(tok) != ncol:
+                hint = ""
+                if len(tok) == 1 and tok[0].isdigit():
+                    hint = f": a new frame seems to start here; does the atom count {n} (line {i + 1}) match the frame?"
+                elif len(tok) < ncol:
+                    short = [name for name, _, start, count in cols if start + count > len(tok)]
+                    hint = f" (too few for {', '.join(short)})"
+                return (f"frame {frame}, atom {a} (line {j + 1}): {len(tok)} column{'s' * (len(tok) != 1)}, "
+                        f"but Properties={props} "
+                        f"declares {ncol}{hint}")
+            for name, typ, start, count in cols or []:
+                for v in tok[start:start + count]:
+                    if not _value_ok(v, typ):
+                        return f"frame {frame}, atom {a} (line {j + 1}): {name} value {v!r} is not {_WHAT[typ]}"
+        prev = (i + 1, n)
+        i += 2 + n
+        frame += 1
+    return None
+
+
+def _parse_error(path: Path, err: Exception) -> FrameError:
+    """A FrameError naming where ``path`` stops being extxyz (after ASE failed on it)."""
+    import ase.io
+
+    where = diagnose_extxyz(path)
+    if where is not None:
+        return FrameError(f"{path}: {where}")
+    n_read = 0
+    try:
+        for _ in ase.io.iread(str(path), index=":", format="extxyz"):
+            n_read += 1
+    except Exception:  # noqa: BLE001 - the frame that fails is all we want to know
+        pass
+    first = (str(err).strip().splitlines() or [""])[0][:200]
+    return FrameError(f"{path} frame {n_read}: cannot parse as extxyz ({type(err).__name__}: {first})")
 
 
 def read_frames(path: Union[str, Path], index: Union[str, int, slice] = ":", *,
@@ -152,18 +263,22 @@ def read_frames(path: Union[str, Path], index: Union[str, int, slice] = ":", *,
     energy_key/forces_key: use exactly this key instead of trying :data:`ENERGY_KEYS` /
     :data:`FORCES_KEYS`; require_*: whether a frame without the label is an error;
     n_atoms: if given, every frame must have this many atoms. Errors name the file and
-    the frame (0-based).
+    the frame (0-based), and for a malformed file the atom and line
+    (:func:`diagnose_extxyz`): FileNotFoundError, or :class:`FrameError`.
     """
     import ase.io
 
     path = Path(path)
+    if path.is_dir():
+        raise FrameError(f"{path} is a directory, not an extxyz file")
     if not path.is_file():
         raise FileNotFoundError(f"extxyz file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise FrameError(f"{path}: empty file (no frames)")
     try:
         frames = ase.io.read(str(path), index=index, format="extxyz")
     except Exception as err:  # ASE raises assorted errors for malformed files
-        raise FrameError(f"{path}: cannot parse as extxyz ({type(err).__name__}: {err}); "
-                         "does the atom count line match the number of atom lines?") from None
+        raise _parse_error(path, err) from None
     if not isinstance(frames, list):
         frames = [frames]
     if not frames:
@@ -171,7 +286,7 @@ def read_frames(path: Union[str, Path], index: Union[str, int, slice] = ":", *,
     for i, at in enumerate(frames):
         where = f"{path} frame {i}"
         if n_atoms is not None and len(at) != n_atoms:
-            raise FrameError(f"{where}: has {len(at)} atoms, expected {n_atoms}")
+            raise FrameError(f"{where}: has {len(at)} atoms, expected {n_atoms} (as every frame of this input)")
         normalize_frame(at, where=where, energy_key=energy_key, forces_key=forces_key,
                         require_energy=require_energy, require_forces=require_forces)
     return frames
@@ -184,6 +299,8 @@ def write_frames(path: Union[str, Path], frames: Iterable, *, validate: bool = T
     import ase.io
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "the output is a directory, not a file", str(path))
     frames = list(frames)
     if validate:
         for i, at in enumerate(frames):
@@ -216,5 +333,6 @@ def make_frame(symbols: Sequence[str], positions: np.ndarray, cell: np.ndarray, 
     return at
 
 
-__all__ = ["ENERGY", "ENERGY_KEYS", "FORCES", "FORCES_KEYS", "STRESS", "STRESS_KEYS", "VIRIAL_KEYS", "FrameError", "make_frame",
+__all__ = ["ENERGY", "ENERGY_KEYS", "FORCES", "FORCES_KEYS", "STRESS", "STRESS_KEYS", "VIRIAL_KEYS", "FrameError",
+           "diagnose_extxyz", "make_frame",
            "normalize_frame", "read_frames", "write_frames"]

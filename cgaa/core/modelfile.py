@@ -8,6 +8,7 @@ check compatibility and rebuild the eager model (for fine-tuning) from its weigh
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,8 @@ def model_metadata(model: CGAAModel, extra: Optional[Dict[str, Any]] = None) -> 
 
 def save_model(model: CGAAModel, path: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> Path:
     """Script ``model`` with TorchScript and save it with metadata to ``path`` (atomically)."""
+    if Path(path).is_dir():
+        raise IsADirectoryError(errno.EISDIR, "the model output is a directory, not a file", str(path))
     model = model.eval()
     scripted = torch.jit.script(model)
     write_scripted(scripted, path, model_metadata(model, extra))
@@ -59,7 +62,10 @@ def save_model(model: CGAAModel, path: Union[str, Path], extra: Optional[Dict[st
 
 
 def write_scripted(module, path: Union[str, Path], meta: Dict[str, Any]) -> None:
-    """Save a scripted module with ``meta`` as its cgaa metadata, atomically."""
+    """Save a scripted module with ``meta`` as its cgaa metadata, atomically (an error leaves
+    a file already at ``path`` as it was)."""
+    if Path(path).is_dir():
+        raise IsADirectoryError(errno.EISDIR, "the model output is a directory, not a file", str(path))
     with atomic_path(path) as tmp:
         torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
 
@@ -112,19 +118,50 @@ def inference_only(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def _not_a_model(path: Path) -> str:
+    """What ``path`` is, when it is not a TorchScript archive with cgaa metadata."""
+    import zipfile
+
+    if path.stat().st_size == 0:
+        return f"{path} is empty (0 bytes), not a cgaa model file"
+    try:
+        with zipfile.ZipFile(str(path)) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return f"{path} is not a cgaa model file (not a TorchScript archive, not even a zip file: truncated, or another kind of file?)"
+    if any(n.endswith("/data.pkl") for n in names) and not any("/code/" in n for n in names):
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception:  # noqa: BLE001 - a torch file we cannot read: say what it looks like
+            state = None
+        if isinstance(state, dict) and str(state.get("format", "")).startswith("cgaa-checkpoint"):
+            return (f"{path} is a training checkpoint, not a deployed model: deploy it first with "
+                    f"`cgaa deploy {path} -o model.pt`")
+        return (f"{path} is a torch.save file, not a deployed model (a TorchScript archive); deploy a training "
+                "checkpoint with `cgaa deploy CHECKPOINT -o model.pt`")
+    return f"{path} is a zip archive but not a TorchScript model (no code/ and constants.pkl inside)"
+
+
 def _load(path: Union[str, Path], device: Union[str, torch.device]):
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"model {path} is a directory, not a model file")
     if not path.is_file():
         raise FileNotFoundError(f"no model file {path}")
     extra = {METADATA_FILE: ""}
     try:
         module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except RuntimeError as err:
-        raise ValueError(f"{path} is not a TorchScript model file ({err.__class__.__name__}: "
-                         f"{str(err).splitlines()[0]})") from None
+    except Exception as err:  # noqa: BLE001 - RuntimeError mostly; OSError, EOFError for cut files
+        raise ValueError(_not_a_model(path)) from None
     if not extra[METADATA_FILE]:
-        raise ValueError(f"{path} has no {METADATA_FILE}: not a cgaa deployed model")
-    return inference_only(module), json.loads(extra[METADATA_FILE])
+        raise ValueError(f"{path} has no {METADATA_FILE}: a TorchScript file, but not a cgaa deployed model")
+    try:
+        meta = json.loads(extra[METADATA_FILE])
+    except ValueError as err:
+        raise ValueError(f"{path}: its {METADATA_FILE} is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its {METADATA_FILE} is not a JSON object")
+    return inference_only(module), meta
 
 
 def check_metadata(meta: Dict[str, Any], path: Union[str, Path] = "model") -> None:

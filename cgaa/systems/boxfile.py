@@ -46,7 +46,9 @@ def box_suffix(n_atoms: int) -> str:
 
 def check_box_file(path: PathLike, n_atoms: int) -> None:
     """Raise ValueError (before any work is done) if ``path`` cannot hold ``n_atoms`` atoms:
-    an unknown suffix, or a PDB file for more than 99,999 atoms."""
+    a directory, an unknown suffix, or a PDB file for more than 99,999 atoms."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a directory; give a box file name, e.g. {Path(path) / 'box.pdb'}")
     if box_format(path) == "pdb" and int(n_atoms) > PDB_MAX_ATOMS:
         raise ValueError(f"{path}: {n_atoms} atoms do not fit the PDB format (at most {PDB_MAX_ATOMS}); "
                          f"write PDBx/mmCIF instead, e.g. {Path(path).with_suffix('.cif')}")
@@ -82,24 +84,83 @@ def write_box(path: PathLike, topology, positions: Any, *, remarks: Sequence[str
     return path
 
 
-def read_box(path: PathLike):
+def _atom_label(line: str) -> str:
+    """'atom 11 (C1 of EC 3)' from a PDB ATOM/HETATM record."""
+    serial, name, res, seq = line[6:11].strip(), line[12:16].strip(), line[17:20].strip(), line[22:26].strip()
+    return f"atom {serial or '?'} ({name or '?'} of {res or '?'} {seq})".replace(" )", ")")
+
+
+def _check_pdb_records(path: Path, text: str) -> None:
+    """ValueError naming the line and atom of the first ATOM/HETATM record that is cut short,
+    has coordinates that are not numbers or an element symbol that is no element; or naming the
+    file when it has no atom records at all."""
+    from ase.data import chemical_symbols
+
+    known = {e.upper() for e in chemical_symbols[1:]}
+    n = 0
+    for k, line in enumerate(text.splitlines(), 1):
+        if not line.startswith(("ATOM  ", "HETATM")):
+            continue
+        n += 1
+        where = f"{path} line {k}, {_atom_label(line)}"
+        if len(line.rstrip()) < 54:
+            raise ValueError(f"{where}: the record ends at column {len(line.rstrip())}, before its coordinates end "
+                             "(column 54): the file is truncated or not PDB")
+        try:
+            [float(line[c:c + 8]) for c in (30, 38, 46)]
+        except ValueError:
+            raise ValueError(f"{where}: coordinates {line[30:54].strip()!r} are not three numbers (columns 31-54)") from None
+        symbol = line[76:78].strip()
+        if symbol and symbol.upper() not in known:
+            raise ValueError(f"{where}: unknown element {symbol!r} (columns 77-78)")
+    if not n:
+        raise ValueError(f"{path}: no ATOM/HETATM records: empty or not a PDB file")
+
+
+def read_box(path: PathLike, *, require_box: bool = True):
     """Read a PDB or PDBx/mmCIF box file (by suffix) with OpenMM.
 
     Returns the ``openmm.app.PDBFile`` / ``PDBxFile`` (``.topology`` with the box vectors
-    in nm, ``.positions``, ``.getPositions(asNumpy=True)`` in nm). FileNotFoundError or
-    ValueError name the file."""
+    in nm, ``.positions``, ``.getPositions(asNumpy=True)`` in nm). FileNotFoundError, or
+    ValueError naming the file and, where it is one atom's fault, the line and atom: an empty
+    file, no atoms, a truncated record, coordinates that are not numbers, an unknown element,
+    an atom whose element cannot be told, and (``require_box``) no periodic box."""
     from openmm.app import PDBFile, PDBxFile
 
     path = Path(path)
     fmt = box_format(path)
+    kind = "PDB" if fmt == "pdb" else "PDBx/mmCIF"
+    if path.is_dir():
+        raise ValueError(f"box file {path} is a directory")
     if not path.is_file():
         raise FileNotFoundError(f"box file {path} does not exist")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (binary data), so not a {kind} file") from None
+    if not text.strip():
+        raise ValueError(f"{path}: empty file, not a {kind} box")
+    if fmt == "pdb":
+        _check_pdb_records(path, text)
+    elif not any(line.startswith("data_") for line in text.splitlines()):
+        raise ValueError(f"{path}: no data_ block: not a PDBx/mmCIF file")
     reader = PDBFile if fmt == "pdb" else PDBxFile
     try:
-        return reader(str(path))
+        box = reader(str(path))
     except Exception as err:  # OpenMM raises bare Exceptions / KeyErrors for malformed files
-        raise ValueError(f"{path}: not a readable {'PDB' if fmt == 'pdb' else 'PDBx/mmCIF'} file "
-                         f"({type(err).__name__}: {err})") from None
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: not a readable {kind} file ({type(err).__name__}: {first})") from None
+    top = box.topology
+    if top.getNumAtoms() == 0:
+        raise ValueError(f"{path}: no atoms")
+    for atom in top.atoms():
+        if atom.element is None:
+            raise ValueError(f"{path}: atom {atom.index + 1} ({atom.name} of {atom.residue.name} {atom.residue.id}) has "
+                             "no element: its element column is blank or unknown and its name does not tell")
+    if require_box and top.getPeriodicBoxVectors() is None:
+        record = "CRYST1 record" if fmt == "pdb" else "_cell block"
+        raise ValueError(f"{path}: no periodic box (no {record}); cgaa needs a periodic box, as `cgaa build` writes")
+    return box
 
 
 def box_remarks(path: PathLike, max_lines: int = 50) -> List[str]:

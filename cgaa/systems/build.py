@@ -119,24 +119,46 @@ def load_recipe(name_or_path: Union[str, Path]) -> Recipe:
         if not p.is_file():
             raise FileNotFoundError(
                 f"unknown recipe '{name_or_path}' (no such file, and not one of: {', '.join(list_recipes())})")
-    data = yaml.safe_load(p.read_text()) or {}
+    try:
+        data = yaml.safe_load(p.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"recipe file {p}: not a text file (binary data), so not a YAML recipe") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ValueError(f"recipe file {p}: not valid YAML ({where}{problem})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe file {p}: must be a mapping (name, salts, solvents, density, ...), got "
+                         f"{type(data).__name__} {str(data)[:40]!r}")
+    for key in ("salts", "solvents"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise ValueError(f"recipe file {p}: {key} must be a mapping NAME: AMOUNT, got {data[key]!r}")
     known = {"name", "description", "salts", "concentration_unit", "solvents", "solvent_ratio",
              "temperature", "density", "density_reference"}
-    try:
-        r = Recipe(
-            name=str(data.get("name", p.stem)), description=str(data.get("description", "")),
-            salts={str(k): float(v) for k, v in (data.get("salts") or {}).items()},
-            solvents={str(k): float(v) for k, v in (data.get("solvents") or {}).items()},
-            concentration_unit=str(data.get("concentration_unit", "mol/L")),
-            solvent_ratio=str(data.get("solvent_ratio", "weight")),
-            temperature=float(data.get("temperature", 298.15)),
-            density=float(data["density"]),
-            density_reference=str(data.get("density_reference", "")),
-            extra={k: v for k, v in data.items() if k not in known})
-    except KeyError as err:
-        raise ValueError(f"recipe file {p}: missing key {err}") from None
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"recipe file {p}: {err}") from None
+
+    def num(key: str, value) -> float:
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"recipe file {p}: {key} must be a number, got {value!r}") from None
+
+    if "density" not in data:
+        raise ValueError(f"recipe file {p}: missing key 'density' (g/cm^3, sizes the box)")
+    r = Recipe(
+        name=str(data.get("name", p.stem)), description=str(data.get("description", "")),
+        salts={str(k): num(f"salts.{k}", v) for k, v in (data.get("salts") or {}).items()},
+        solvents={str(k): num(f"solvents.{k}", v) for k, v in (data.get("solvents") or {}).items()},
+        concentration_unit=str(data.get("concentration_unit", "mol/L")),
+        solvent_ratio=str(data.get("solvent_ratio", "weight")),
+        temperature=num("temperature", data.get("temperature", 298.15)),
+        density=num("density", data["density"]),
+        density_reference=str(data.get("density_reference", "")),
+        extra={k: v for k, v in data.items() if k not in known})
     return r.validate()
 
 

@@ -9,6 +9,7 @@ centres). All frames are validated and written at once (atomically).
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -147,6 +148,8 @@ def sample_teacher(source: Union[str, Path], output: Union[str, Path], *,
 
 
     output = Path(output)
+    if output.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "the output is a directory, not an extxyz file", str(output))
     if ensemble not in ("nvt", "npt"):
         raise ValueError(f"ensemble must be 'nvt' or 'npt', got '{ensemble}'")
     for name, v in (("n_frames", n_frames), ("stride", stride), ("timestep_fs", timestep_fs)):
@@ -169,7 +172,10 @@ def sample_teacher(source: Union[str, Path], output: Union[str, Path], *,
     resname = [a.residue.name for a in top.atoms()]
     top_info = (symbols, grain, resname)
 
-    system = create_system(top, cutoff=cutoff, constraints=constraints)
+    try:
+        system = create_system(top, cutoff=cutoff, constraints=constraints)
+    except ValueError as err:  # an unknown residue, a box too small for the cutoff: name the box file
+        raise ValueError(f"{pdb_path}: {err}") from None
     if ensemble == "npt":
         baro = openmm.MonteCarloBarostat(pressure_bar * unit.bar, temps[0] * unit.kelvin, 25)
         baro.setRandomNumberSeed(seed + 1)

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -144,6 +145,8 @@ class TrainConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     finetune: Optional[FinetuneConfig] = None
     base_dir: str = "."
+    #: the YAML file the config came from ("" for a mapping), for error messages
+    source: str = ""
 
     def resolve(self, path: Union[str, Path]) -> Path:
         """A path from the config, relative to the config file's folder."""
@@ -153,30 +156,87 @@ class TrainConfig:
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("base_dir")
+        d.pop("source")
         if d["finetune"] is None:
             d.pop("finetune")
         return d
+
+
+#: TrainConfig fields set by cgaa, not by a config file
+_INTERNAL = ("base_dir", "source")
+
+
+def _typed(value: Any, hint: Any, path: str) -> Any:
+    """``value`` checked against the field type ``hint`` (ValueError naming ``path`` and the
+    value): integers may be written 10 or 10.0, numbers also as strings YAML did not read as
+    numbers (``1e-3``: YAML 1.1 reads it as text)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Union:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{path} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{path} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{path} must be a string, got {value!r}")
+        return value
+    if origin in (list, List) and args and args[0] is str:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            raise ValueError(f"{path} must be a list of file names, got {value!r}")
+        for k, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(f"{path}[{k}] must be a file name, got {item!r}")
+        return list(value)
+    return value  # nested structures are checked by their own constructors
 
 
 def _build(cls, data: Any, where: str):
     if data is None:
         return cls()
     if not isinstance(data, dict):
+        if not where:
+            raise ValueError("the config must be a mapping of sections (data, model, training, output, finetune), "
+                             f"got {type(data).__name__} {str(data)[:40]!r}")
         raise ValueError(f"config section '{where}' must be a mapping, got {type(data).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        if key not in known or key == "base_dir":
-            choices = ", ".join(k for k in known if k != "base_dir")
+        path = f"{where}.{key}" if where else str(key)
+        if key not in known or key in _INTERNAL:
+            choices = ", ".join(k for k in known if k not in _INTERNAL)
             raise ValueError(f"unknown config key '{path}' (known in '{where or 'top level'}': {choices})")
         sub = _SECTIONS.get((cls, key))
         if sub is not None:
             kwargs[key] = _build(sub, value, path)
-        elif key in ("train", "validation", "test", "old_data", "old_eval_data") and isinstance(value, str):
-            kwargs[key] = [value]
+        elif key == "model":
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"config section 'model' must be a mapping, got {type(value).__name__}")
+            kwargs[key] = dict(value or {})
         else:
-            kwargs[key] = value
+            kwargs[key] = _typed(value, hints[key], path)
     return cls(**kwargs)
 
 
@@ -189,24 +249,53 @@ _SECTIONS = {
 }
 
 
-def _check(cfg: TrainConfig) -> None:
-
+def _check_model(model: Dict[str, Any]) -> None:
+    """The ``model`` section: known keys, their types, and values ModelConfig accepts."""
+    hints = typing.get_type_hints(ModelConfig)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - set(VOCABULARY_KEYS)
-    for key in cfg.model:
+    for key in model:
         if key not in known:
             raise ValueError(f"unknown config key 'model.{key}' (known: {', '.join(sorted(known))})")
+        model[key] = _typed(model[key], hints[key], f"model.{key}")
+    try:  # the values, with a placeholder vocabulary (the real one comes from the data)
+        ModelConfig([1], ["H"], **model)
+    except (TypeError, ValueError) as err:
+        raise ValueError("model: " + str(err).replace("invalid model config: ", "")) from None
+
+
+def _check(cfg: TrainConfig) -> None:
+    _check_model(cfg.model)
     t = cfg.training
     if t.scheduler not in ("plateau", "cosine", "none"):
         raise ValueError(f"training.scheduler must be plateau, cosine or none, not {t.scheduler!r}")
     if t.dtype not in ("float32", "float64"):
         raise ValueError(f"training.dtype must be float32 or float64, not {t.dtype!r}")
     for name in ("epochs", "batch_size"):
-        if int(getattr(t, name)) < 1:
-            raise ValueError(f"training.{name} must be ≥ 1")
+        if getattr(t, name) < 1:
+            raise ValueError(f"training.{name} must be ≥ 1, got {getattr(t, name)}")
     if not t.lr > 0:
-        raise ValueError("training.lr must be > 0")
+        raise ValueError(f"training.lr must be > 0, got {t.lr:g}")
+    for name in ("weight_decay", "min_lr", "grad_clip", "scheduler_patience", "early_stopping_patience"):
+        if getattr(t, name) < 0:
+            raise ValueError(f"training.{name} must be ≥ 0, got {getattr(t, name):g}")
+    if not 0 < t.scheduler_factor < 1:
+        raise ValueError(f"training.scheduler_factor must be in (0, 1), got {t.scheduler_factor:g}")
     if not 0 <= t.ema_decay < 1:
-        raise ValueError("training.ema_decay must be in [0, 1)")
+        raise ValueError(f"training.ema_decay must be in [0, 1), got {t.ema_decay:g}")
+    for name in ("energy", "forces_inter", "forces_intra", "virial"):
+        if getattr(t.loss, name) < 0:
+            raise ValueError(f"training.loss.{name} must be ≥ 0, got {getattr(t.loss, name):g}")
+    if not (t.device == "cpu" or t.device == "cuda" or (t.device.startswith("cuda:") and t.device[5:].isdigit())):
+        raise ValueError(f"training.device must be cpu, cuda or cuda:N, not {t.device!r}")
+    d = cfg.data
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 <= getattr(d, name) < 1:
+            raise ValueError(f"data.{name} must be in [0, 1), got {getattr(d, name):g}")
+    if d.val_fraction + d.test_fraction >= 1:
+        raise ValueError(f"data.val_fraction + data.test_fraction must be < 1, got {d.val_fraction:g} + "
+                         f"{d.test_fraction:g}")
+    if not cfg.output.dir:
+        raise ValueError("output.dir: give the run directory")
     if cfg.finetune is None and not cfg.data.train:
         raise ValueError("data.train: give at least one extxyz file")
     if cfg.finetune is not None:
@@ -214,31 +303,70 @@ def _check(cfg: TrainConfig) -> None:
         if not f.start:
             raise ValueError("finetune.start: give the model or checkpoint to start from")
         if not 0 <= f.replay_fraction < 1:
-            raise ValueError("finetune.replay_fraction must be in [0, 1)")
+            raise ValueError(f"finetune.replay_fraction must be in [0, 1), got {f.replay_fraction:g}")
         if f.ewc_lambda < 0:
-            raise ValueError("finetune.ewc_lambda must be ≥ 0")
+            raise ValueError(f"finetune.ewc_lambda must be ≥ 0, got {f.ewc_lambda:g}")
+        for name in ("fisher_frames", "old_eval_frames"):
+            if getattr(f, name) < 0:
+                raise ValueError(f"finetune.{name} must be ≥ 0, got {getattr(f, name)}")
         if (f.replay_fraction > 0 or f.ewc_lambda > 0) and not f.old_data:
             raise ValueError("finetune.old_data: replay and EWC need the old training data")
 
 
-def config_from_dict(data: Dict[str, Any], base_dir: Union[str, Path] = ".") -> TrainConfig:
-    """Validate a config mapping (ValueError naming the key at fault)."""
-    cfg = _build(TrainConfig, data or {}, "")
+def check_files(cfg: TrainConfig) -> None:
+    """FileNotFoundError naming the config key (``data.train[1]``, ``finetune.start``...) and the
+    path of the first file of ``cfg`` that does not exist (before any of them is read)."""
+    where = f"{cfg.source}: " if cfg.source else ""
+    entries = [(f"data.{k}", getattr(cfg.data, k)) for k in ("train", "validation", "test")]
+    if cfg.finetune is not None:
+        entries += [("finetune.start", [cfg.finetune.start])]
+        entries += [(f"finetune.{k}", getattr(cfg.finetune, k)) for k in ("old_data", "old_eval_data")]
+    for key, paths in entries:
+        for k, p in enumerate(paths):
+            if not p:
+                continue
+            name = key if key == "finetune.start" else f"{key}[{k}]"
+            full = cfg.resolve(p)
+            shown = f"{p!r}" + (f" (= {full})" if str(full) != str(p) else "")
+            if full.is_dir():
+                raise FileNotFoundError(f"{where}{name}: {shown} is a directory, not a file")
+            if not full.is_file():
+                raise FileNotFoundError(f"{where}{name}: {shown} does not exist")
+
+
+def config_from_dict(data: Dict[str, Any], base_dir: Union[str, Path] = ".",
+                     source: Union[str, Path] = "") -> TrainConfig:
+    """Validate a config mapping (ValueError naming the key at fault). ``source``: the file it
+    came from, named in later error messages."""
+    cfg = _build(TrainConfig, {} if data is None else data, "")
     cfg.base_dir = str(base_dir)
+    cfg.source = str(source)
     _check(cfg)
     return cfg
 
 
 def load_config(path: Union[str, Path]) -> TrainConfig:
-    """Read and validate a YAML config; relative paths in it are relative to its folder."""
+    """Read and validate a YAML config; relative paths in it are relative to its folder.
+    Errors (FileNotFoundError, ValueError) name the file and the key or the YAML line."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {path} is a directory, not a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (binary data), so not a YAML config") from None
     try:
-        return config_from_dict(data, path.parent)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ValueError(f"{path}: not valid YAML ({where}{problem})") from None
+    if data is None:
+        raise ValueError(f"{path}: empty config (give at least data.train)")
+    try:
+        return config_from_dict(data, path.parent, source=path)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None

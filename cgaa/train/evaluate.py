@@ -2,6 +2,7 @@
 grain type), parity plots (PNG) and a JSON summary."""
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
@@ -75,8 +76,10 @@ def parity_plots(acc: ErrorAccumulator, path: Union[str, Path], title: str = "")
 def evaluate(model_path: Union[str, Path], data: Union[str, Path, Sequence[Union[str, Path]]],
              out_dir: Union[str, Path], device: str = "cpu") -> Dict[str, object]:
     """``cgaa evaluate``: errors of a deployed model on extxyz data; writes
-    ``metrics.json`` and ``parity.png`` to ``out_dir`` and returns the metrics."""
-
+    ``metrics.json`` and ``parity.png`` to ``out_dir`` and returns the metrics (an error leaves
+    the files of an earlier evaluation there as they were)."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "the output folder (--out) is a file", str(out_dir))
     deployed = load_model(model_path, device)
     config = deployed.config
     frames = load_frames(data, all_atom=config.all_atom, prior=config.prior)

@@ -26,27 +26,27 @@ from cgaa.data.dataset import Frame, frame_tensors, load_frames, vocabulary_of
 from cgaa.core.fileio import write_text_atomic
 from cgaa.core.inputs import grain_type_indices
 from cgaa.core.model import CGAAModel, ModelConfig
-from cgaa.train.config import TrainConfig
+from cgaa.train.config import TrainConfig, check_files
 from cgaa.train.loss import check_virial_labels, frame_loss, predict
-from cgaa.train.trainer import (TrainResult, _dtype, _set_seed, dist_info, load_checkpoint, load_splits,
-                                model_from_checkpoint, run_training)
+from cgaa.train.trainer import (CheckpointError, TrainResult, _dtype, _set_seed, check_run_dir, dist_info,
+                                load_checkpoint, load_splits, model_from_checkpoint, run_training)
 from cgaa.core.modelfile import is_deployed_model, load_model
 from cgaa.train.evaluate import errors
 
 
 def load_start_model(path: Path) -> CGAAModel:
-    """The eager model to start from: a deployed .pt (TorchScript) or a training checkpoint."""
+    """The eager model to start from: a deployed .pt (TorchScript) or a training checkpoint.
+    FileNotFoundError / ValueError name ``finetune.start``, the file and what it is instead."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise FileNotFoundError(f"finetune.start: no file {path}")
-
-    if is_deployed_model(path):
-        return load_model(path).to_eager()
     try:
+        if is_deployed_model(path):
+            return load_model(path).to_eager()
         return model_from_checkpoint(load_checkpoint(path))
-    except Exception as err:  # a corrupt or foreign file: say which, never start from something else
+    except CheckpointError as err:  # a corrupt or foreign file: say which, never start from something else
         raise ValueError(f"finetune.start: {path} is neither a deployed cgaa model nor a training "
-                         f"checkpoint ({err})") from None
+                         f"checkpoint: {err.reason}") from None
 
 
 def extend_vocabulary(model: CGAAModel, frames: Sequence[Frame]) -> CGAAModel:
@@ -136,11 +136,16 @@ def _old_errors(model: CGAAModel, frames: Sequence[Frame], cfg: TrainConfig) -> 
     return errors(model, model.config, frames, dtype=_dtype(cfg.training.dtype)).summary()
 
 
-def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Fine-tune ``cfg.finetune.start`` on ``cfg.data`` with replay and/or EWC (see module docs)."""
+def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> TrainResult:
+    """Fine-tune ``cfg.finetune.start`` on ``cfg.data`` with replay and/or EWC (see module docs).
+    resume / overwrite as for :func:`cgaa.train.trainer.train`; files and the run directory are
+    checked before any work."""
     ft = cfg.finetune
     if ft is None:
-        raise ValueError("the config has no 'finetune' section")
+        raise ValueError(f"{cfg.source or 'the config'} has no 'finetune' section (cgaa finetune needs one; "
+                         "cgaa train trains from scratch)")
+    check_files(cfg)
+    check_run_dir(cfg, resume, overwrite)
     rank, _ = dist_info()
     _set_seed(cfg.training.seed)
     start = load_start_model(cfg.resolve(ft.start)).to(_dtype(cfg.training.dtype))
@@ -163,7 +168,7 @@ def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> T
         penalty = EWCPenalty(model, fisher, ft.ewc_lambda)
     result = run_training(cfg, model, train_f, val_f, test_f, resume=resume, progress=progress,
                           penalty=penalty, replay=old if ft.replay_fraction > 0 else None,
-                          replay_fraction=ft.replay_fraction)
+                          replay_fraction=ft.replay_fraction, overwrite=overwrite)
     if rank == 0:
         best = model_from_checkpoint(load_checkpoint(result.best_checkpoint))
         report = {

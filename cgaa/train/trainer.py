@@ -6,8 +6,11 @@
   neighbour/grain-size normalisations from the training data, before the first step;
 * AdamW, ReduceLROnPlateau or cosine schedule, EMA of weights, gradient clipping, early
   stopping; validation with the EMA weights;
-* ``last.pt`` (every epoch) and ``best.pt`` (best validation) written atomically;
+* ``last.pt`` (every epoch) and ``best.pt`` (best validation) written atomically, ``best.pt``
+  first, so a run killed at any moment (even ``kill -9``) leaves a ``last.pt`` from which
   ``resume=True`` continues exactly (the frame order of epoch e is seeded by seed + e);
+* a run directory that holds a run is never overwritten unless asked (``overwrite=True``,
+  ``cgaa train --overwrite``); its checks, and those of the data files, come before any work;
 * a NaN/inf loss stops training with an error; the last good checkpoint is kept;
 * ``metrics.csv`` and ``learning_curve.png`` in the run directory;
 * data-parallel under ``torchrun`` (torch.distributed, gloo on CPU): each process takes
@@ -22,6 +25,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,7 +39,8 @@ from cgaa.data.dataset import (Frame, check_covered, data_statistics, fit_refere
                                load_frames, model_inputs, split_frames, vocabulary_of)
 from cgaa.core.fileio import atomic_path, file_sha256, write_text_atomic
 from cgaa.core.resources import repository_path
-from cgaa.train.config import TrainConfig
+from cgaa.core.modelfile import is_deployed_model
+from cgaa.train.config import TrainConfig, check_files
 from cgaa.train.loss import check_virial_labels, frame_loss, predict
 from cgaa.core.model import CGAAModel, ModelConfig, count_parameters
 from cgaa.train.evaluate import errors
@@ -162,15 +167,84 @@ def save_checkpoint(path: Path, state: Dict) -> Path:
     return path
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable cgaa training checkpoint; ``reason`` says what it is instead."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path} is not a cgaa training checkpoint: {reason}")
+        self.path, self.reason = path, reason
+
+
 def load_checkpoint(path: Path) -> Dict:
-    """Load a cgaa training checkpoint (ValueError if it is not one)."""
+    """Load a cgaa training checkpoint; FileNotFoundError, or :class:`CheckpointError` (a
+    ValueError) saying what the file is instead (a directory, empty, truncated, not a torch
+    file, a deployed model, another torch file)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(path, "it is a directory (give its best.pt or last.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "the file is empty (0 bytes)")
+    if is_deployed_model(path):
+        raise CheckpointError(path, "it is a deployed model (from `cgaa deploy`); give the best.pt or last.pt "
+                                    "of a training run")
+    try:
+        with zipfile.ZipFile(str(path)) as z:
+            names = z.namelist()
+        if not any(n.endswith("/data.pkl") for n in names):
+            raise CheckpointError(path, "a zip archive, but not a torch file (no data.pkl inside)")
+    except zipfile.BadZipFile:
+        pass  # the legacy torch format, or not a torch file: torch.load says which
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - pickle, zip, EOF and I/O errors of a foreign or cut file
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(path, f"torch cannot read it ({type(err).__name__}: {first}); truncated, or "
+                                    "another kind of file?") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a cgaa training checkpoint")
+        what = f"format {state.get('format')!r}" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise CheckpointError(path, f"a torch file holding {what}, expected format {CHECKPOINT_FORMAT!r}")
     return state
+
+
+#: files of a run directory that make it hold a run (refused unless resume or overwrite)
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv")
+#: every file a run writes (removed by ``overwrite=True`` before the new run's first epoch)
+RUN_OUTPUTS = RUN_FILES + ("learning_curve.png", "test_metrics.json", "finetune_report.json")
+
+
+def check_run_dir(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """The run directory of ``cfg``, checked before any work: FileNotFoundError when ``resume``
+    finds no last.pt; FileExistsError when it already holds a run (last.pt, best.pt or
+    metrics.csv) and neither ``resume`` nor ``overwrite`` is given; NotADirectoryError when
+    output.dir is a file."""
+    run_dir = cfg.resolve(cfg.output.dir)
+    src = f"{cfg.source}: " if cfg.source else ""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"{src}output.dir {run_dir} is a file, not a run directory")
+    if resume and overwrite:
+        raise ValueError("give resume (--resume) or overwrite (--overwrite), not both")
+    if resume:
+        if not (run_dir / "last.pt").is_file():
+            raise FileNotFoundError(f"cannot resume: no {run_dir / 'last.pt'} (output.dir of {cfg.source or 'the config'}); "
+                                    "start without --resume")
+        return run_dir
+    held = [n for n in RUN_FILES if (run_dir / n).exists()]
+    if held and not overwrite:
+        raise FileExistsError(f"{src}output.dir {run_dir} already holds a training run ({', '.join(held)}): give "
+                              "--resume to continue it, --overwrite to replace it, or another output.dir")
+    return run_dir
+
+
+def _clean_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Remove the temporary files an interrupted write left (a kill during an atomic save) and,
+    with ``overwrite``, the outputs of the run being replaced."""
+    for name in RUN_OUTPUTS:
+        for tmp in run_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        if overwrite and not resume:
+            (run_dir / name).unlink(missing_ok=True)
 
 
 def model_from_checkpoint(state: Dict, weights: str = "ema") -> CGAAModel:
@@ -264,19 +338,21 @@ def learning_curve(path: Path, history: List[Dict]) -> None:
 def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val: Sequence[Frame],
                  test: Sequence[Frame], resume: bool = False, progress: bool = True,
                  penalty=None, replay: Optional[Sequence[Frame]] = None, replay_fraction: float = 0.0,
-                 extra_state: Optional[Dict] = None) -> TrainResult:
+                 extra_state: Optional[Dict] = None, overwrite: bool = False) -> TrainResult:
     """The optimisation loop on prepared frames (used by :func:`train` and fine-tuning).
 
     penalty: optional callable(model) → scalar tensor added to every step's loss (EWC).
     replay / replay_fraction: a fraction of each batch drawn from ``replay`` frames.
+    resume / overwrite: see :func:`check_run_dir`.
     """
     rank, world = dist_info()
     t = cfg.training
     dtype = _dtype(t.dtype)
     dev = torch.device(t.device)
-    run_dir = cfg.resolve(cfg.output.dir)
+    run_dir = check_run_dir(cfg, resume, overwrite)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        _clean_run_dir(run_dir, overwrite, resume)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     model = model.to(dev)
     conf = model.config
@@ -288,8 +364,6 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
     start_epoch, best, best_epoch, bad_epochs, history = 0, float("inf"), -1, 0, []
     if resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"cannot resume: no {last_path}")
         st = load_checkpoint(last_path)
         model.load_state_dict(st["model"])
         if ema is not None and st.get("ema") is not None:
@@ -299,6 +373,8 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
             sched.load_state_dict(st["scheduler"])
         start_epoch, best, best_epoch = st["epoch"], st["best_val_loss"], st["best_epoch"]
         bad_epochs, history = st["bad_epochs"], st["history"]
+        if rank == 0:  # a kill between last.pt and metrics.csv left the table one epoch behind
+            write_metrics_csv(run_dir / "metrics.csv", history)
 
     files_record = data_files(cfg)
 
@@ -391,9 +467,11 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
                         "seconds": time.time() - t0})
         if rank == 0:
             st = state(epoch + 1)
-            save_checkpoint(last_path, st)
+            # best.pt before last.pt: a kill between the two leaves last.pt one epoch behind, and the
+            # resumed run repeats that epoch and writes the same best.pt again
             if improved:
                 save_checkpoint(best_path, st)
+            save_checkpoint(last_path, st)
             write_metrics_csv(run_dir / "metrics.csv", history)
         if progress and rank == 0 and hasattr(epochs, "set_postfix"):
             epochs.set_postfix(val_loss=f"{val['loss']:.3g}", F_rmse=f"{val['forces_rmse_eV_per_A']:.3f}")
@@ -406,7 +484,10 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
             # the best weights with reference energies re-fitted on the training residuals
             st = load_checkpoint(best_path)
             for key in ("ema", "model"):
-                if st.get(key) is None:
+                # weights refitted already (a run resumed after its end, or extended, whose best epoch
+                # came before): refit once, as the uninterrupted run does (a second least-squares
+                # shift is ~0, but need not be exactly 0)
+                if st.get(key) is None or key in st.get("energy_refit_rms_eV_per_atom", {}):
                     continue
                 m = CGAAModel(conf).to(device=dev, dtype=dtype)
                 m.load_state_dict(st[key])
@@ -456,8 +537,14 @@ def load_splits(cfg: TrainConfig, all_atom: bool,
     return train, val, test
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train a new CGAA model as ``cfg`` says (see :mod:`cgaa.train.config`)."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> TrainResult:
+    """Train a new CGAA model as ``cfg`` says (see :mod:`cgaa.train.config`).
+
+    resume: continue the run in ``output.dir`` from its last.pt; overwrite: replace the run
+    that ``output.dir`` holds (without either, a run directory holding a run is refused,
+    :func:`check_run_dir`). The data files and the run directory are checked first."""
+    check_files(cfg)
+    check_run_dir(cfg, resume, overwrite)
     rank, _ = dist_info()
     all_atom = bool(cfg.model.get("all_atom", False))
     train_f, val_f, test_f = load_splits(cfg, all_atom, cfg.model.get("prior"))
@@ -472,4 +559,4 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         print(f"cgaa train: {len(train_f)} train / {len(val_f)} validation / {len(test_f)} test frames; "
               f"{len(mconf.elements)} elements, grain types {', '.join(mconf.grain_type_names)}; "
               f"{count_parameters(model)} parameters")
-    return run_training(cfg, model, train_f, val_f, test_f, resume=resume, progress=progress)
+    return run_training(cfg, model, train_f, val_f, test_f, resume=resume, progress=progress, overwrite=overwrite)

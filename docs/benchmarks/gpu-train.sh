@@ -46,7 +46,7 @@ cfg = {"data": {"train": [frames], "val_fraction": 0.1, "split_seed": 0},
        "output": {"dir": run}}
 yaml.safe_dump(cfg, open(run + ".yaml", "w"))
 PY
-    python3 -m cgaa train --no-progress "$W/$dev.yaml"
+    python3 -m cgaa train --overwrite --no-progress "$W/$dev.yaml"
     cp "$W/$dev/metrics.csv" "$OUT/train-metrics-$dev.csv"
     echo "$dev epoch seconds: $(cut -d, -f10 "$W/$dev/metrics.csv" | tail -n +2 | tr -d '\r' | tr '\n' ' ')"
   done

@@ -11,7 +11,7 @@ mkdir -p "$work"
 [ -f "$work/new.xyz" ] || "$cgaa" sample lipf6-ec-dmc-1m --atoms 1000 --temperatures 298,318 --frames 24 \
     --stride 250 --equil-steps 3000 --hot-fraction 0.1 --distorted-fraction 0.1 --seed 3 -o "$work/new.xyz"
 for name in plain guarded; do
-    "$cgaa" finetune "examples/finetune/$name.yaml"
+    "$cgaa" finetune --overwrite "examples/finetune/$name.yaml"
 done
 "${PYTHON:-.venv/bin/python}" - <<'PY'
 import json
