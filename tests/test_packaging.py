@@ -23,6 +23,7 @@ def test_wheel_ships_and_finds_data(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "cgaa/_data/forcefields/models/lipf6-ec-emc-1m.pt" in names
     assert any(n.startswith("cgaa/_data/systems/recipes/") for n in names)
+    assert "cgaa/_data/forcefields/data/sevennet/test-sevenn.xyz.xz" in names  # labelled data ship too
     code = ("import cgaa, cgaa.core.resources as r; from cgaa.systems.build import list_recipes; "
             "print(cgaa.__file__); print(r.forcefields_dir()); print('lipf6-ec-emc-1m' in list_recipes())")
     env = dict(os.environ, PYTHONPATH=str(unpacked))
