@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.cgaa-installed
 DEMO   ?= demo-run
 
-.PHONY: demo test install clean default-model
+.PHONY: demo test install clean default-model sevennet-data sevennet-model
 
 install: $(STAMP)
 
@@ -29,3 +29,14 @@ clean:
 # resumable: run it again after an interruption.
 default-model: $(STAMP)
 	bash forcefields/models/make_default_model.sh
+
+# The quantum-level model (SevenNet-0 + D3(BJ) labels; not shipped yet): train, deploy, evaluate and
+# write its card in build/sevennet-model/ from the shipped data (forcefields/data/sevennet/); resumable.
+sevennet-model: $(STAMP)
+	CGAA=$(VENV)/bin/cgaa PYTHON=$(PY) bash forcefields/models/make_sevennet_model.sh
+
+# Its data from scratch: sampling and SevenNet-0 + D3 / GFN2-xTB labels (~1.5 h on one core); needs the
+# optional teachers, installed here into the environment (they keep the pinned torch); resumable.
+sevennet-data: $(STAMP)
+	$(PY) -m pip install -e ".[test,openmmml,sevenn,xtb]"
+	CGAA=$(VENV)/bin/cgaa bash forcefields/models/make_sevennet_data.sh

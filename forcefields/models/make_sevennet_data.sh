@@ -44,4 +44,10 @@ done
 out="$WORK/test-xtb.xyz"
 [ -s "$out" ] || { step "label $out"; $CGAA label "$WORK/test-sample.xyz" -c xtb --no-keep-previous \
                    --name gfn2-xtb -o "$out"; }
-step "done: $(ls "$WORK"/*sevenn*.xyz "$WORK"/test-xtb.xyz)"
+# the shipped copies (xz) that make_sevennet_model.sh trains from (an existing one is kept)
+ship=forcefields/data/sevennet
+mkdir -p "$ship"
+for f in sevenn-1.20 sevenn-1.13 sevenn-1.27 test-sevenn test-xtb; do
+  [ -s "$ship/$f.xyz.xz" ] || xz -9 -c "$WORK/$f.xyz" > "$ship/$f.xyz.xz"
+done
+step "done: $(ls "$ship")"
