@@ -50,10 +50,21 @@ def _between_molecules(prior: str) -> str:
     return " and ".join(parts)
 
 
+#: What the shipped classical model was trained on (the card's default wording).
+CLASSICAL_TEACHER = ("the classical teacher force field (`forcefields/teacher/`) — it reproduces the teacher, "
+                     "not quantum chemistry")
+CLASSICAL_FRAMES = ("classical MD of a ~1000-atom box at 278, 298, 318 and 338 K, plus 10% hot (1.8×T) and 10% "
+                    "distorted (σ = 0.03 Å) frames, and any further files listed (e.g. boxes at other densities; "
+                    "see `forcefields/models/make_default_model.sh`)")
+
+
 def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str, name: str,
-               notes: Optional[str] = None) -> str:
+               notes: Optional[str] = None, teacher: str = CLASSICAL_TEACHER, frames: str = CLASSICAL_FRAMES,
+               targets: Optional[Dict[str, float]] = None) -> str:
     """The card's Markdown text (``notes``: extra Markdown for the *Use in MD* section,
-    e.g. measured MD behaviour)."""
+    e.g. measured MD behaviour; ``teacher``: what labelled the data, in words; ``frames``: how
+    the frames were made; ``targets``: test-error targets, :data:`TARGETS` keys)."""
+    targets = {**TARGETS, **(targets or {})}
     c = meta["config"]
     prior = c.get("prior", "none")
     t = meta.get("training", {})
@@ -62,8 +73,7 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
         f"# Model card: {name}",
         "",
         f"A CGAA model ({meta['force_mode']} forces) for {', '.join(g['name'] for g in meta['grain_types'])}, "
-        f"trained on the classical teacher force field (`forcefields/teacher/`) — it reproduces the teacher, "
-        "not quantum chemistry. Reproduce it with:",
+        f"trained on {teacher}. Reproduce it with:",
         "",
         "```",
         command,
@@ -78,9 +88,7 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
         "## Data",
         "",
         f"{data_sentence(t.get('data_files'), data)} "
-        "(an independent teacher trajectory). Frames: classical MD of a ~1000-atom box at 278, 298, 318 and 338 K, "
-        "plus 10% hot (1.8×T) and 10% distorted (σ = 0.03 Å) frames, and any further files listed (e.g. boxes at "
-        "other densities; see `forcefields/models/make_default_model.sh`).",
+        f"(an independent teacher trajectory). Frames: {frames}.",
         "",
         "## Hyper-parameters",
         "",
@@ -102,8 +110,8 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
               "## Test metrics against the teacher", "",
               f"{metrics['n_frames']} held-out frames.", "",
               "| quantity | value | target | status |", "|---|---|---|---|",
-              _target_line("force RMSE (total)", metrics["forces_rmse_eV_per_A"], TARGETS["forces_rmse_eV_per_A"], "eV/Å"),
-              _target_line("energy RMSE", metrics["energy_rmse_meV_per_atom"], TARGETS["energy_rmse_meV_per_atom"],
+              _target_line("force RMSE (total)", metrics["forces_rmse_eV_per_A"], targets["forces_rmse_eV_per_A"], "eV/Å"),
+              _target_line("energy RMSE", metrics["energy_rmse_meV_per_atom"], targets["energy_rmse_meV_per_atom"],
                            "meV/atom"),
               ""]
     between = _between_molecules(prior)
@@ -160,15 +168,17 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
 
 
 def write_model_card(model: Union[str, Path], metrics_json: Union[str, Path], history_csv: Optional[Union[str, Path]],
-                     out: Union[str, Path], command: str, notes: Optional[Union[str, Path]] = None) -> Path:
+                     out: Union[str, Path], command: str, notes: Optional[Union[str, Path]] = None,
+                     **wording) -> Path:
     """Write the card for ``model`` (deployed .pt) with metrics from ``cgaa evaluate``
-    (``notes``: a Markdown file added to the *Use in MD* section)."""
+    (``notes``: a Markdown file added to the *Use in MD* section; ``wording``: ``teacher``,
+    ``frames``, ``targets`` of :func:`model_card`)."""
 
     meta = read_metadata(model)
     metrics = json.loads(Path(metrics_json).read_text())
     history = list(csv.DictReader(open(history_csv))) if history_csv and Path(history_csv).is_file() else None
     text = Path(notes).read_text() if notes else None
-    return write_text_atomic(out, model_card(meta, metrics, history, command, Path(model).stem, text))
+    return write_text_atomic(out, model_card(meta, metrics, history, command, Path(model).stem, text, **wording))
 
 
 def main(argv=None) -> int:
@@ -179,8 +189,18 @@ def main(argv=None) -> int:
     p.add_argument("out")
     p.add_argument("--command", required=True)
     p.add_argument("--notes", help="Markdown file added to the card's 'Use in MD' section")
+    p.add_argument("--teacher", default=CLASSICAL_TEACHER, help="what labelled the data, in words")
+    p.add_argument("--frames", default=CLASSICAL_FRAMES, help="how the frames were made, in words")
+    p.add_argument("--targets", default=None, metavar="F,E",
+                   help="test-error targets: force RMSE eV/A, energy RMSE meV/atom (default 0.2,5: the method paper's)")
     a = p.parse_args(argv)
-    print(f"wrote {write_model_card(a.model, a.metrics, a.history, a.out, a.command, a.notes)}")
+    targets = None
+    if a.targets:
+        f, e = (float(x) for x in a.targets.split(","))
+        targets = {"forces_rmse_eV_per_A": f, "energy_rmse_meV_per_atom": e}
+    path = write_model_card(a.model, a.metrics, a.history, a.out, a.command, a.notes, teacher=a.teacher,
+                            frames=a.frames, targets=targets)
+    print(f"wrote {path}")
     return 0
 
 

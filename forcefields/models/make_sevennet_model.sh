@@ -20,5 +20,7 @@ fi
 [ -e "$model" ] || "$CGAA" deploy "$run/best.pt" -o "$model"
 [ -e "$WORK/eval/metrics.json" ] || "$CGAA" evaluate "$model" forcefields/data/sevennet/test-sevenn.xyz.xz --out "$WORK/eval"
 "${PYTHON:-python3}" -m cgaa.train.modelcard "$model" "$WORK/eval/metrics.json" "$run/metrics.csv" \
-    "$WORK/lipf6-ec-emc-1m-sevennet.md" --command "make sevennet-model"
+    "$WORK/lipf6-ec-emc-1m-sevennet.md" --command "make sevennet-model" --targets 0.10,2 \
+    --teacher "SevenNet-0 + D3(BJ) labels (the quantum-level teacher, \`cgaa label -c sevenn\`; forcefields/data/sevennet/README.md) over the classical prior \`teacher_bonded\`" \
+    --frames "449-atom boxes at 1.13, 1.20 and 1.27 g/cm³, configurations from classical MD at 278-338 K (+ hot and distorted frames), made by forcefields/models/make_sevennet_data.sh"
 echo "make_sevennet_model: $model, card $WORK/lipf6-ec-emc-1m-sevennet.md"
