@@ -44,6 +44,8 @@ def _teacher_run(parts, out, **kw):
     _, top, pos, system = parts
     args = dict(platform="Reference", report_interval=10, checkpoint_interval=10, minimize_iterations=20,
                 temperature=300.0, progress=False, system=system)
+    if not kw.get("restart"):
+        args["thermalize_ps"] = 0.02  # (the default 1 ps would let this 1.4 nm box's barostat shrink it too far)
     args.update(kw)
     restart = args.get("restart", False)
     return run_simulation(None if restart else (top, pos), None, out, **args)

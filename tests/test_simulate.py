@@ -30,8 +30,12 @@ def system_parts():
 
 def _run(parts, out, **kw):
     model, top, pos = parts
+    # a short thermalisation (20 steps instead of the default 1 ps) keeps these runs fast;
+    # test_simulate_start.py tests the default one
     args = dict(platform="Reference", report_interval=10, checkpoint_interval=20, minimize_iterations=20,
                 progress=False, customize_system=stabilizer(pos))
+    if not args.get("restart") and not kw.get("restart"):
+        args["thermalize_ps"] = 0.02
     args.update(kw)
     restart = args.get("restart", False)
     return run_simulation(None if restart else (top, pos), None if restart else model, out, **args)
@@ -90,6 +94,7 @@ def test_npt_changes_volume_and_converges_density(tmp_path):
     res = run_simulation((top, pos), model, out, ensemble="npt", pressure=1000.0, temperature=300.0,
                          steps=1600, report_interval=50, checkpoint_interval=800, barostat_interval=2,
                          friction_per_ps=10.0, platform="Reference", minimize_iterations=50, progress=False,
+                         thermalize_ps=0.05,
                          customize_system=stabilizer(pos, sigma=0.34, epsilon=0.5, cutoff=0.6))
     st = load_state_csv(out / "state.csv")
     rho = st["density_g_cm3"]
@@ -133,7 +138,7 @@ def test_exploding_run_stops_and_keeps_last_good_checkpoint(tmp_path, system_par
     out = tmp_path / "boom"
     with pytest.raises(SimulationError) as info:
         _run(system_parts, out, steps=2000, timestep_fs=4.0, report_interval=10, checkpoint_interval=10,
-             minimize=False)
+             minimize=False, thermalize_ps=0.0)
     err = info.value
     msg = str(err)
     assert f"step {err.step}" in msg and "last good checkpoint" in msg
@@ -288,7 +293,7 @@ def test_cli_simulate(tmp_path, system_parts, capsys):
     mpath = save_model(weak, tmp_path / "weak.pt")
     base = ["simulate", str(pdb), "--model", str(mpath), "--out", str(out), "--platform", "Reference",
             "--report-interval", "5", "--checkpoint-interval", "10", "--temperature", "50",
-            "--no-progress", "--minimize-iterations", "5", "--threads", "1"]
+            "--no-progress", "--minimize-iterations", "5", "--thermalize-ps", "0.02", "--threads", "1"]
     assert main(base + ["--steps", "10"]) == 0
     assert "10 steps" in capsys.readouterr().out
     assert main(["simulate", "--restart", "--out", str(out), "--steps", "20", "--no-progress",
@@ -329,7 +334,7 @@ def test_recipe_input_built_on_the_fly(tmp_path):
     model = CGAAModel(ModelConfig(el, keys, names, cutoff=4.0, num_layers=1, lmax=1, intra_layers=0,
                                   channels=4, num_basis=4, radial_hidden=8))
     out = tmp_path / "run"
-    res = run_simulation("lipf6-ec-emc-1m", model, out, n_atoms=650, steps=0, minimize=False,
+    res = run_simulation("lipf6-ec-emc-1m", model, out, n_atoms=650, steps=0, minimize=False, thermalize_ps=0.0,
                          platform="Reference", progress=False)
     assert res.steps == 0 and (out / "input.pdb").is_file()
     info = json.loads((out / "run.json").read_text())

@@ -190,6 +190,9 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
                  checkpoint_interval=kw["checkpoint"],
                  platform=kw["platform"], seed=int(kw["seed"]) + k, overwrite=True, progress=kw["progress"],
                  minimize=kw["minimize_iterations"] > 0, minimize_iterations=max(1, kw["minimize_iterations"]),
+                 # the benchmark's protocol: each replica's equilibration is its analysed window's cut
+                 # (equil_ps), the same for both engines; no extra thermalisation before step 0
+                 thermalize_ps=0.0,
                  **(teacher_run_kwargs(run_dir, kw["teacher_cutoff_nm"], box=kw["box"]) if teacher else {}))
     except SimulationError as err:
         msg = str(err).split(" -- ")[0]

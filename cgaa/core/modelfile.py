@@ -22,6 +22,9 @@ from cgaa.core.model import CGAAModel, ModelConfig
 from cgaa.core.inputs import grain_type_indices, species_indices
 
 FORMAT_VERSION = 1
+#: ``format`` of a training checkpoint of ``cgaa train`` (a torch.save dict), which is not a
+#: deployed model: stages that must tell the two apart (``cgaa simulate --model best.pt``) read it here.
+TRAINING_CHECKPOINT_FORMAT = "cgaa-checkpoint-1"
 METADATA_FILE = "cgaa_metadata.json"
 UNITS = {"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"}
 

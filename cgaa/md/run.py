@@ -22,15 +22,26 @@ integrators, barostat, reports, checks and checkpoints, no model copy; the optio
 build a CGAA System (``constraints``, ``bond_guard``, ``contact_guard``) must then be left
 unset, and a restart needs the same System passed again.
 
-``restart=True`` continues from the last checkpoint, truncating ``traj.dcd`` and
-``state.csv`` to what was written up to it (so a crashed or interrupted run resumes
-without duplicated frames) and appending. On the Reference platform a restarted run
-reproduces the uninterrupted one exactly.
+A new run minimises the energy, draws velocities at the temperature and thermalises them
+(``thermalize_ps`` of Langevin dynamics at ``thermalize_friction_per_ps``, not part of the
+outputs); step 0 is the thermalised state. ``continue_from=`` starts a new run directory
+from a finished run's final state (positions, velocities, box; no minimisation, no new
+velocities by default).
 
-Safety: at every report and checkpoint the energy must be finite, the largest force and
-the temperature below limits; otherwise :class:`SimulationError` names the step and the
-quantity and the last good checkpoint is kept. Ctrl-C (SIGINT) finishes the current
-chunk, saves a checkpoint and returns with ``interrupted=True``.
+``restart=True`` continues from the last checkpoint whose size and SHA-256 match its record
+(else, with a warning, the previous one), truncating ``traj.dcd`` and ``state.csv`` to what
+was written up to it (so a crashed, killed or interrupted run resumes without duplicated
+frames) and appending. On the Reference platform a restarted run reproduces the
+uninterrupted one exactly.
+
+Safety: the input coordinates are checked first (finite, within 10 box lengths of the
+origin) and its molecules made whole; at every report and checkpoint the energy must be
+finite, the largest force and the temperature below limits; otherwise
+:class:`SimulationError` names the step and the quantity and the last good checkpoint is
+kept. A failed write (full disk) raises :class:`RunWriteError`; run.json then records the
+failure. Ctrl-C (SIGINT) finishes the current chunk, saves a checkpoint and returns with
+``interrupted=True``; during minimisation or thermalisation it stops there, records
+"interrupted before the first step" and leaves a directory a new run may reuse.
 
 :func:`run_simulation` is the sequence of its stages, each a function of this module:
 :func:`prepare_run_dir` (settings, run.json of a restart, the directory),
@@ -48,6 +59,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,13 +71,17 @@ import numpy as np
 from cgaa.core import units
 from cgaa.core.fileio import atomic_path, write_text_atomic
 from cgaa.core.modelfile import METADATA_FILE, load_model
+from cgaa.md.inputs import (Continuation, check_coordinates, check_model_file, make_molecules_whole,
+                            positions_nm, read_continuation)
 from cgaa.md.minimize import capped_minimize, minimize_energy, openmm_message
 from cgaa.md.reporter import Reporter, SimulationError, degrees_of_freedom
 from cgaa.md.rundir import (CHECKPOINT_FILE, CHECKPOINT_META, FINAL_STATE_FILE, INPUT_FILE, MODEL_FILE,
                             PREV_CHECKPOINT_FILE, PREV_CHECKPOINT_META, RUN_FILE, STATE_COLUMNS, STATE_FILE,
-                            TOPOLOGY_FILE, TRAJ_FILE, Checkpointer, load_state_csv, read_json, truncate_csv,
-                            truncate_dcd, utc_now)
-from cgaa.md.settings import CGAA_SYSTEM_SETTINGS, DEFAULTS, ENSEMBLES, PLATFORMS, PRECISIONS, resolve_settings
+                            TOPOLOGY_FILE, TRAJ_FILE, CheckpointError, Checkpointer, RunDirError, RunWriteError,
+                            check_out_dir, has_checkpoint, load_state_csv, read_json, truncate_csv, truncate_dcd,
+                            utc_now, writing)
+from cgaa.md.settings import (CGAA_SYSTEM_SETTINGS, DEFAULTS, ENSEMBLES, INHERITED_BY_CONTINUATION, PLATFORMS,
+                              PRECISIONS, resolve_settings)
 from cgaa.openmm.mts import mts_integrator, split_force_groups
 from cgaa.openmm.system import create_system
 from cgaa.openmm.torchforce import check_cutoff, ensure_torch_plugins, resolve_model
@@ -78,6 +94,12 @@ RUN_OUTPUTS = (RUN_FILE, STATE_FILE, CHECKPOINT_FILE, CHECKPOINT_META, PREV_CHEC
                PREV_CHECKPOINT_META, TRAJ_FILE, FINAL_STATE_FILE, TOPOLOGY_FILE, RUN_TOPOLOGY_STEM + ".cif")
 #: Files whose presence means ``out_dir`` already holds a run.
 RUN_MARKERS = (RUN_FILE, STATE_FILE, CHECKPOINT_FILE, TRAJ_FILE)
+#: The folder ``cgaa analyze RUN_DIR`` writes (report.json, plots): a new run into the
+#: directory (``overwrite``) removes it with the outputs it was made from.
+ANALYSIS_DIR = "analysis"
+#: run.json status of a run stopped by Ctrl-C during minimisation or thermalisation: no
+#: checkpoint, no frame; a new run into the directory reuses it without ``overwrite``.
+BEFORE_FIRST_STEP = "interrupted before the first step"
 #: Units of run.json and state.csv (recorded in run.json).
 RUN_UNITS = {"temperature": "K", "pressure": "bar", "timestep": "fs", "time": "ps",
              "energy": "kJ/mol", "force": "kJ/mol/nm", "length": "nm", "density": "g/cm^3"}
@@ -86,8 +108,11 @@ RUN_UNITS = {"temperature": "K", "pressure": "bar", "timestep": "fs", "time": "p
 @dataclass
 class SimulationResult:
     """What :func:`run_simulation` did. ``steps`` is the step count reached, ``time_ps``
-    the simulated time, ``ns_per_day`` the mean speed of this invocation, ``last`` the last
-    state.csv row, ``interrupted`` True after Ctrl-C (a checkpoint was saved)."""
+    the simulated time, ``ns_per_day`` the speed of this invocation's MD steps (minimisation
+    and thermalisation, timed apart in ``minimization_s`` and ``thermalization_s``, are not
+    in it), ``mean_temperature_K`` the mean over the ``n_reports`` state rows this invocation
+    wrote, ``last`` the last state.csv row, ``interrupted`` True after Ctrl-C (a checkpoint
+    was saved, unless ``before_first_step``: Ctrl-C during minimisation or thermalisation)."""
 
     out_dir: Path
     steps: int
@@ -97,6 +122,26 @@ class SimulationResult:
     restarted_from: Optional[int] = None
     last: Dict[str, float] = field(default_factory=dict)
     files: Dict[str, Path] = field(default_factory=dict)
+    mean_temperature_K: float = float("nan")
+    n_reports: int = 0
+    md_wall_s: float = 0.0
+    minimization_s: Optional[float] = None
+    thermalization_s: Optional[float] = None
+    before_first_step: bool = False
+    continued_from: Optional[Path] = None
+    made_whole: int = 0
+    warnings: list = field(default_factory=list)
+
+
+def say(message: str, progress: bool = True) -> None:
+    """A progress line of the run on stderr (``cgaa simulate: ...``), shown with ``progress``."""
+    if progress:
+        print(f"cgaa simulate: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, shown whatever ``progress`` (``cgaa simulate: warning: ...``)."""
+    print(f"cgaa simulate: warning: {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -138,7 +183,7 @@ def _write_model_copy(model, out_dir: Path):
     dest = out_dir / MODEL_FILE
     if deployed.path is not None and Path(deployed.path).resolve() == dest.resolve():
         return deployed
-    with atomic_path(dest) as tmp:
+    with writing(dest), atomic_path(dest) as tmp:
         if deployed.path is not None:
             shutil.copyfile(deployed.path, tmp)
         else:
@@ -210,8 +255,9 @@ def add_barostat(system, settings: Dict[str, Any]):
 
 
 class SigintGuard:
-    """First Ctrl-C sets ``requested`` (the run stops at the next chunk boundary); a second
-    one raises KeyboardInterrupt. Only active in the main thread."""
+    """First Ctrl-C sets ``requested`` (minimisation and thermalisation stop at their next
+    iteration or chunk, the MD at its next chunk boundary); a second one raises
+    KeyboardInterrupt. Only active in the main thread; :meth:`handle` is the handler."""
 
     def __init__(self):
         self.requested = False
@@ -220,10 +266,10 @@ class SigintGuard:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._old = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
+            signal.signal(signal.SIGINT, self.handle)
         return self
 
-    def _handle(self, signum, frame):
+    def handle(self, signum=signal.SIGINT, frame=None):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -280,47 +326,127 @@ def _check_restart_system(run_info: Dict[str, Any], system, out: Path) -> None:
 class RunStart:
     """Where the integration of this invocation starts: the checkpoint step of a restart
     (``restarted_from``; None for a new run) and the DCD frames and state.csv rows that
-    belong to it."""
+    belong to it; for a continuation the run it continues (``continuation``) and whether it
+    draws new velocities; warnings about checkpoints passed over."""
 
     restarted_from: Optional[int] = None
     dcd_frames: int = 0
     csv_rows: int = 0
+    continuation: Optional[Continuation] = None
+    new_velocities: bool = True
+    checkpoint: Optional[str] = None
+    warnings: list = field(default_factory=list)
+
+
+def _last_status(out: Path) -> Optional[str]:
+    try:
+        hist = read_json(out / RUN_FILE).get("history") or []
+    except (OSError, ValueError):
+        return None
+    return hist[-1].get("status") if hist else None
+
+
+def reusable_run_dir(out: Path) -> bool:
+    """Whether ``out`` holds only a run stopped before its first step (Ctrl-C during
+    minimisation or thermalisation: run.json says so, no checkpoint, no state.csv, no
+    traj.dcd), which a new run may replace without ``overwrite``."""
+    return (_last_status(out) == BEFORE_FIRST_STEP and not has_checkpoint(out)
+            and not (out / STATE_FILE).exists() and not (out / TRAJ_FILE).exists())
+
+
+def clear_run_dir(out: Path, given_system: bool = False) -> None:
+    """Remove an earlier run's outputs from ``out`` (and its analysis folder, whose report
+    describes that run)."""
+    for f in RUN_OUTPUTS + ((MODEL_FILE,) if given_system else ()):
+        (out / f).unlink(missing_ok=True)
+    if (out / ANALYSIS_DIR).is_dir():
+        shutil.rmtree(out / ANALYSIS_DIR)
+
+
+def _continuation_settings(given: Dict[str, Any], cont: Continuation, given_system: bool) -> Dict[str, Any]:
+    """``given`` completed with the continued run's dynamics (:data:`INHERITED_BY_CONTINUATION`;
+    the pressure and barostat interval only for npt, the CGAA System settings only without a
+    given System); no minimisation unless asked."""
+    src = cont.run_info.get("settings") or {}
+    out = dict(given)
+    ensemble = given.get("ensemble") or src.get("ensemble")
+    for k in INHERITED_BY_CONTINUATION:
+        if out.get(k) is not None or src.get(k) is None:
+            continue
+        if k in ("pressure", "barostat_interval") and ensemble != "npt":
+            continue
+        if given_system and k in CGAA_SYSTEM_SETTINGS:
+            continue
+        out[k] = src[k]
+    if out.get("minimize") is None:
+        out["minimize"] = False
+    return out
 
 
 def prepare_run_dir(out: Path, given: Dict[str, Any], *, restart: bool, overwrite: bool, system_input,
-                    model=None, system=None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """(run_info, settings): check the input against ``restart``; for a restart read
-    run.json and merge ``given`` with its settings, for a new run refuse (or, with
-    ``overwrite``, clear) an earlier run in ``out``, resolve the settings and create ``out``."""
+                    model=None, system=None, continue_from=None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(run_info, settings): check ``out`` (RunDirError for a file or an unwritable path)
+    and the input against ``restart``; for a restart read run.json and merge ``given`` with
+    its settings; for a new run refuse (or, with ``overwrite``, clear) an earlier run in
+    ``out`` (a run stopped before its first step is reused), take a continuation's dynamics
+    from its run.json, resolve the settings and create ``out``."""
+    check_out_dir(out)
+    check_model_file(model)
     if system is not None:
         check_given_system(system, model)
     given_system = system is not None
     if restart:
+        if continue_from is not None:
+            raise ValueError("restart continues the run in out_dir; continue_from starts a new one: give one of them")
         if not (out / RUN_FILE).is_file():
             raise FileNotFoundError(f"restart: {out / RUN_FILE} not found: {out} holds no cgaa run")
+        if reusable_run_dir(out):
+            raise RunDirError(f"restart: the run in {out} was {BEFORE_FIRST_STEP} (Ctrl-C during minimisation or "
+                              "thermalisation), so it has no checkpoint to continue from: start it again with the "
+                              "same input (the directory is reused, no --overwrite needed)")
         run_info = read_json(out / RUN_FILE)
         _check_restart_system(run_info, system, out)
         settings = resolve_settings(given, run_info["settings"], given_system=given_system)
         if system_input is not None:
             raise ValueError("restart continues the run in out_dir from its topology file; do not give an input")
         return run_info, settings
-    if system_input is None:
-        raise ValueError("give an input: a PDB file (cgaa build), a recipe name, or restart=True")
+    run_info: Dict[str, Any] = {}
+    if continue_from is not None:
+        if system_input is not None:
+            raise ValueError("continue_from starts from that run's final state; do not give an input as well")
+        cont = read_continuation(continue_from)
+        if out.exists() and out.resolve() == cont.source.resolve():
+            raise RunDirError(f"out_dir {out} is the run continue_from names: continue a run in its own directory "
+                              "with restart=True (--restart), or give a new directory")
+        given = _continuation_settings(given, cont, given_system)
+        run_info["_continuation"] = cont
+    elif system_input is None:
+        raise ValueError("give an input: a PDB file (cgaa build), a recipe name, continue_from, or restart=True")
     if out.exists() and any((out / f).exists() for f in RUN_MARKERS):
+        if reusable_run_dir(out):
+            say(f"{out} holds a run {BEFORE_FIRST_STEP}: starting it again there")
+            overwrite = True
         if not overwrite:
-            raise ValueError(f"{out} already holds a run; continue it with restart=True (--restart), "
-                             "replace it with overwrite=True (--overwrite), or choose another directory")
-        for f in RUN_OUTPUTS + ((MODEL_FILE,) if given_system else ()):
-            (out / f).unlink(missing_ok=True)
+            raise RunDirError(f"{out} already holds a run; continue it with restart=True (--restart), "
+                              "replace it with overwrite=True (--overwrite), or choose another directory")
+        settings = resolve_settings(given, given_system=given_system)  # (bad settings: nothing removed)
+        with writing(out):
+            clear_run_dir(out, given_system)
     settings = resolve_settings(given, given_system=given_system)
-    out.mkdir(parents=True, exist_ok=True)
-    return {}, settings
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    return run_info, settings
 
 
 def load_run_input(system_input, out: Path, settings: Dict[str, Any], run_info: Dict[str, Any],
-                   restart: bool):
+                   restart: bool, continuation: Optional[Continuation] = None):
     """(topology, positions, description of the input): a restart's from the run's
-    topology file, a new run's from ``system_input`` (:func:`_load_input`)."""
+    topology file, a continuation's from the run it continues (its final positions and box),
+    a new run's from ``system_input`` (:func:`_load_input`)."""
+    cont = continuation
+    if cont is not None:
+        return cont.topology, cont.state.getPositions(), (f"continued from {cont.source} (final_state.xml: step "
+                                                          f"{cont.step}, {cont.time_ps:g} ps)")
     if not restart:
         return _load_input(system_input, out, settings)
     top_file = find_run_topology(out)
@@ -330,17 +456,24 @@ def load_run_input(system_input, out: Path, settings: Dict[str, Any], run_info: 
     return box.topology, box.positions, run_info.get("input")
 
 
-def run_model(model, out: Path, restart: bool):
-    """The DeployedModel of the run: on a restart without ``model`` the run's copy,
-    otherwise ``model`` (None: the shipped one), copied to ``out/model.pt``."""
+def run_model(model, out: Path, restart: bool, continuation: Optional[Continuation] = None):
+    """The DeployedModel of the run: on a restart without ``model`` the run's copy, on a
+    continuation without ``model`` the continued run's copy (the shipped model if it has
+    none), otherwise ``model`` (None: the shipped one), copied to ``out/model.pt``."""
     if restart and model is None:
         return load_model(out / MODEL_FILE)
+    if continuation is not None and model is None and continuation.model_path is not None:
+        model = continuation.model_path
     return _write_model_copy(model, out)
 
 
-def check_input(topology, positions, system=None) -> None:
+def check_input(topology, positions, system=None, *, far: bool = True) -> None:
     """ValueError unless the input is a periodic box with one position per atom (and a
-    given ``system`` one particle per atom)."""
+    given ``system`` one particle per atom), every position finite and (``far``) within
+    10 box lengths of the origin (:func:`cgaa.md.inputs.check_coordinates`; the message
+    names the atom by PDB serial, name and residue)."""
+    from openmm.unit import nanometer
+
     if topology.getPeriodicBoxVectors() is None:
         raise ValueError("the input has no periodic box (PDB CRYST1 record): cgaa simulate runs periodic "
                          "boxes; build one with `cgaa build`")
@@ -349,6 +482,22 @@ def check_input(topology, positions, system=None) -> None:
     if system is not None and system.getNumParticles() != topology.getNumAtoms():
         raise ValueError(f"the given System has {system.getNumParticles()} particles, the input "
                          f"{topology.getNumAtoms()} atoms")
+    box = np.array(topology.getPeriodicBoxVectors().value_in_unit(nanometer), dtype=float)
+    check_coordinates(topology, positions_nm(positions), box, max_box_lengths=10.0 if far else np.inf)
+
+
+def whole_molecules(topology, positions, progress: bool = True):
+    """(positions, molecules made whole): :func:`cgaa.md.inputs.make_molecules_whole` on a
+    new run's input, said in one line when it changed anything."""
+    from openmm.unit import nanometer
+
+    box = np.array(topology.getPeriodicBoxVectors().value_in_unit(nanometer), dtype=float)
+    pos, n = make_molecules_whole(topology, positions_nm(positions), box)
+    if n == 0:
+        return positions, 0
+    say(f"made {n} molecules whole: the input had atoms wrapped into the box one by one; each residue was "
+        "rebuilt by minimum image about its first atom (same energy, whole molecules in traj.dcd)")
+    return pos * nanometer, n
 
 
 def build_run_system(topology, settings: Dict[str, Any], deployed=None, system=None,
@@ -393,26 +542,66 @@ def run_files(out: Path, topology, model_copy: bool = True) -> Dict[str, Path]:
     return {k: out / v for k, v in names}
 
 
+def _loaded_state_problem(simulation, meta: Dict[str, Any]) -> Optional[str]:
+    """Why a loaded checkpoint's state is not the recorded one (None if it is): its step
+    differs from the record's, or its positions or energy are not finite."""
+    from openmm.unit import kilojoule_per_mole, nanometer
+
+    try:
+        st = simulation.context.getState(getPositions=True, getEnergy=True)
+    except Exception as err:  # the model or OpenMM refuses the loaded positions
+        return f"its state does not evaluate ({openmm_message(err)})"
+    if st.getStepCount() != int(meta["step"]):
+        return f"it holds step {st.getStepCount()}, its record step {meta['step']}"
+    if not np.isfinite(st.getPositions(asNumpy=True).value_in_unit(nanometer)).all():
+        return "its positions are not finite"
+    e = st.getPotentialEnergy().value_in_unit(kilojoule_per_mole)
+    if not np.isfinite(e):
+        return f"its potential energy is {e}"
+    return None
+
+
 def restore_checkpoint(simulation, out: Path, run_info: Dict[str, Any], deployed=None) -> RunStart:
-    """Load the last usable checkpoint (the last, else the previous one), truncate
-    traj.dcd and state.csv to what belonged to it, check the model's cutoff against its
-    box (a run from a model); FileNotFoundError naming why no checkpoint loaded."""
-    meta = None
-    errors = []
-    for c_path, m_path in Checkpointer(out).candidates():
-        if not (c_path.is_file() and m_path.is_file()):
-            continue
+    """Load the newest checkpoint whose file matches its record (size and SHA-256 in
+    checkpoint.json / checkpoint.prev.json, :meth:`Checkpointer.usable`) and whose loaded
+    state is sane (the recorded step, finite positions and energy); a checkpoint passed over
+    is a warning naming the file and why. Truncate traj.dcd and state.csv to what belonged
+    to it, check the model's cutoff against its box (a run from a model). CheckpointError
+    naming every file and why when none is usable."""
+    chk = Checkpointer(out)
+    found, problems = chk.usable()
+    loaded = None
+    for cand in found:
+        data = cand.path.read_bytes()
         try:
-            simulation.context.loadCheckpoint(c_path.read_bytes())
-            meta = read_json(m_path)
-            break
-        except Exception as err:  # corrupt, or written by another platform
-            errors.append(f"{c_path.name}: {openmm_message(err)}")
-    if meta is None:
-        why = "; ".join(errors) or "no checkpoint files"
-        raise FileNotFoundError(f"restart: no usable checkpoint in {out} ({why}); checkpoints only load "
-                                f"on the platform that wrote them ({run_info.get('platform')})")
-    start = RunStart(restarted_from=int(meta["step"]))
+            simulation.context.loadCheckpoint(data)
+        except Exception as err:  # damaged in a way the checksum could not see (an old record), or another platform
+            problems.append(f"{cand.path.name}: does not load ({openmm_message(err)})")
+            continue
+        bad = _loaded_state_problem(simulation, cand.meta)
+        if bad is not None:
+            problems.append(f"{cand.path.name}: loaded, but {bad} (damaged)")
+            continue
+        # load it again: the check's evaluation leaves forces cached for all force groups, which
+        # an r-RESPA integrator would reuse for its first step (then no longer the uninterrupted run)
+        simulation.context.loadCheckpoint(data)
+        loaded = cand
+        break
+    if loaded is None:
+        why = "; ".join(problems) or "no checkpoint files"
+        raise CheckpointError(f"restart: no usable checkpoint in {out}: {why}. Checkpoints load only on the platform "
+                              f"that wrote them ({run_info.get('platform')}); a damaged one cannot be repaired: start "
+                              "a new run (overwrite=True / --overwrite), or continue_from= a finished copy of the run")
+    meta = loaded.meta
+    start = RunStart(restarted_from=int(meta["step"]), checkpoint=loaded.path.name)
+    if problems or loaded.path != chk.path:
+        msg = (f"{'; '.join(problems) or f'{chk.path.name} is not usable'} -- continuing from {loaded.path.name} "
+               f"(step {meta['step']}, recorded in {loaded.meta_path.name})")
+        warn(msg)
+        start.warnings.append(msg)
+    if not loaded.verified:
+        start.warnings.append(f"{loaded.path.name} has no recorded size and SHA-256 (written by an older cgaa): "
+                              "checked after loading only")
     if (out / TRAJ_FILE).exists():
         start.dcd_frames = truncate_dcd(out / TRAJ_FILE, int(meta["dcd_frames"]))
     if (out / STATE_FILE).exists():
@@ -423,23 +612,34 @@ def restore_checkpoint(simulation, out: Path, run_info: Dict[str, Any], deployed
     return start
 
 
-def place_input(simulation, topology, positions, files: Dict[str, Path]) -> RunStart:
-    """A new run: write the run's topology file, set the positions and the box."""
-    write_box(files["topology"], topology, positions, keep_ids=True)
-    simulation.context.setPositions(positions)
+def place_input(simulation, topology, positions, files: Dict[str, Path],
+                continuation: Optional[Continuation] = None, new_velocities: bool = False) -> RunStart:
+    """A new run: write the run's topology file, set the positions and the box; a
+    continuation also the velocities of the run it continues (unless ``new_velocities``)."""
+    with writing(files["topology"]):
+        write_box(files["topology"], topology, positions, keep_ids=True)
     simulation.context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
-    return RunStart()
+    simulation.context.setPositions(positions)
+    if continuation is None:
+        return RunStart()
+    if not new_velocities:
+        simulation.context.setVelocities(continuation.state.getVelocities())
+    return RunStart(continuation=continuation, new_velocities=new_velocities)
 
 
 def record_start(out: Path, run_info: Dict[str, Any], *, settings: Dict[str, Any], source, deployed, system,
                  platform, props: Dict[str, str], topology, files: Dict[str, Path],
-                 start: RunStart) -> Dict[str, Any]:
+                 start: RunStart, made_whole: Optional[int] = None) -> Dict[str, Any]:
     """Update ``run_info`` for this invocation (versions, settings, model summary or the
-    given System, platform, files), append its history entry (status "running") and write
-    run.json; returns the entry."""
+    given System, platform, files, a continuation's source, molecules made whole), mark an
+    earlier invocation that never recorded its end (killed), append this invocation's history
+    entry (status "running") and write run.json; returns the entry."""
     import openmm
 
     run_info.setdefault("history", [])
+    for h in run_info["history"]:
+        if h.get("status") == "running":
+            h["status"] = "ended without a record (killed or crashed)"
     run_info.update({
         "cgaa_version": __import__("cgaa").__version__,
         "openmm_version": openmm.__version__,
@@ -449,6 +649,14 @@ def record_start(out: Path, run_info: Dict[str, Any], *, settings: Dict[str, Any
     })
     if system is not None:
         run_info["system"] = system_summary(system)
+    if made_whole is not None:
+        run_info["input_made_whole"] = (f"made {made_whole} molecules whole (minimum image about each residue's "
+                                        "first atom)")
+    cont = start.continuation
+    if cont is not None:
+        run_info["continued_from"] = {"run": str(cont.source), "step": cont.step, "time_ps": cont.time_ps,
+                                      "velocities": f"new at {settings['temperature']} K" if start.new_velocities
+                                      else "kept", "box": "kept", "minimized": bool(settings["minimize"])}
     run_info.update({
         "platform": platform.getName(),
         "platform_properties": props,
@@ -458,54 +666,256 @@ def record_start(out: Path, run_info: Dict[str, Any], *, settings: Dict[str, Any
         "units": dict(RUN_UNITS),
     })
     entry = {"started": utc_now(), "from_step": start.restarted_from or 0, "status": "running"}
+    if start.checkpoint is not None:
+        entry["checkpoint"] = start.checkpoint
+    if start.warnings:
+        entry["warnings"] = list(start.warnings)
     run_info["history"].append(entry)
-    write_text_atomic(out / RUN_FILE, json.dumps(run_info, indent=1))
+    _write_run_json(out, run_info)
     return entry
 
 
-def minimise_and_thermalise(simulation, settings: Dict[str, Any], entry: Dict[str, Any]) -> None:
-    """A new run: minimise the energy (``minimize``; its summary goes to ``entry``) and
-    draw velocities at the temperature; SimulationError if OpenMM fails."""
+def _write_run_json(out: Path, run_info: Dict[str, Any]) -> None:
+    with writing(out / RUN_FILE):
+        write_text_atomic(out / RUN_FILE, json.dumps(run_info, indent=1))
+
+
+def _strong_friction(integrator, settings: Dict[str, Any], friction_per_ps: float):
+    """Switch a Langevin integrator (``LangevinMiddleIntegrator``, or the r-RESPA
+    ``MTSLangevinIntegrator`` through its globals ``a``, ``b``) to ``friction_per_ps``;
+    returns the function that restores it exactly, or None for an integrator without friction
+    (Verlet, nve)."""
+    import math
+
+    import openmm
+    from openmm.unit import picosecond
+
+    if isinstance(integrator, openmm.LangevinMiddleIntegrator):
+        old = integrator.getFriction()
+        integrator.setFriction(float(friction_per_ps) / picosecond)
+        return lambda: integrator.setFriction(old)
+    if isinstance(integrator, openmm.CustomIntegrator):
+        names = {integrator.getGlobalVariableName(i) for i in range(integrator.getNumGlobalVariables())}
+        if {"a", "b", "kT"} <= names:
+            old = {k: integrator.getGlobalVariableByName(k) for k in ("a", "b")}
+            inner_ps = float(settings["timestep_fs"]) * units.PS_PER_FS / int(settings.get("fast_substeps", 1))
+            integrator.setGlobalVariableByName("a", math.exp(-float(friction_per_ps) * inner_ps))
+            integrator.setGlobalVariableByName("b", math.sqrt(1 - math.exp(-2 * float(friction_per_ps) * inner_ps)))
+
+            def restore():
+                for k, v in old.items():
+                    integrator.setGlobalVariableByName(k, v)
+
+            return restore
+    return None
+
+
+def thermalise(simulation, system, settings: Dict[str, Any], reporter: Reporter, guard: "SigintGuard",
+               progress: bool = True) -> Dict[str, Any]:
+    """Bring freshly drawn velocities to the temperature before step 0: ``thermalize_ps`` of
+    Langevin dynamics at ``thermalize_friction_per_ps`` (default 1 ps at 10/ps, ten times the
+    run's friction), with the run's integrator (its friction switched and restored; npt keeps
+    its barostat) or, for nve, a Langevin integrator in a Context of its own. A minimised
+    box otherwise loses half its kinetic energy to the potential within ~25 fs and is then
+    heated by its own relaxation (measured on a 1000-atom box at 1/ps: 188 K at 25 fs, 316 K
+    on average 0.5-1 ps later, at 298 K). Checked like the run (SimulationError naming the
+    thermalisation step); Ctrl-C stops it (``guard``). Step and time are 0 afterwards: none of
+    it is in state.csv or traj.dcd. Returns its summary for run.json."""
+    import openmm
+
+    dt_ps = float(settings["timestep_fs"]) * units.PS_PER_FS
+    n = int(round(float(settings["thermalize_ps"]) / dt_ps))
+    gamma = float(settings["thermalize_friction_per_ps"])
+    if n <= 0:
+        return {}
+    ctx, integ = simulation.context, simulation.integrator
+    restore = _strong_friction(integ, settings, gamma)
+    own = None
+    how = f"the run's integrator at {gamma:g}/ps"
+    if restore is None:
+        integ = build_integrator(dict(settings, ensemble="nvt", friction_per_ps=gamma))
+        plat = ctx.getPlatform()
+        props = {"Precision": settings["precision"]} if "Precision" in plat.getPropertyNames() else {}
+        own = openmm.Context(system, integ, plat, props)
+        st = ctx.getState(getPositions=True, getVelocities=True)
+        own.setPeriodicBoxVectors(*st.getPeriodicBoxVectors())
+        own.setPositions(st.getPositions())
+        own.setVelocities(st.getVelocities())
+        ctx = own
+        how = f"a Langevin integrator at {gamma:g}/ps (the run's has no friction)"
+    say(f"thermalising: {n} steps ({n * dt_ps:g} ps) of Langevin dynamics at {gamma:g}/ps, "
+        f"{float(settings['temperature']):g} K (not in the outputs)", progress)
+    chunk = max(10, n // 10)  # about 10 checks (each evaluates energies and forces once)
+    temps = []
+    t0 = time.perf_counter()
+    done = 0
+
+    def temperature(where):
+        st = ctx.getState(getEnergy=True, getForces=True)
+        return reporter.check(st, 0, where=where)["temperature_K"]
+
+    try:
+        temps.append(temperature("thermalisation start (before step 0)"))
+        while done < n and not guard.requested:
+            k = min(chunk, n - done)
+            try:
+                integ.step(k)
+            except openmm.OpenMMException as err:
+                raise SimulationError(f"thermalisation step {done + k} of {n} (before step 0): OpenMM failed: "
+                                      f"{openmm_message(err)}", 0, "integration") from None
+            done += k
+            temps.append(temperature(f"thermalisation step {done} of {n} (before step 0)"))
+    finally:
+        if own is not None:
+            st = own.getState(getPositions=True, getVelocities=True)
+            simulation.context.setPeriodicBoxVectors(*st.getPeriodicBoxVectors())
+            simulation.context.setPositions(st.getPositions())
+            simulation.context.setVelocities(st.getVelocities())
+            del own
+        if restore is not None:
+            restore()
+        simulation.context.setTime(0.0)
+        simulation.context.setStepCount(0)
+    half = temps[len(temps) // 2:]
+    out = {"steps": done, "of_steps": n, "time_ps": done * dt_ps, "friction_per_ps": gamma, "integrator": how,
+           "temperature_start_K": temps[0], "temperature_end_K": temps[-1],
+           "temperature_mean_second_half_K": float(np.mean(half)), "temperatures_K": [round(t, 2) for t in temps],
+           "check_every_steps": chunk, "wall_s": time.perf_counter() - t0,
+           "in_outputs": False}
+    if done < n:
+        out["stopped"] = True
+    say(f"thermalised in {out['wall_s']:.1f} s: {temps[0]:.1f} K -> {temps[-1]:.1f} K", progress)
+    return out
+
+
+def _apply_constraints_if_needed(simulation, start: RunStart, settings: Dict[str, Any]) -> None:
+    """A continuation whose constraints differ from its source's: put positions and
+    velocities on the new constraints (a no-op otherwise, so the state stays exactly the source's)."""
+    src = (start.continuation.run_info.get("settings") or {}).get("constraints")
+    if settings.get("constraints") != src and simulation.system.getNumConstraints() > 0:
+        simulation.context.applyConstraints(1e-6)
+        simulation.context.applyVelocityConstraints(1e-6)
+
+
+def prepare_first_step(simulation, system, settings: Dict[str, Any], start: RunStart, entry: Dict[str, Any],
+                       reporter: Reporter, guard: "SigintGuard", progress: bool = True) -> bool:
+    """A new run (or a continuation): minimise (``minimize``; a continuation only if asked),
+    draw velocities at the temperature (a new run, or a continuation with new velocities),
+    check the state, thermalise the new velocities (:func:`thermalise`). Summaries and wall
+    times go to ``entry``. False if Ctrl-C stopped it before the first step."""
     import openmm
     from openmm.unit import kelvin
 
-    try:
-        if settings["minimize"]:
-            entry["minimization"] = minimize_energy(simulation.context, int(settings["minimize_iterations"]))
-        simulation.context.setVelocitiesToTemperature(float(settings["temperature"]) * kelvin,
-                                                      int(settings["seed"]))
-    except openmm.OpenMMException as err:
-        raise SimulationError(f"energy minimisation failed: {openmm_message(err)}", 0, "minimisation") from None
+    if start.continuation is not None:
+        _apply_constraints_if_needed(simulation, start, settings)
+    if settings["minimize"]:
+        n_c = simulation.system.getNumConstraints()
+        how = "capped steepest descent (the System has constraints)" if n_c else "L-BFGS"
+        say(f"minimising the energy: {how}, at most {int(settings['minimize_iterations'])} iterations", progress)
+        t0 = time.perf_counter()
+        try:
+            res = minimize_energy(simulation.context, int(settings["minimize_iterations"]),
+                                  stop=lambda: guard.requested, progress=progress)
+        except openmm.OpenMMException as err:
+            raise SimulationError(f"energy minimisation failed: {openmm_message(err)}", 0, "minimisation") from None
+        res["wall_s"] = time.perf_counter() - t0
+        entry["minimization"] = res
+        say(f"minimised in {res['wall_s']:.1f} s ({res['method']}, {res.get('iterations', '?')} iterations): "
+            f"{res['energy_start_kJ_mol']:.6g} -> {res['energy_kJ_mol']:.6g} kJ/mol", progress)
+        if res.get("stopped") or guard.requested:
+            return False
+    draw = start.continuation is None or start.new_velocities
+    if draw:
+        try:
+            simulation.context.setVelocitiesToTemperature(float(settings["temperature"]) * kelvin,
+                                                          int(settings["seed"]))
+        except openmm.OpenMMException as err:
+            raise SimulationError(f"drawing velocities failed: {openmm_message(err)}", 0, "velocities") from None
+    reporter.check(reporter.state(False), 0)  # the start itself is sane (step 0: ...)
+    if draw and float(settings["thermalize_ps"]) > 0:
+        entry["thermalization"] = thermalise(simulation, system, settings, reporter, guard, progress)
+        if guard.requested:
+            return False
+    return True
+
+
+@dataclass
+class Dynamics:
+    """What :func:`run_dynamics` did: stopped by Ctrl-C (``interrupted``; before the first
+    step: ``before_first_step``), the last state row, the temperatures of the rows written,
+    the MD steps and their wall time."""
+
+    interrupted: bool = False
+    before_first_step: bool = False
+    last: Dict[str, float] = field(default_factory=dict)
+    temperatures: list = field(default_factory=list)
+    md_steps: int = 0
+    md_wall_s: float = 0.0
 
 
 def run_dynamics(simulation, system, settings: Dict[str, Any], out: Path, start: RunStart,
                  run_info: Dict[str, Any], entry: Dict[str, Any], *, callback=None,
-                 progress: bool = True) -> Tuple[bool, Dict[str, float]]:
-    """Minimise and draw velocities (a new run), report and checkpoint step 0, integrate
-    (:func:`_integrate`); returns (interrupted by Ctrl-C, the last state row). A
-    SimulationError is recorded in run.json and raised again naming the last good checkpoint."""
+                 progress: bool = True) -> Dynamics:
+    """A new run or continuation: :func:`prepare_first_step` (minimisation, velocities,
+    thermalisation), then report and checkpoint step 0; integrate (:func:`_integrate`).
+    Ctrl-C is caught throughout (:class:`SigintGuard`). A SimulationError or RunWriteError
+    is recorded in run.json ("failed" with the error) and raised again naming the last good
+    checkpoint; any other exception is recorded too before it propagates."""
     restart = start.restarted_from is not None
     chk = Checkpointer(out)
     reporter = None
+    dyn = Dynamics()
+    with SigintGuard() as guard:
+        try:
+            reporter = Reporter(simulation, system, settings, out, append=restart, dcd_frames=start.dcd_frames,
+                                csv_rows=start.csv_rows, open_files=restart)
+            if not restart:
+                if not prepare_first_step(simulation, system, settings, start, entry, reporter, guard, progress):
+                    dyn.interrupted = dyn.before_first_step = True
+                    return dyn
+                reporter.open()
+                st = reporter.state(True)
+                row = reporter.check(st, 0)
+                reporter.write(st, row)
+                chk.save(simulation.context, 0, 0.0, reporter.dcd_frames, reporter.csv_rows)
+                if callback:
+                    callback(row)
+            reporter.restart_clock()
+            t0, step0 = time.perf_counter(), simulation.currentStep
+            dyn.interrupted = _integrate(simulation, settings, reporter, chk, callback, progress, guard)
+            dyn.md_wall_s, dyn.md_steps = time.perf_counter() - t0, simulation.currentStep - step0
+        except SimulationError as err:
+            raise _record_failure(err, out, chk, run_info, entry) from None
+        except RunWriteError as err:
+            raise _record_write_failure(err, simulation, out, chk, run_info, entry) from None
+        except BaseException as err:
+            _record_abort(err, simulation, out, chk, run_info, entry)
+            raise
+        finally:
+            if reporter is not None:
+                reporter.close()
+                dyn.last = dict(reporter.last)
+                dyn.temperatures = list(reporter.temperatures)
+    return dyn
+
+
+def _checkpoint_note(chk: Checkpointer) -> Tuple[Optional[int], str]:
+    """(step of the last checkpoint or None, how a message names it)."""
+    if chk.path.exists() and chk.meta.exists():
+        try:
+            step = int(read_json(chk.meta)["step"])
+        except (OSError, ValueError, KeyError):
+            step = None
+        return step, f"the last good checkpoint (step {'?' if step is None else step}) is kept in {chk.path}"
+    return None, "no checkpoint was written"
+
+
+def _try_write_run_json(out: Path, run_info: Dict[str, Any]) -> bool:
     try:
-        if not restart:
-            minimise_and_thermalise(simulation, settings, entry)
-        reporter = Reporter(simulation, system, settings, out, append=restart, dcd_frames=start.dcd_frames,
-                            csv_rows=start.csv_rows)
-        if not restart:
-            st = reporter.state(True)
-            row = reporter.check(st, 0)
-            reporter.write(st, row)
-            chk.save(simulation.context, 0, 0.0, reporter.dcd_frames, reporter.csv_rows)
-            if callback:
-                callback(row)
-        interrupted = _integrate(simulation, settings, reporter, chk, callback, progress)
-    except SimulationError as err:
-        raise _record_failure(err, out, chk, run_info, entry) from None
-    finally:
-        if reporter is not None:
-            reporter.close()
-    return interrupted, dict(reporter.last)
+        _write_run_json(out, run_info)
+        return True
+    except OSError:
+        return False
 
 
 def _record_failure(err: SimulationError, out: Path, chk: Checkpointer, run_info: Dict[str, Any],
@@ -521,29 +931,83 @@ def _record_failure(err: SimulationError, out: Path, chk: Checkpointer, run_info
                "continue with --restart")
     else:
         msg = f"{err} -- stopped before any checkpoint was written"
-    write_text_atomic(out / RUN_FILE, json.dumps(run_info, indent=1))
+    _try_write_run_json(out, run_info)
     return SimulationError(msg, err.step, err.quantity, err.checkpoint)
 
 
+def _record_write_failure(err: RunWriteError, simulation, out: Path, chk: Checkpointer, run_info: Dict[str, Any],
+                          entry: Dict[str, Any]) -> RunWriteError:
+    """A write failed mid-run (full disk): record "failed" with the error in run.json (if even
+    that can be written) and return the one-line RunWriteError to raise."""
+    step = simulation.currentStep
+    entry.update(status="failed", ended=utc_now(), error=str(err), at_step=step)
+    ok = _try_write_run_json(out, run_info)
+    _, kept = _checkpoint_note(chk)
+    new = RunWriteError(f"{err} -- stopped at step {step}; {kept}"
+                        + ("" if ok else f" ({RUN_FILE} could not record the failure)")
+                        + ". Free space or fix the directory, then continue with --restart")
+    new.errno = err.errno
+    return new
+
+
+def _record_abort(err: BaseException, simulation, out: Path, chk: Checkpointer, run_info: Dict[str, Any],
+                  entry: Dict[str, Any]) -> None:
+    """Any other exception (a second Ctrl-C, a bug): run.json must not keep saying "running"."""
+    step = simulation.currentStep
+    if isinstance(err, KeyboardInterrupt):
+        status = "interrupted" if chk.path.exists() else BEFORE_FIRST_STEP
+        entry.update(status=status, ended=utc_now(), at_step=step, error="aborted by a second Ctrl-C")
+    else:
+        entry.update(status="failed", ended=utc_now(), at_step=step,
+                     error=f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}")
+    _try_write_run_json(out, run_info)
+
+
 def finish_run(simulation, settings: Dict[str, Any], out: Path, run_info: Dict[str, Any],
-               entry: Dict[str, Any], *, step0: int, t_start: float, interrupted: bool, start: RunStart,
-               last: Dict[str, float], files: Dict[str, Path]) -> SimulationResult:
-    """Write final_state.xml, the invocation's end (status, step, ns/day) to run.json;
+               entry: Dict[str, Any], *, dyn: Dynamics, start: RunStart,
+               files: Dict[str, Path]) -> SimulationResult:
+    """Write final_state.xml (not for a run stopped before its first step), the invocation's
+    end (status, step, ns/day of the MD steps, mean temperature of its reports) to run.json;
     returns the :class:`SimulationResult`."""
     import openmm
 
     step = simulation.currentStep
-    state = simulation.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=False)
-    with atomic_path(out / FINAL_STATE_FILE) as tmp:
-        tmp.write_text(openmm.XmlSerializer.serialize(state))
-    wall = time.perf_counter() - t_start
     dt_ps = float(settings["timestep_fs"]) * units.PS_PER_FS
-    speed = (step - step0) * dt_ps * units.NS_PER_PS / (wall / units.SECONDS_PER_DAY) if wall > 0 and step > step0 else 0.0
-    entry.update(status="interrupted" if interrupted else "finished", ended=utc_now(), to_step=step,
-                 ns_per_day=speed)
-    write_text_atomic(out / RUN_FILE, json.dumps(run_info, indent=1))
-    return SimulationResult(out_dir=out, steps=step, time_ps=step * dt_ps, ns_per_day=speed,
-                            interrupted=interrupted, restarted_from=start.restarted_from, last=last, files=files)
+    if dyn.before_first_step:
+        clear = [f for f in (FINAL_STATE_FILE,) if (out / f).exists()]
+        for f in clear:
+            (out / f).unlink()
+        entry.update(status=BEFORE_FIRST_STEP, ended=utc_now(), to_step=0)
+        _write_run_json(out, run_info)
+        return _result(out, 0, dt_ps, 0.0, dyn, start, files, entry, interrupted=True)
+    try:
+        state = simulation.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=False)
+        with writing(out / FINAL_STATE_FILE), atomic_path(out / FINAL_STATE_FILE) as tmp:
+            tmp.write_text(openmm.XmlSerializer.serialize(state))
+    except RunWriteError as err:
+        raise _record_write_failure(err, simulation, out, Checkpointer(out), run_info, entry) from None
+    wall = dyn.md_wall_s
+    speed = dyn.md_steps * dt_ps * units.NS_PER_PS / (wall / units.SECONDS_PER_DAY) if wall > 0 and dyn.md_steps else 0.0
+    mean_t = float(np.mean(dyn.temperatures)) if dyn.temperatures else float("nan")
+    entry.update(status="interrupted" if dyn.interrupted else "finished", ended=utc_now(), to_step=step,
+                 ns_per_day=speed, md_wall_s=wall, reports=len(dyn.temperatures),
+                 mean_temperature_K=mean_t if dyn.temperatures else None)
+    _write_run_json(out, run_info)
+    return _result(out, step, dt_ps, speed, dyn, start, files, entry, interrupted=dyn.interrupted)
+
+
+def _result(out, step, dt_ps, speed, dyn: Dynamics, start: RunStart, files, entry, *, interrupted) -> SimulationResult:
+    mini, therm = entry.get("minimization"), entry.get("thermalization")
+    return SimulationResult(
+        out_dir=out, steps=step, time_ps=step * dt_ps, ns_per_day=speed, interrupted=interrupted,
+        restarted_from=start.restarted_from, last=dyn.last, files=files,
+        mean_temperature_K=float(np.mean(dyn.temperatures)) if dyn.temperatures else float("nan"),
+        n_reports=len(dyn.temperatures), md_wall_s=dyn.md_wall_s,
+        minimization_s=None if not mini else mini.get("wall_s"),
+        thermalization_s=None if not therm else therm.get("wall_s"),
+        before_first_step=dyn.before_first_step,
+        continued_from=None if start.continuation is None else start.continuation.source,
+        warnings=list(start.warnings))
 
 
 # ---------------------------------------------------------------------------- the run
@@ -564,8 +1028,12 @@ def run_simulation(
     precision: Optional[str] = None,
     seed: Optional[int] = None,
     restart: bool = False,
+    continue_from: Union[str, Path, None] = None,
+    new_velocities: bool = False,
     minimize: Optional[bool] = None,
     minimize_iterations: Optional[int] = None,
+    thermalize_ps: Optional[float] = None,
+    thermalize_friction_per_ps: Optional[float] = None,
     friction_per_ps: Optional[float] = None,
     barostat_interval: Optional[int] = None,
     max_force: Optional[float] = None,
@@ -586,29 +1054,53 @@ def run_simulation(
     system_input: box file path (from ``cgaa build``; PDB with CONECT and CRYST1, or
         PDBx/mmCIF; one residue per grain), a recipe name or YAML path (built on the fly
         with ``n_atoms`` atoms, default 3000), an ``openmm.app.PDBFile``/``PDBxFile`` or a
-        ``(topology, positions nm)`` pair. On restart it may be None (the run's topology
-        file is used).
+        ``(topology, positions nm)`` pair. On restart or with ``continue_from`` it must be
+        None. Its coordinates must be finite and within 10 box lengths of the origin
+        (ValueError naming the atom by PDB serial, name and residue); each residue is made
+        whole by minimum image about its first atom (run.json records how many were not).
     model: deployed model path, DeployedModel or eager CGAAModel; None: the shipped
-        default (on restart: the run's copy, model.pt). It is copied to ``out_dir/model.pt``.
+        default (on restart: the run's copy, model.pt; with ``continue_from``: that run's
+        copy). It is copied to ``out_dir/model.pt``. A training checkpoint (best.pt of
+        ``cgaa train``) is refused with the ``cgaa deploy`` command that makes a model of it.
     ensemble: ``nvt`` (Langevin middle, default), ``npt`` (+ MonteCarloBarostat) or ``nve`` (Verlet).
     temperature: K (default 298.15; also the initial velocities in nve).
-    pressure: bar (npt, default 1.0). timestep_fs: fs (default 1.0).
+    pressure: bar (npt only, default 1.0: a ValueError with another ensemble).
+    timestep_fs: fs (default 1.0).
     steps: total steps of the run, counted from its start (default 10000; a restart
-        continues up to it); or time_ps: total simulated time in ps.
-    report_interval: steps between trajectory frames and state rows (default 1000).
-    checkpoint_interval: steps between checkpoints (default 10000).
+        continues up to it); or time_ps: total simulated time in ps (a ValueError if it is
+        shorter than half a time step).
+    report_interval: steps between trajectory frames and state rows (default
+        ``min(1000, max(1, steps // 10))``; one longer than the run is a ValueError).
+    checkpoint_interval: steps between checkpoints (default 10000; step 0 and the last
+        step always get one).
     platform: Reference, CPU (default), CUDA or OpenCL; precision: single, mixed
         (default) or double, where the platform has the property.
     seed: velocities, thermostat and barostat seed (default 0).
     restart: continue from the last checkpoint in ``out_dir`` (settings from run.json,
-        the dynamics ones may not change).
-    minimize: minimise the energy first (default True; never on restart), at most
-        ``minimize_iterations`` iterations (default 1000).
+        the dynamics ones may not change). Each checkpoint's size and SHA-256 are recorded
+        beside it and checked before it is loaded; a damaged last one is passed over for
+        the previous one with a warning; none usable is a CheckpointError.
+    continue_from: a finished run's directory: start this new run from its final state
+        (final_state.xml: positions, velocities, box) and topology, with its dynamics
+        settings unless given (ensemble, temperature, pressure for npt, timestep, friction,
+        barostat interval, constraints, guards, fast_substeps, platform, precision); no
+        minimisation (unless ``minimize=True``) and no new velocities (unless
+        ``new_velocities=True``, which also thermalises them).
+    minimize: minimise the energy first (default True for a new run, False for a
+        continuation; never on restart), at most ``minimize_iterations`` iterations
+        (default 1000): a capped steepest descent when the System has constraints (the
+        default), else L-BFGS (cgaa.md.minimize).
+    thermalize_ps: after drawing velocities at ``temperature``, this long of Langevin
+        dynamics at ``thermalize_friction_per_ps`` (defaults 1.0 ps, 10/ps) before step 0,
+        so the run starts at its temperature; 0 switches it off. Not in traj.dcd or
+        state.csv; run.json records it.
     friction_per_ps: Langevin friction, 1/ps (default 1). barostat_interval: steps (25).
     max_force: kJ/mol/nm (default 1e5, ~100 eV/Å); max_temperature: K (default
         max(3T, T + 1000)): the safety limits.
-    overwrite: replace a previous run in ``out_dir`` (otherwise refused).
-    progress: show a tqdm progress bar with ns/day.
+    overwrite: replace a previous run in ``out_dir`` (otherwise refused), its analysis
+        folder included. A run stopped before its first step (Ctrl-C during minimisation or
+        thermalisation) is replaced without it.
+    progress: show progress bars (minimisation, MD with ns/day) and progress lines.
     callback: called with each state row (dict) after it is written.
     constraints: ``"hbonds"`` (default: bonds to H held at the teacher's lengths, the ML
         model is least reliable for large bond stretches) or ``"none"``.
@@ -646,9 +1138,12 @@ def run_simulation(
         or with one whose forces, particles or constraints differ); a run from a model
         restarts without one.
 
-    Raises ValueError for bad settings, a model that does not cover the topology or a box
-    too small for the cutoff (before anything runs); SimulationError when the dynamics
-    becomes unphysical (last good checkpoint kept).
+    Raises RunDirError (a ValueError) for an ``out_dir`` that is a file, cannot be created
+    or already holds a run; ValueError for bad settings or input coordinates, a model that
+    does not cover the topology or a box too small for the cutoff (all before anything
+    runs); CheckpointError when a restart finds no usable checkpoint; SimulationError when
+    the dynamics becomes unphysical (last good checkpoint kept); RunWriteError (an OSError)
+    when a file cannot be written (run.json then records the failure).
     """
     out = Path(out_dir)
     given = dict(ensemble=ensemble, temperature=temperature, pressure=pressure, timestep_fs=timestep_fs,
@@ -657,32 +1152,39 @@ def run_simulation(
                  minimize=minimize, minimize_iterations=minimize_iterations, friction_per_ps=friction_per_ps,
                  barostat_interval=barostat_interval, max_force=max_force, max_temperature=max_temperature,
                  n_atoms=n_atoms, constraints=constraints, bond_guard=bond_guard,
-                 contact_guard=contact_guard, fast_substeps=fast_substeps)
+                 contact_guard=contact_guard, fast_substeps=fast_substeps, thermalize_ps=thermalize_ps,
+                 thermalize_friction_per_ps=thermalize_friction_per_ps)
     run_info, settings = prepare_run_dir(out, given, restart=restart, overwrite=overwrite,
-                                         system_input=system_input, model=model, system=system)
-    topology, positions, source = load_run_input(system_input, out, settings, run_info, restart)
-    deployed = None if system is not None else run_model(model, out, restart)
-    check_input(topology, positions, system)
+                                         system_input=system_input, model=model, system=system,
+                                         continue_from=continue_from)
+    cont = run_info.pop("_continuation", None)
+    topology, positions, source = load_run_input(system_input, out, settings, run_info, restart, cont)
+    check_input(topology, positions, system, far=not restart and cont is None)
+    made_whole = None
+    if not restart and cont is None:
+        positions, made_whole = whole_molecules(topology, positions, progress)
+    deployed = None if system is not None else run_model(model, out, restart, cont)
     run_system = build_run_system(topology, settings, deployed, system, customize_system)
     simulation, plat, props = make_simulation(topology, run_system, settings)
     files = run_files(out, topology, model_copy=deployed is not None)
     if restart:
         start = restore_checkpoint(simulation, out, run_info, deployed)
     else:
-        start = place_input(simulation, topology, positions, files)
+        start = place_input(simulation, topology, positions, files, cont, new_velocities)
     entry = record_start(out, run_info, settings=settings, source=source, deployed=deployed, system=system,
-                         platform=plat, props=props, topology=topology, files=files, start=start)
-    t_start, step0 = time.perf_counter(), simulation.currentStep
-    interrupted, last = run_dynamics(simulation, run_system, settings, out, start, run_info, entry,
-                                     callback=callback, progress=progress)
-    return finish_run(simulation, settings, out, run_info, entry, step0=step0, t_start=t_start,
-                      interrupted=interrupted, start=start, last=last, files=files)
+                         platform=plat, props=props, topology=topology, files=files, start=start,
+                         made_whole=made_whole)
+    dyn = run_dynamics(simulation, run_system, settings, out, start, run_info, entry,
+                       callback=callback, progress=progress)
+    res = finish_run(simulation, settings, out, run_info, entry, dyn=dyn, start=start, files=files)
+    res.made_whole = made_whole or 0
+    return res
 
 
 def _integrate(simulation, settings: Dict[str, Any], reporter: Reporter, chk: Checkpointer,
-               callback, progress: bool) -> bool:
+               callback, progress: bool, guard: SigintGuard) -> bool:
     """The MD loop: step in chunks to the next report/checkpoint, check, write. Returns
-    True if stopped by Ctrl-C (after saving a checkpoint)."""
+    True if stopped by Ctrl-C (``guard``; after saving a checkpoint)."""
     import openmm
     from tqdm import tqdm
 
@@ -694,41 +1196,42 @@ def _integrate(simulation, settings: Dict[str, Any], reporter: Reporter, chk: Ch
     bar = tqdm(total=target, initial=min(current, target), unit="step", disable=not progress,
                dynamic_ncols=True, desc="cgaa simulate")
     try:
-        with SigintGuard() as guard:
-            while current < target:
-                nxt = min((current // rep + 1) * rep, (current // cpi + 1) * cpi, target)
-                try:
-                    simulation.step(nxt - current)
-                except openmm.OpenMMException as err:
-                    raise SimulationError(f"between step {current} and step {nxt}: OpenMM failed: {openmm_message(err)}",
-                                          nxt, "integration") from None
-                current = simulation.currentStep
-                bar.update(current - bar.n)
-                report_now = current % rep == 0
-                checkpoint_now = current % cpi == 0 or current == target or guard.requested
-                if report_now or checkpoint_now:
-                    st = reporter.state(report_now)
-                    row = reporter.check(st, current)
-                    if report_now:
-                        reporter.write(st, row)
-                        if callback:
-                            callback(row)
-                        bar.set_postfix_str(f"{reporter.speed:.3g} ns/day, T {row['temperature_K']:.0f} K",
-                                            refresh=False)
-                    if checkpoint_now or guard.requested:
-                        chk.save(simulation.context, current, current * dt_ps, reporter.dcd_frames,
-                                 reporter.csv_rows)
-                if guard.requested:
-                    return True
+        while current < target:
+            nxt = min((current // rep + 1) * rep, (current // cpi + 1) * cpi, target)
+            try:
+                simulation.step(nxt - current)
+            except openmm.OpenMMException as err:
+                raise SimulationError(f"between step {current} and step {nxt}: OpenMM failed: {openmm_message(err)}",
+                                      nxt, "integration") from None
+            current = simulation.currentStep
+            bar.update(current - bar.n)
+            report_now = current % rep == 0
+            checkpoint_now = current % cpi == 0 or current == target or guard.requested
+            if report_now or checkpoint_now:
+                st = reporter.state(report_now)
+                row = reporter.check(st, current)
+                if report_now:
+                    reporter.write(st, row)
+                    if callback:
+                        callback(row)
+                    bar.set_postfix_str(f"{reporter.speed:.3g} ns/day, T {row['temperature_K']:.0f} K",
+                                        refresh=False)
+                if checkpoint_now or guard.requested:
+                    chk.save(simulation.context, current, current * dt_ps, reporter.dcd_frames,
+                             reporter.csv_rows)
+            if guard.requested:
+                return True
     finally:
         bar.close()
     return False
 
 
-__all__ = ["run_simulation", "SimulationError", "SimulationResult", "RunStart", "resolve_settings",
+__all__ = ["run_simulation", "SimulationError", "SimulationResult", "RunStart", "Dynamics", "resolve_settings",
            "load_state_csv", "truncate_dcd", "truncate_csv", "minimize_energy", "capped_minimize",
            "degrees_of_freedom", "get_platform", "build_integrator", "add_barostat", "system_summary",
            "check_given_system", "prepare_run_dir", "load_run_input", "run_model", "check_input",
-           "build_run_system", "make_simulation", "run_files", "restore_checkpoint", "place_input",
-           "record_start", "minimise_and_thermalise", "run_dynamics", "finish_run", "DEFAULTS", "ENSEMBLES",
-           "PLATFORMS", "PRECISIONS", "STATE_COLUMNS", "CGAA_SYSTEM_SETTINGS"]
+           "whole_molecules", "build_run_system", "make_simulation", "run_files", "restore_checkpoint",
+           "place_input", "record_start", "prepare_first_step", "thermalise", "run_dynamics", "finish_run",
+           "reusable_run_dir", "clear_run_dir", "CheckpointError", "RunDirError", "RunWriteError",
+           "BEFORE_FIRST_STEP", "DEFAULTS", "ENSEMBLES", "PLATFORMS", "PRECISIONS", "STATE_COLUMNS",
+           "CGAA_SYSTEM_SETTINGS"]

@@ -33,7 +33,7 @@ DEFAULTS: Dict[str, Any] = {
     "pressure": 1.0,
     "timestep_fs": 1.0,
     "steps": 10000,
-    "report_interval": 1000,
+    "report_interval": None,  # min(1000, max(1, steps // 10)): see :func:`default_report_interval`
     "checkpoint_interval": 10000,
     "platform": "CPU",
     "precision": "mixed",
@@ -49,7 +49,20 @@ DEFAULTS: Dict[str, Any] = {
     "bond_guard": "auto",
     "contact_guard": True,
     "fast_substeps": 1,
+    "thermalize_ps": 1.0,
+    "thermalize_friction_per_ps": 10.0,
 }
+
+
+#: The longest default report interval (steps); shorter runs report 10 times (:func:`default_report_interval`).
+MAX_DEFAULT_REPORT_INTERVAL = 1000
+
+
+#: Settings a continuation (``continue_from=``, ``cgaa simulate --continue-from``) takes from the
+#: run it continues unless given: the dynamics of that run and where it ran.
+INHERITED_BY_CONTINUATION = ("ensemble", "temperature", "pressure", "timestep_fs", "seed", "friction_per_ps",
+                             "barostat_interval", "constraints", "bond_guard", "contact_guard", "fast_substeps",
+                             "platform", "precision", "max_force", "max_temperature")
 
 
 #: Settings that define the dynamics: a restart may not change them.
@@ -65,6 +78,12 @@ CGAA_SYSTEM_SETTINGS = ("constraints", "bond_guard", "contact_guard")
 
 
 # ---------------------------------------------------------------------------- settings
+def default_report_interval(steps: int) -> int:
+    """``min(1000, max(1, steps // 10))``: a run reports at least about 10 times (a 200-step
+    run every 20 steps), a long one every 1000 steps."""
+    return min(MAX_DEFAULT_REPORT_INTERVAL, max(1, int(steps) // 10))
+
+
 def check_bond_guard(value: Any) -> Any:
     """``"auto"`` or a bool (numpy bools become bools); ValueError naming the allowed values
     otherwise (a string such as ``"off"`` would otherwise switch the guard on)."""
@@ -106,19 +125,30 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
             s[k] = None
     elif saved is not None and "contact_guard" not in saved and given.get("contact_guard") is None:
         s["contact_guard"] = False  # a run from before the contact guard continues without one
+    if s["ensemble"] not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLES}, not {s['ensemble']!r}")
+    if given.get("pressure") is not None and s["ensemble"] != "npt":
+        raise ValueError(f"pressure={given['pressure']!r} is only used with ensemble='npt' (a barostat); this "
+                         f"run's ensemble is {s['ensemble']!r}: leave pressure unset or run ensemble='npt'")
+    if not float(s["timestep_fs"]) > 0:
+        raise ValueError(f"timestep_fs must be > 0, got {s['timestep_fs']}")
     if given.get("time_ps") is not None:
         if given.get("steps") is not None:
             raise ValueError("give steps or time_ps, not both")
-        s["steps"] = int(round(float(given["time_ps"]) / (float(s["timestep_fs"]) * units.PS_PER_FS)))
-    if s["ensemble"] not in ENSEMBLES:
-        raise ValueError(f"ensemble must be one of {ENSEMBLES}, not {s['ensemble']!r}")
+        t_ps, dt_ps = float(given["time_ps"]), float(s["timestep_fs"]) * units.PS_PER_FS
+        if not t_ps >= 0:
+            raise ValueError(f"time_ps must be >= 0, got {given['time_ps']}")
+        s["steps"] = int(round(t_ps / dt_ps))
+        if t_ps > 0 and s["steps"] == 0:
+            raise ValueError(f"time_ps={t_ps:g} ps is less than half a time step (timestep_fs={float(s['timestep_fs']):g} "
+                             "fs): the run would have 0 steps; give a longer time_ps or steps")
     if not given_system:
         _check_cgaa_system_settings(s)
     if s["platform"] not in PLATFORMS:
         raise ValueError(f"platform must be one of {PLATFORMS}, not {s['platform']!r}")
     if s["precision"] not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {s['precision']!r}")
-    for k in ("temperature", "timestep_fs", "friction_per_ps", "max_force"):
+    for k in ("temperature", "friction_per_ps", "max_force"):
         if not float(s[k]) > 0:
             raise ValueError(f"{k} must be > 0, got {s[k]}")
     if s["ensemble"] == "npt" and not float(s["pressure"]) > 0:
@@ -128,9 +158,19 @@ def resolve_settings(given: Dict[str, Any], saved: Optional[Dict[str, Any]] = No
             raise ValueError(f"{k} must be >= 0, got {s[k]}")
 
     s["fast_substeps"] = check_substeps(s["fast_substeps"])
+    if s["report_interval"] is None:
+        s["report_interval"] = default_report_interval(int(s["steps"]))
     for k in ("report_interval", "checkpoint_interval", "barostat_interval", "n_atoms"):
         if int(s[k]) < 1:
             raise ValueError(f"{k} must be >= 1, got {s[k]}")
+    if saved is None and given.get("report_interval") is not None and 0 < int(s["steps"]) < int(s["report_interval"]):
+        raise ValueError(f"report_interval={int(s['report_interval'])} is longer than the run ({int(s['steps'])} "
+                         "steps): only step 0 would be reported; give a report_interval of at most the run's "
+                         f"steps (or leave it unset: {default_report_interval(int(s['steps']))} for this run)")
+    if not float(s["thermalize_ps"]) >= 0:
+        raise ValueError(f"thermalize_ps must be >= 0, got {s['thermalize_ps']}")
+    if not float(s["thermalize_friction_per_ps"]) > 0:
+        raise ValueError(f"thermalize_friction_per_ps must be > 0, got {s['thermalize_friction_per_ps']}")
     if s["max_temperature"] is None:
         t = float(s["temperature"])
         s["max_temperature"] = max(3.0 * t, t + 1000.0)

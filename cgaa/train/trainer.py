@@ -37,6 +37,7 @@ from cgaa._version import __version__
 from cgaa.data.contacts import closest_contacts
 from cgaa.data.dataset import (Frame, check_covered, data_statistics, fit_reference_energies, frame_tensors,
                                load_frames, model_inputs, split_frames, vocabulary_of)
+from cgaa.core.modelfile import TRAINING_CHECKPOINT_FORMAT
 from cgaa.core.fileio import atomic_path, file_sha256, write_text_atomic
 from cgaa.core.resources import repository_path
 from cgaa.core.modelfile import is_deployed_model
@@ -45,7 +46,7 @@ from cgaa.train.loss import check_virial_labels, frame_loss, predict
 from cgaa.core.model import CGAAModel, ModelConfig, count_parameters
 from cgaa.train.evaluate import errors
 
-CHECKPOINT_FORMAT = "cgaa-checkpoint-1"
+CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT
 
 
 class TrainingError(RuntimeError):
