@@ -166,3 +166,18 @@ def test_packmol_failure_shows_log(tmp_path):
         build_box("lipf6-ec-emc-1m", 500, out, packmol=str(fake))
     assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_box_too_small_for_the_default_model_is_flagged_at_build_time(tmp_path, capsys):
+    """`cgaa build --atoms 300` packs a ~14.9 Å box, which the default model (8 Å cutoff) refuses:
+    the build says so and names an atom count that fits; a box that fits gets no warning."""
+    from cgaa.systems.build import small_box_note
+
+    note = small_box_note(14.9, 300, 8.0)
+    assert "14.9 A box is not above twice the 8 A cutoff" in note
+    need = int(note.rsplit("--atoms ", 1)[1].split()[0])
+    assert 300 * (16.0 / 14.9) ** 3 < need < 300 * (16.5 / 14.9) ** 3  # the volume ratio, a 2 % margin
+    assert small_box_note(16.2, 400, 8.0) is None
+    rc = main(["build", "--recipe", "lipf6-ec-emc-1m", "--atoms", "300", "-o", str(tmp_path / "b.pdb")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "not above twice the 8 A cutoff of the default model" in err and "--atoms" in err
