@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from cgaa.analysis.species import _COVALENT_RADIUS_NM
+from cgaa.analysis.species import COVALENT_RADIUS_NM
 
 #: A residue with more atoms than this is not checked for connectivity by distances.
 MAX_RESIDUE_ATOMS: int = 20_000
@@ -49,7 +49,7 @@ def _symbol(atom) -> Optional[str]:
 
 def _radius(atom) -> float:
     s = _symbol(atom)
-    return _COVALENT_RADIUS_NM.get(s, DEFAULT_RADIUS_NM) if s else DEFAULT_RADIUS_NM
+    return COVALENT_RADIUS_NM.get(s, DEFAULT_RADIUS_NM) if s else DEFAULT_RADIUS_NM
 
 
 def check_elements(top, traj_path: Path, top_path: Path) -> List[str]:

@@ -40,7 +40,7 @@ _MONATOMIC_CATION_CHARGE = {"Li": 1.0, "Na": 1.0, "K": 1.0, "Rb": 1.0, "Cs": 1.0
 _MONATOMIC_ANION_CHARGE = {"F": -1.0, "Cl": -1.0, "Br": -1.0, "I": -1.0}
 
 #: Covalent radii (nm) for bond inference when the topology has no bonds.
-_COVALENT_RADIUS_NM = {
+COVALENT_RADIUS_NM = {
     "H": 0.031, "B": 0.084, "C": 0.076, "N": 0.071, "O": 0.066, "F": 0.057,
     "P": 0.107, "S": 0.105, "Cl": 0.102, "As": 0.119, "Br": 0.120, "I": 0.139,
 }
@@ -209,7 +209,7 @@ def infer_bonds(topology, xyz_nm: np.ndarray, box_nm: Optional[np.ndarray] = Non
         if len(atoms) < 2:
             continue
         idx = np.array([a.index for a in atoms])
-        rad = np.array([_COVALENT_RADIUS_NM.get(a.element.symbol if a.element else "", 0.0) for a in atoms])
+        rad = np.array([COVALENT_RADIUS_NM.get(a.element.symbol if a.element else "", 0.0) for a in atoms])
         d = xyz_nm[idx][:, None, :] - xyz_nm[idx][None, :, :]
         if inv is not None:
             s = d @ inv
