@@ -425,7 +425,8 @@ def test_simulate_bond_guard_follows_the_prior(tmp_path):
             seen[prior] = [f.getName() for f in system.getForces()]
 
         run_simulation((pdb.topology, pdb.positions), _light_model(gm, numbers, prior), tmp_path / prior,
-                       steps=0, minimize=False, platform="Reference", progress=False, customize_system=hook)
+                       steps=0, minimize=False, thermalize_ps=0.0, platform="Reference", progress=False,
+                       customize_system=hook)
     assert BOND_GUARD_NAME in seen["none"]
     assert not any(n.startswith(PRIOR_FORCE_PREFIX) for n in seen["none"])
     assert BOND_GUARD_NAME not in seen["teacher_bonded"]
