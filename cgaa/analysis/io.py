@@ -50,18 +50,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 from cgaa.analysis.checks import check_atom_order, check_elements
 from cgaa.core import units
-from cgaa.systems.boxfile import BOX_SUFFIXES, PDBX_SUFFIXES, find_run_topology
+from cgaa.systems.boxfile import (BOX_SUFFIXES, PDBX_SUFFIXES, RUN_JSON_FILE, RUN_STATE_FILE, RUN_TRAJ_FILE,
+                                  find_run_topology)
 
 PathLike = Union[str, os.PathLike]
 
 #: One AKMA time unit in ps (the DCD header stores the time step in AKMA units).
 AKMA_TIME_PS: float = 0.04888821
 
-#: File names of a ``cgaa simulate`` run directory (the same as cgaa.md.rundir's, which
-#: this stage may not import; tests/test_analysis_conventions.py checks they agree).
-RUN_TRAJ_FILE = "traj.dcd"
-RUN_JSON_FILE = "run.json"
-RUN_STATE_FILE = "state.csv"
 
 #: Formats whose length unit the file does not fix (mdtraj assumes one): accepted only when
 #: the topology's box confirms it.

@@ -20,16 +20,16 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from cgaa.core.fileio import atomic_path, file_sha256, write_text_atomic
-from cgaa.systems.boxfile import find_run_topology, read_box, write_box
+from cgaa.systems.boxfile import RUN_JSON_FILE, RUN_STATE_FILE, RUN_TRAJ_FILE, find_run_topology, read_box, write_box
 
 
-TRAJ_FILE = "traj.dcd"
+TRAJ_FILE = RUN_TRAJ_FILE
 
 
 TOPOLOGY_FILE = "topology.pdb"  # topology.cif above 99,999 atoms (cgaa.systems.boxfile.run_topology_name)
 
 
-STATE_FILE = "state.csv"
+STATE_FILE = RUN_STATE_FILE
 
 
 CHECKPOINT_FILE = "checkpoint.chk"
@@ -47,7 +47,7 @@ PREV_CHECKPOINT_META = "checkpoint.prev.json"
 FINAL_STATE_FILE = "final_state.xml"
 
 
-RUN_FILE = "run.json"
+RUN_FILE = RUN_JSON_FILE
 
 
 MODEL_FILE = "model.pt"

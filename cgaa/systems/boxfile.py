@@ -26,6 +26,11 @@ PDBX_SUFFIXES = (".cif", ".pdbx", ".mmcif")
 BOX_SUFFIXES = PDB_SUFFIXES + PDBX_SUFFIXES
 #: stem of the topology file of a ``cgaa simulate`` run directory (``topology.pdb`` or ``topology.cif``)
 RUN_TOPOLOGY_STEM = "topology"
+#: trajectory, run record and state table of a ``cgaa simulate`` run directory: written by
+#: :mod:`cgaa.md.rundir`, read by :mod:`cgaa.analysis` (defined here, which both stages import)
+RUN_TRAJ_FILE = "traj.dcd"
+RUN_JSON_FILE = "run.json"
+RUN_STATE_FILE = "state.csv"
 
 
 def box_format(path: PathLike) -> str:
