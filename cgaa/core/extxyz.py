@@ -136,7 +136,9 @@ def normalize_frame(atoms, *, where: str = "frame", energy_key: Optional[str] = 
             raise FrameError(f"{where}: forces have shape {f.shape}, but the frame has {n} atoms")
         bad = np.where(~np.isfinite(f).all(axis=1))[0]
         if len(bad):
-            raise FrameError(f"{where}: forces are NaN/inf on atom(s) {bad[:10].tolist()}")
+            symbols = atoms.get_chemical_symbols()
+            raise FrameError(f"{where}: forces are NaN/inf on atom(s) {bad[:10].tolist()} "
+                             f"({', '.join(symbols[k] for k in bad[:10])})")
         atoms.arrays[FORCES] = f
     bad_pos = np.where(~np.isfinite(atoms.positions).all(axis=1))[0]
     if len(bad_pos):

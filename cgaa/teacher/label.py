@@ -24,7 +24,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from cgaa.analysis.io import find_run_files, load_trajectory
-from cgaa.core.extxyz import ENERGY, FORCES, STRESS, make_frame, normalize_frame, read_frames, write_frames
+from cgaa.core.extxyz import (ENERGY, FORCES, STRESS, FrameError, make_frame, normalize_frame, read_frames,
+                              write_frames)
 from cgaa.core.units import nm_to_angstrom
 from cgaa.systems.topology import topology_from_residues
 from cgaa.teacher.forcefield import Teacher
@@ -136,16 +137,14 @@ class LabelError(RuntimeError):
 
 
 def check_labels(atoms, where: str, max_force: float = MAX_LABEL_FORCE) -> None:
-    """LabelError naming ``where`` (and the atom) unless the frame's REF_energy and REF_forces are
-    finite and no force exceeds ``max_force`` eV/Å."""
-    e = float(atoms.info[ENERGY])
-    f = np.asarray(atoms.arrays[FORCES], dtype=float)
-    if not np.isfinite(e):
-        raise LabelError(f"{where}: the energy is {e}")
-    bad = np.flatnonzero(~np.isfinite(f).all(axis=1))
-    if bad.size:
-        raise LabelError(f"{where}: the force on atom {int(bad[0])} ({atoms.get_chemical_symbols()[bad[0]]}) is not finite")
-    norms = np.linalg.norm(f, axis=1)
+    """Validate a freshly labelled frame in place (:func:`cgaa.core.extxyz.normalize_frame`: finite
+    energy, forces of the right shape, finite, naming the atoms and their elements) and refuse a
+    force above ``max_force`` eV/Å as absurd: LabelError naming ``where`` and the atom."""
+    try:
+        normalize_frame(atoms, where=where)
+    except FrameError as err:
+        raise LabelError(str(err)) from None
+    norms = np.linalg.norm(np.asarray(atoms.arrays[FORCES], dtype=float), axis=1)
     k = int(np.argmax(norms)) if len(norms) else 0
     if len(norms) and norms[k] > max_force:
         raise LabelError(f"{where}: a force of {norms[k]:.1f} eV/A on atom {k} ({atoms.get_chemical_symbols()[k]}) "
@@ -277,7 +276,6 @@ def label_frames(frames: Sequence, calculator, *, name: str = "calculator",
                 new.info[STRESS] = np.asarray(s, dtype=float)
             new.info["teacher"] = name
             check_labels(new, f"{where} labelled by '{name}'", max_force)
-            normalize_frame(new, where=f"{where} labelled by '{name}'")
             if partial is not None:
                 _append_frame(partial, new)
             out.append(new)
