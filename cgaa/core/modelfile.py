@@ -23,8 +23,10 @@ from cgaa.core.inputs import grain_type_indices, species_indices
 
 FORMAT_VERSION = 1
 #: ``format`` of a training checkpoint of ``cgaa train`` (a torch.save dict), which is not a
-#: deployed model: stages that must tell the two apart (``cgaa simulate --model best.pt``) read it here.
-TRAINING_CHECKPOINT_FORMAT = "cgaa-checkpoint-1"
+#: deployed model: stages that must tell the two apart (``cgaa simulate --model best.pt``) read it here;
+#: the prefix matches a checkpoint of any format version.
+TRAINING_CHECKPOINT_PREFIX = "cgaa-checkpoint-"
+TRAINING_CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_PREFIX + "1"
 METADATA_FILE = "cgaa_metadata.json"
 UNITS = {"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"}
 

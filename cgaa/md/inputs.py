@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from cgaa.core.modelfile import TRAINING_CHECKPOINT_FORMAT, is_deployed_model
+from cgaa.core.modelfile import TRAINING_CHECKPOINT_PREFIX, is_deployed_model
 from cgaa.md.rundir import FINAL_STATE_FILE, MODEL_FILE, RUN_FILE, RunDirError, read_json
 from cgaa.systems.boxfile import find_run_topology, read_box
 
@@ -24,8 +24,6 @@ from cgaa.systems.boxfile import find_run_topology, read_box
 #: minimisation otherwise.
 MAX_BOX_LENGTHS = 10.0
 
-#: Start of the ``format`` field of a training checkpoint of ``cgaa train`` (its version left out).
-TRAINING_CHECKPOINT_PREFIX = TRAINING_CHECKPOINT_FORMAT.rsplit("-", 1)[0].encode() + b"-"
 
 
 def atom_label(atom) -> str:
@@ -96,7 +94,7 @@ def is_training_checkpoint(path: Union[str, Path]) -> bool:
         with zipfile.ZipFile(str(path)) as z:
             for name in z.namelist():
                 if name.endswith("data.pkl"):
-                    return TRAINING_CHECKPOINT_PREFIX in z.read(name)
+                    return TRAINING_CHECKPOINT_PREFIX.encode() in z.read(name)
     except (zipfile.BadZipFile, OSError, KeyError):
         return False
     return False
