@@ -30,8 +30,9 @@ clean:
 default-model: $(STAMP)
 	bash forcefields/models/make_default_model.sh
 
-# The quantum-level model (SevenNet-0 + D3(BJ) labels; not shipped yet): train, deploy, evaluate and
-# write its card in build/sevennet-model/ from the shipped data (forcefields/data/sevennet/); resumable.
+# The quantum-level model (SevenNet-0 + D3(BJ) labels; not shipped yet): stage 1, two active-learning
+# rounds (own NPT MD, labelled with SevenNet-0 + D3 unless forcefields/data/sevennet/al*.xyz.xz ship
+# them; labelling needs ".[sevenn]"), two fine-tunes, evaluation and card in build/sevennet-model/; resumable.
 sevennet-model: $(STAMP)
 	CGAA=$(VENV)/bin/cgaa PYTHON=$(PY) bash forcefields/models/make_sevennet_model.sh
 

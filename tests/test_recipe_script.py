@@ -140,3 +140,69 @@ def test_recipe_final_stage(tmp_path):
     calls = _run(tmp_path, final=str(final))
     assert [c.split()[0] for c in calls] == ["label", "evaluate", "-m"]
     assert calls[0].startswith(f"label {work / 'npt3' / 'teacher' / 'rep1'}")
+
+
+SEVENNET = ROOT / "forcefields" / "models" / "make_sevennet_model.sh"
+
+
+def _run_sevennet(tmp_path: Path) -> list:
+    fake = tmp_path / "fake-cgaa"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    log.unlink(missing_ok=True)
+    env = dict(os.environ, CGAA=str(fake), PYTHON=str(fake), FAKE_LOG=str(log),
+               WORK=str(tmp_path / "work"), DATA=str(tmp_path / "data"))
+    proc = subprocess.run(["bash", str(SEVENNET)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return log.read_text().splitlines()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("xz") is None, reason="needs bash and xz")
+def test_sevennet_recipe_resumes_and_ships_its_active_learning_frames(tmp_path):
+    """make sevennet-model: a round whose labelled frames are shipped is not run again; a missing
+    round runs its three NPT runs (an interrupted one with --restart) before any labelling, labels
+    two for training (every 0.5 ps) and one held out (every 1 ps), and ships them compressed; each
+    fine-tune starts after its round; the card is evaluated on the classical and own-MD test frames."""
+    work, data = tmp_path / "work", tmp_path / "data"
+    (work / "run-stage1").mkdir(parents=True)
+    (work / "run-stage1" / "test_metrics.json").touch()   # stage 1 finished
+    (work / "stage1.pt").touch()
+    data.mkdir()
+    for name in ("al1-md-298", "al1-md-338", "al1-test"):  # round 1 shipped
+        (data / f"{name}.xyz.xz").write_bytes(b"x")
+    interrupted = work / "al" / "run-32"
+    interrupted.mkdir(parents=True)
+    (interrupted / "checkpoint.chk").touch()
+    (interrupted / "run.json").write_text(json.dumps({"history": [{"status": "interrupted"}]}))
+    calls = _run_sevennet(tmp_path)
+    verbs = [c.split()[0] for c in calls]
+    assert not any(c.startswith("train ") for c in calls)
+    md = [c for c in calls if c.startswith("simulate")]
+    assert len(md) == 3 and all("stage1" not in c for c in md)       # round 2 only, the stage-2 model
+    assert f"simulate --restart --time-ps 12 --threads 1 --no-progress -o {interrupted}" in md
+    assert any(f"--model {work / 'stage2.pt'}" in c and "--temperature 318" not in c and "--seed 31" in c
+               for c in md)
+    ft2 = calls.index(f"finetune --no-progress forcefields/models/lipf6-ec-emc-1m-sevennet.stage2.finetune.yaml")
+    labels = [i for i, c in enumerate(calls) if c.startswith("label")]
+    assert len(labels) == 3 and min(labels) > max(i for i, c in enumerate(calls) if c.startswith("simulate"))
+    assert min(i for i, c in enumerate(calls) if c.startswith("simulate")) > ft2
+    every = sorted(calls[i].split("--every-ps ")[1].split()[0] for i in labels)
+    assert every == ["0.5", "0.5", "1"]
+    for name in ("al2-md-298", "al2-md-318", "al2-test"):
+        assert (data / f"{name}.xyz.xz").exists()                   # shipped, compressed
+    ft3 = calls.index("finetune --no-progress forcefields/models/lipf6-ec-emc-1m-sevennet.finetune.yaml")
+    assert ft3 > max(labels)
+    evaluate = [c for c in calls if c.startswith("evaluate")]
+    assert any(str(data / "test-sevenn.xyz.xz") in c and str(data / "al2-test.xyz.xz") in c for c in evaluate)
+    assert verbs[-1] == "-m" and "--targets 0.10,2" in calls[-1]
+
+    # a second pass: the fine-tunes finished, every output exists: only the card is made again
+    for run in ("run-stage2", "run"):
+        (work / run).mkdir(exist_ok=True)
+        (work / run / "finetune_report.json").touch()
+    for run in (work / "al").glob("run-*"):
+        (run / "run.json").write_text(json.dumps({"history": [{"status": "finished"}]}))
+    (work / "eval" / "metrics.json").touch()
+    (work / "eval-own-md" / "metrics.json").touch()
+    assert [c.split()[0] for c in _run_sevennet(tmp_path)] == ["-m"]
