@@ -26,7 +26,7 @@ from cgaa._version import __version__
 #: Sub-commands in the order of the data flow; modules that do not exist are skipped.
 COMMANDS = (
     "build", "sample", "label", "train", "evaluate", "finetune", "deploy",
-    "simulate", "analyze", "bench", "demo",
+    "simulate", "replicas", "analyze", "bench", "demo",
 )
 
 

@@ -72,4 +72,4 @@ def test_public_entry_points():
     assert callable(CGAAPotentialImplFactory)
     subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
     assert set(subcommands) == set(COMMANDS) == {"build", "sample", "label", "train", "evaluate", "finetune", "deploy",
-                                                 "simulate", "analyze", "bench", "demo"}
+                                                 "simulate", "replicas", "analyze", "bench", "demo"}

@@ -18,6 +18,8 @@ ALLOWED = {
     "train": {"core", "data", "priors"},
     "openmm": {"core", "systems", "teacher", "priors"},
     "md": {"core", "systems", "openmm"},
+    # runs the jobs of the stages on Dask; only bench's callers (commands) hand it bench's functions
+    "distributed": {"core", "systems", "analysis", "teacher", "priors", "data", "train", "openmm", "md"},
 }
 #: Modules that import cgaa inside functions, for the reason docs/architecture.md states.
 LAZY_OK = {"cgaa", "cgaa.cli", "cgaa.openmm", "cgaa.openmm.mlpotential"}

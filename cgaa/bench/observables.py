@@ -204,12 +204,15 @@ def _run_replica(kw: Dict[str, Any]) -> Tuple[Optional[str], float]:
     return None, time.perf_counter() - t0
 
 
-def _run_replicas(kws: List[Dict[str, Any]], jobs: int, progress: bool
+def _run_replicas(kws: List[Dict[str, Any]], jobs: int, progress: bool, runner: Optional[Callable] = None
                   ) -> Dict[str, Tuple[Optional[str], Optional[float]]]:
     """Run replicas (:func:`_run_replica` keyword dicts), ``jobs`` at a time in worker
-    processes; {run directory: (error or None, wall seconds)}."""
+    processes, or as ``runner(_run_replica, kws)`` (results in order; e.g. on Dask:
+    :func:`cgaa.distributed.replicas.observables_runner`); {run directory: (error or None, wall seconds)}."""
     if not kws:
         return {}
+    if runner is not None:
+        return dict(zip([kw["run_dir"] for kw in kws], (tuple(r) for r in runner(_run_replica, kws))))
     if jobs > 1 and len(kws) > 1:
         import multiprocessing
         import os
@@ -407,6 +410,7 @@ def run_observables(
     fast_substeps: int = 1,
     command: Optional[str] = None,
     progress: bool = True,
+    runner: Optional[Callable] = None,
 ) -> Tuple[Dict[str, Any], Dict[str, Path]]:
     """Teacher MD vs CGAA MD, ``replicas`` each, ``equil_ps`` + ``time_ps`` per replica.
 
@@ -431,6 +435,9 @@ def run_observables(
             ``fast_substeps × timestep_fs`` for the network and the forces between grains and
             ``timestep_fs`` for the prior's intra-grain terms; the teacher keeps ``timestep_fs``.
             ``equil_ps``, ``time_ps`` and ``report_ps`` must then be whole numbers of CGAA steps.
+        runner: runs the replica runs instead of ``jobs`` local processes: ``runner(func, kws)``
+            returns ``[func(kw) for kw in kws]``, e.g. on Dask
+            (:func:`cgaa.distributed.replicas.observables_runner`, ``cgaa bench observables --dask``).
         Writes observables.json/.md/.png; returns (report, files).
     """
     import torch
@@ -534,7 +541,7 @@ def run_observables(
                 kw = dict(run_kw, **eng_kw, engine=e, k=k, run_dir=str(run_dir), restart=restart, box=str(box),
                           checkpoint=checkpoint_interval(eng_kw["steps"], eng_kw["report"], eng_kw["timestep_fs"]))
                 (first if src is None or restart else then).append((kw, src))
-        results.update(_run_replicas([kw for kw, _ in first], jobs, progress))
+        results.update(_run_replicas([kw for kw, _ in first], jobs, progress, runner))
         starts, length = [], {d: per_engine(e, n)["steps"] for e, _, d, n, _ in runs}
         for kw, src in then:  # runs from another run's final state: after those runs
             if _failure(src) or not _finished(src, length[src]):
@@ -542,7 +549,7 @@ def run_observables(
                 continue
             kw["box"] = str(write_final_pdb(src, Path(kw["run_dir"]).parent / f"start-rep{kw['k']}{box.suffix}"))
             starts.append(kw)
-        results.update(_run_replicas(starts, jobs, progress))
+        results.update(_run_replicas(starts, jobs, progress, runner))
         for eng in engines:
             reps: List[Dict[str, Any]] = []
             for k in range(replicas):

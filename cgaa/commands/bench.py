@@ -182,6 +182,10 @@ def register(subparsers) -> None:
     o.add_argument("--fast-substeps", type=int, default=1, metavar="N",
                    help="CGAA runs as r-RESPA: the network every N x --timestep, the prior's intra-grain terms every "
                         "--timestep (as cgaa simulate --fast-substeps); the teacher keeps --timestep")
+    o.add_argument("--dask", metavar="CONFIG.yaml", nargs="?", const="",
+                   help="run the replica runs as tasks on Dask instead of --jobs processes: a LocalCluster (--dask "
+                        "alone), a scheduler address or Slurm/PBS jobs as the YAML file says (docs/scaling.md)")
+    o.add_argument("--scheduler", metavar="ADDRESS", help="run the replica runs on the Dask scheduler at ADDRESS")
     o.set_defaults(func=run_observables_cmd)
 
     q = modes.add_parser("pool", help="pool the replicas of several observables runs into one comparison",
@@ -259,8 +263,11 @@ def _window(text: Optional[str]) -> Optional[Tuple[float, float]]:
     return a, b
 
 
-def run_observables_cmd(args: argparse.Namespace) -> int:
+def run_observables_cmd(args: argparse.Namespace, runner: Optional[dict] = None) -> int:
     """``cgaa bench observables``."""
+    if runner is None and (getattr(args, "dask", None) is not None or getattr(args, "scheduler", None)):
+        return _observables_on_dask(args)
+    runner = runner or {}
     from cgaa.bench.observables import ENGINES, run_observables
     from cgaa.bench.report import command_line
 
@@ -272,9 +279,21 @@ def run_observables_cmd(args: argparse.Namespace) -> int:
                                  teacher_cutoff_nm=args.teacher_cutoff, threads=args.threads, seed=args.seed,
                                  resume=args.resume, fit_window_ps=_window(args.fit_window), jobs=args.jobs,
                                  start=args.start, warmup_ps=args.warmup_ps,
-                                 fast_substeps=args.fast_substeps, command=command_line())
+                                 fast_substeps=args.fast_substeps, command=command_line(), **runner)
     print(f"cgaa bench observables: wrote {', '.join(str(p) for p in files.values())}")
     return 0
+
+
+def _observables_on_dask(args: argparse.Namespace) -> int:
+    """``cgaa bench observables --dask/--scheduler``: the replica runs as Dask tasks."""
+    from cgaa.distributed.cluster import load_config, open_client
+    from cgaa.distributed.replicas import observables_runner
+
+    cfg = load_config(args.dask or None, address=args.scheduler)
+    if args.threads is None and cfg.task_threads is not None:
+        args.threads = cfg.task_threads
+    with open_client(cfg) as client:
+        return run_observables_cmd(args, runner={"runner": observables_runner(client, retries=cfg.retries)})
 
 
 def run_pool_cmd(args: argparse.Namespace) -> int:

@@ -51,8 +51,19 @@ def register(subparsers) -> None:
                    help="drop the input's old labels instead of keeping them as prev_energy/prev_forces")
     p.add_argument("--max-force", type=float, default=None,
                    help="refuse labels with a force above this (eV/A; default 50): a diverged calculator or a broken frame")
-    p.add_argument("--restart", action="store_true", help="ignore OUTPUT.partial of an interrupted run and label from the start")
+    p.add_argument("--restart", action="store_true", help="ignore OUTPUT.partial (on Dask: OUTPUT.parts/) of an interrupted run and label from the start")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (frames/h and ETA)")
+    d = p.add_argument_group("on Dask (pip install \"cgaa[dask]\"; docs/scaling.md)")
+    d.add_argument("--dask", metavar="CONFIG.yaml", nargs="?", const="",
+                   help="label in chunks of frames as tasks on Dask: a LocalCluster (--dask alone), a scheduler "
+                        "address or Slurm/PBS jobs as the YAML file says (cgaa.distributed.cluster; docs/scaling.md); "
+                        "the same output file, resumable from "
+                        "OUTPUT.parts/, a chunk whose worker died is labelled again elsewhere")
+    d.add_argument("--scheduler", metavar="ADDRESS",
+                   help="label on the running Dask scheduler at ADDRESS (e.g. tcp://head:8786; replaces the "
+                        "cluster of --dask)")
+    d.add_argument("--chunk-frames", type=int, metavar="N",
+                   help="frames per Dask task (default: the config's chunk_frames, else 4)")
     p.set_defaults(func=run)
 
 
@@ -61,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     from cgaa.teacher.label import label_file
 
     check_output_file(args.output, "-o")
+    if args.dask is not None or args.scheduler:
+        return _run_on_dask(args)
+    if args.chunk_frames is not None:
+        raise CLIError("--chunk-frames is for labelling on Dask (--dask or --scheduler)")
     try:
         n = label_file(args.input, args.output, args.calculator, calculator_kwargs=_kv(args.calc_arg),
                        name=args.name, energy_key=args.energy_key, forces_key=args.forces_key,
@@ -71,4 +86,31 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as err:  # a calculator failed on a frame, bad input (the message names it)
         raise CLIError(one_line(str(err))) from None
     print(f"labelled {n} frames with '{args.name or args.calculator}' -> {args.output}")
+    return 0
+
+
+def _run_on_dask(args: argparse.Namespace) -> int:
+    """``cgaa label --dask/--scheduler``: :func:`cgaa.distributed.label.label_file_distributed`."""
+    from cgaa.cli import CLIError, one_line
+    from cgaa.distributed.cluster import describe, load_config, open_client
+    from cgaa.distributed.label import DEFAULT_CHUNK_FRAMES, label_file_distributed
+
+    if args.chunk_frames is not None and args.chunk_frames < 1:
+        raise CLIError(f"--chunk-frames must be >= 1, got {args.chunk_frames}")
+    cfg = load_config(args.dask or None, address=args.scheduler)
+    chunk = args.chunk_frames or cfg.chunk_frames or DEFAULT_CHUNK_FRAMES
+    try:
+        with open_client(cfg) as client:
+            if not args.no_progress:
+                print(f"cgaa label: on Dask ({describe(client)}), {chunk} frames per task", flush=True)
+            n = label_file_distributed(
+                args.input, args.output, args.calculator, client=client, calculator_kwargs=_kv(args.calc_arg),
+                name=args.name, energy_key=args.energy_key, forces_key=args.forces_key,
+                progress=not args.no_progress, stress=args.stress, keep_previous=not args.no_keep_previous,
+                run_frames={"start_ps": args.start_ps, "every_ps": args.every_ps, "max_frames": args.max_frames},
+                resume=not args.restart, chunk_frames=chunk, retries=cfg.retries, threads=cfg.task_threads,
+                **({} if args.max_force is None else {"max_force": args.max_force}))
+    except (RuntimeError, ValueError) as err:
+        raise CLIError(one_line(str(err))) from None
+    print(f"labelled {n} frames with '{args.name or args.calculator}' on Dask -> {args.output}")
     return 0
