@@ -225,6 +225,23 @@ def grain_centers(pos: Tensor, m: Tensor, grain_index: Tensor, n_grains: int,
     return pos[ref] + c, d - c[grain_index], mg
 
 
+def masked_shifts(points: Tensor, pairs: Tensor, mask: Tensor, cell: Tensor) -> Tensor:
+    """Integer lattice shifts (E, 3) making ``points[j] − points[i] + shift·cell`` the minimum
+    image (fractional rounding) of each pair (i, j) of ``pairs`` (2, E), and (1, 0, 0) where
+    ``mask`` is False (a padded entry: with i = j its vector is the first box vector, longer
+    than twice any allowed cutoff). No gradient flows through the shifts.
+
+    Fractional rounding finds the image closer than the cutoff whenever one exists: a vector d
+    with |d| < h_min/2 has |d·b_k| < 1/2 for every reciprocal vector b_k. So shifts need not be
+    stored between neighbour-list rebuilds, and positions that OpenMM wraps are harmless."""
+    d = (points[pairs[1]] - points[pairs[0]]).detach()
+    inv = torch.linalg.inv_ex(cell.detach())[0]
+    s = -torch.round(d @ inv)
+    pad = torch.zeros_like(s)
+    pad[:, 0] = 1.0
+    return torch.where(mask.unsqueeze(1), s, pad)
+
+
 class InteractionBlock(nn.Module):
     """Convolution + self-connection → gate, with a residual connection."""
 
@@ -511,6 +528,25 @@ class CGAAModel(nn.Module):
                 cell: Optional[Tensor] = None, compute_forces: bool = True,
                 create_graph: bool = False, compute_virial: bool = False) -> Dict[str, Tensor]:
         self._check_inputs(pos, species, grain_index, grain_type, cell)
+        return self.evaluate(pos, species, grain_index, grain_type, cell, compute_forces, create_graph,
+                             compute_virial, None)
+
+    def evaluate(self, pos: Tensor, species: Tensor, grain_index: Tensor, grain_type: Tensor,
+                 cell: Optional[Tensor], compute_forces: bool, create_graph: bool, compute_virial: bool,
+                 padded: Optional[List[Tensor]]) -> Dict[str, Tensor]:
+        """:meth:`forward` without its input checks.
+
+        padded: None (find the edges by the exact search, :meth:`edges`, with the grain-width
+        check: both read values back to the host), or fixed-size edge lists
+        ``[intra, inter, inter_mask, contact, contact_mask]`` from :mod:`cgaa.core.padded` (needs
+        a ``cell``): ``intra`` (2, Ei) intra-grain pairs i < j (any distance: the envelope zeroes
+        those beyond ``intra_cutoff``), ``inter`` (2, Cg) grain pairs (both orders) and
+        ``contact`` (2, Cc) atom pairs of different grains (each once) padded to a capacity, with
+        boolean masks of the valid entries. Valid entries farther apart than the cutoff are allowed
+        (a skin); the lattice shift of each pair is recomputed here by minimum image, and masked
+        entries get the shift (1, 0, 0) of a self pair, a vector longer than twice the cutoff,
+        so they add exactly zero energy and zero (finite) gradient. No host reads on this path.
+        """
         dtype = self.masses.dtype
         in_dtype = pos.dtype
         x = pos.to(dtype)
@@ -522,9 +558,13 @@ class CGAAModel(nn.Module):
         g = grain_type.shape[0]
         # intra-grain atom pairs, built once for the width check and the intra-grain layers
         pairs: Optional[Tensor] = None
-        if box is not None or self.n_intra > 0:
-            pairs = intra_pairs(grain_index, g)
-        r, u, m, mg = self.grain_geometry(x, species, grain_index, g, box, pairs)
+        if padded is None:
+            if box is not None or self.n_intra > 0:
+                pairs = intra_pairs(grain_index, g)
+            r, u, m, mg = self.grain_geometry(x, species, grain_index, g, box, pairs)
+        else:
+            m = self.masses[species]
+            r, u, mg = grain_centers(x, m, grain_index, g, box)
         if self.direct and compute_forces:
             r = r.detach().requires_grad_(True)
             u = u.detach()
@@ -535,7 +575,15 @@ class CGAAModel(nn.Module):
             r = r + r @ eps.t()
             box = box + box @ eps.t()
             strain = eps
-        e_g, h, feats = self.energy_from_geometry(r, u, species, grain_index, grain_type, box, pairs)
+        if padded is None:
+            e_g, h, feats = self.energy_from_geometry(r, u, species, grain_index, grain_type, box, pairs)
+        else:
+            if box is None:
+                raise RuntimeError("padded edge lists need a periodic box")
+            inter_shifts = masked_shifts(r, padded[1], padded[2], box)
+            contact_shifts = masked_shifts(r[grain_index] + u, padded[3], padded[4], box)
+            e_g, h, feats = self.energy_from_edges(r, u, species, grain_index, grain_type, box, padded[0],
+                                                   padded[1], inter_shifts, padded[3], contact_shifts)
         energy = e_g.sum()
         out: Dict[str, Tensor] = {"energy": energy.to(in_dtype), "grain_energies": e_g.to(in_dtype)}
         if not compute_forces:
@@ -551,7 +599,9 @@ class CGAAModel(nn.Module):
         if self.direct:
             f_grain = -g0
             v = self.intra_head(h[grain_index], feats)
-            counts = torch.bincount(grain_index, minlength=g).to(v.dtype).unsqueeze(1)
+            # index_add, not bincount: bincount reads its maximum back to the host on CUDA
+            counts = torch.zeros(g, dtype=v.dtype, device=v.device).index_add(
+                0, grain_index, torch.ones_like(v[:, 0])).unsqueeze(1)
             mean = torch.zeros((g, 3), dtype=v.dtype, device=v.device).index_add(0, grain_index, v) / counts
             f_intra = v - mean[grain_index]
             f_inter = w * f_grain[grain_index]

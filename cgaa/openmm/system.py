@@ -61,7 +61,9 @@ def add_cgaa_force(system, topology, model: ModelLike = None, atoms: Optional[Se
 def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional[bool] = None,
                   remove_cm_motion: bool = True, molecule_bonds: bool = True,
                   force_group: int = 0, properties: Optional[dict] = None,
-                  constraints: Optional[str] = None, bond_guard: bool = False, contact_guard: bool = False):
+                  constraints: Optional[str] = None, bond_guard: bool = False, contact_guard: bool = False,
+                  cuda_graphs: Optional[bool] = None, neighbor_list: Optional[str] = None, skin: Optional[float] = None,
+                  capacity_factor: float = 1.5):
     """An ``openmm.System`` for ``topology`` driven by the CGAA potential.
 
     topology: OpenMM Topology (one residue per grain, bonds e.g. from PDB CONECT records;
@@ -76,6 +78,17 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
     contact_guard: add the repulsive wall of :func:`add_contact_guard` between atoms of
         different grains closer than the model's training data came
         (``model.config.contact_floor``; nothing is added for a model without one).
+
+    cuda_graphs: on the CUDA platform, capture the CGAA force in a CUDA graph (OpenMM-Torch's
+        ``useCUDAGraphs``) and evaluate it on the sync-free padded neighbour lists
+        (``neighbor_list="auto"``: the CPU and Reference platforms keep the exact path and ignore
+        the property). Default (None): on when this process sees a CUDA device
+        (``torch.cuda.is_available()``), off otherwise, so a machine without a GPU does not pay for
+        compiling the padded copy of the model (~5 s); True: on (e.g. a System serialised here
+        for a GPU machine). ``cuda_graphs=False`` is the off switch: the exact path everywhere.
+        A topology without a box gets no graphs (the padded lists need one).
+    neighbor_list, skin, capacity_factor: see :func:`make_torch_force` (``neighbor_list``
+        default: ``"auto"`` with ``cuda_graphs``, else ``"exact"``).
 
     A model trained over a classical prior (``model.config.prior``, see :mod:`cgaa.priors`)
     gets the prior's forces added next to its TorchForce, in the same ``force_group``; the
@@ -95,8 +108,17 @@ def create_system(topology, model: ModelLike = None, *, outputs_forces: Optional
             raise ValueError(f"topology atom {a.index} ({a.name} in residue {a.residue.name}) has no element")
         system.addParticle(a.element.mass)
     deployed = resolve_model(model)
+    if cuda_graphs is None:
+        import torch
+
+        cuda_graphs = torch.cuda.is_available()
+    graphs = bool(cuda_graphs) and box is not None
+    if neighbor_list is None:
+        neighbor_list = "auto" if graphs else "exact"
     force = make_torch_force(topology, deployed, outputs_forces=outputs_forces, force_group=force_group,
-                             properties=properties)
+                             properties=properties, neighbor_list=neighbor_list, skin=skin,
+                             capacity_factor=capacity_factor,
+                             cuda_graphs=graphs and neighbor_list in ("auto", "sync_free"))
     system.addForce(force)
     add_prior(system, topology, deployed.config.prior, force_group=force_group)
     if molecule_bonds:

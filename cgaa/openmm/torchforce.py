@@ -19,6 +19,7 @@ from cgaa.core.grains import atomic_grains, grains_from_index, grains_from_topol
 from cgaa.core.inputs import grain_type_indices, species_indices
 from cgaa.core.model import CGAAModel, ModelConfig
 from cgaa.core.modelfile import DeployedModel, inference_only, load_model, model_metadata
+from cgaa.core.padded import PaddedModel
 from cgaa.core.resources import forcefields_dir
 from cgaa.openmm.wrapper import script_force_module
 
@@ -186,9 +187,27 @@ def check_topology(topology, model: ModelLike = None, atoms: Optional[Sequence[i
         check_cutoff(deployed.config.cutoff, box)
 
 
+#: ``neighbor_list`` choices of :func:`make_torch_force` (docs/openmm.md, *CUDA graphs*).
+NEIGHBOR_LISTS = ("exact", "padded", "sync_free", "auto")
+
+
+def padded_model(deployed, sync_free: bool, skin: Optional[float] = None,
+                 capacity_factor: float = 1.5):
+    """A :class:`cgaa.core.padded.PaddedModel` on the weights of ``deployed`` (rebuilt as an
+    eager model of this package's code, so files written by older versions work too).
+    skin: Å; default 1.0 with host rebuilds, 0.0 sync-free (there the search runs at every call
+    anyway and a skin only adds edges)."""
+    if skin is None:
+        skin = 0.0 if sync_free else 1.0
+    twin = inference_only(deployed.to_eager().eval())
+    return PaddedModel(twin, skin=float(skin), capacity_factor=float(capacity_factor), sync_free=sync_free)
+
+
 def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence[int]] = None,
                      periodic: Optional[bool] = None, outputs_forces: Optional[bool] = None,
-                     box_vectors=None, force_group: int = 0, properties: Optional[dict] = None):
+                     box_vectors=None, force_group: int = 0, properties: Optional[dict] = None,
+                     neighbor_list: str = "exact", skin: Optional[float] = None,
+                     capacity_factor: float = 1.5, cuda_graphs: bool = False):
     """An ``openmmtorch.TorchForce`` computing the CGAA potential of ``topology``'s atoms.
 
     model: None (shipped default), a path, a DeployedModel or an eager CGAAModel.
@@ -197,8 +216,18 @@ def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence
     outputs_forces: the TorchForce takes forces from the model (default True, both force
         modes); False (conservative models only) lets OpenMM-Torch backpropagate the energy.
     force_group: OpenMM force group (0-31).
-    properties: TorchForce properties, set as given (leave ``useCUDAGraphs`` off: the model has
-        data-dependent shapes and reads values back from the device; docs/openmm.md).
+    properties: TorchForce properties, set as given (after those ``cuda_graphs`` sets).
+    neighbor_list: ``"exact"`` (the model's own search at every call: data-dependent sizes and
+        host reads), ``"padded"`` (:class:`cgaa.core.padded.PaddedModel` with host rebuilds: a
+        skin, capacity grown at a rebuild), ``"sync_free"`` (the padded lists with no host reads
+        after the first call) or ``"auto"`` (sync-free on a CUDA device, exact elsewhere). The
+        padded lists need a periodic box; ``"auto"`` without one is exact.
+    skin: Verlet skin of the padded lists (Å; default 1.0 padded, 0.0 sync-free).
+    capacity_factor: padded capacities as a factor on the pair counts found at the first call.
+    cuda_graphs: set the TorchForce properties ``useCUDAGraphs=true`` and
+        ``CUDAGraphWarmupSteps=2`` (CUDA platform only; the CPU and Reference platforms ignore
+        them). Needs ``neighbor_list`` ``"sync_free"`` or ``"auto"`` and a periodic box
+        (ValueError otherwise: the exact path cannot be captured).
     """
     openmmtorch = import_openmmtorch()
 
@@ -217,12 +246,29 @@ def make_torch_force(topology, model: ModelLike = None, atoms: Optional[Sequence
     if not outputs_forces and cfg.force_mode != "conservative":
         raise ValueError(f"outputs_forces=False needs a conservative model; this one is "
                          f"{cfg.force_mode!r} (its forces are not the energy gradient)")
-    module = script_force_module(deployed.module, sp, gidx, gt, atoms, bool(periodic), bool(outputs_forces))
+    if neighbor_list not in NEIGHBOR_LISTS:
+        raise ValueError(f"neighbor_list must be one of {NEIGHBOR_LISTS}, not {neighbor_list!r}")
+    if not periodic and neighbor_list in ("padded", "sync_free"):
+        raise ValueError(f"neighbor_list={neighbor_list!r} needs a periodic box")
+    if cuda_graphs and (neighbor_list not in ("sync_free", "auto") or not periodic):
+        raise ValueError("cuda_graphs=True needs neighbor_list='sync_free' or 'auto' and a periodic box "
+                         f"(got {neighbor_list!r}, periodic={bool(periodic)}): the exact neighbour search "
+                         "reads sizes back to the host, which a CUDA graph cannot capture")
+    padded = None
+    padded_on = "any"
+    if periodic and neighbor_list != "exact":
+        padded = padded_model(deployed, neighbor_list != "padded", skin, capacity_factor)
+        padded_on = "cuda" if neighbor_list == "auto" else "any"
+    module = script_force_module(deployed.module, sp, gidx, gt, atoms, bool(periodic), bool(outputs_forces),
+                                 padded, padded_on)
     force = openmmtorch.TorchForce(module)
     force.setOutputsForces(bool(outputs_forces))
     force.setUsesPeriodicBoundaryConditions(bool(periodic))
     force.setForceGroup(int(force_group))
     force.setName(FORCE_NAME)
+    if cuda_graphs:
+        force.setProperty("useCUDAGraphs", "true")
+        force.setProperty("CUDAGraphWarmupSteps", "2")
     for k, v in (properties or {}).items():
         force.setProperty(str(k), str(v))
     return force

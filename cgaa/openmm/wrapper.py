@@ -10,6 +10,11 @@ OpenMM-Torch differentiates it (conservative models only).
 
 Positions from OpenMM are not wrapped into the box; the core model unwraps each grain by
 minimum image itself, so nothing is wrapped here.
+
+With a ``padded`` model (:class:`cgaa.core.padded.PaddedModel`) the module evaluates on
+fixed-shape neighbour lists kept between calls (on every device, or on CUDA only): in its
+sync-free mode nothing in ``forward`` reads values back to the host after the first call,
+which OpenMM-Torch's ``useCUDAGraphs`` needs (docs/openmm.md, *CUDA graphs*).
 """
 from __future__ import annotations
 
@@ -35,6 +40,11 @@ class CGAAForceModule(torch.nn.Module):
         all of them (then n equals the System's particle count).
     periodic: pass OpenMM's box vectors to the model (the topology has a box).
     outputs_forces: return (energy, forces) (True) or the energy alone (False).
+    padded: None, or a :class:`cgaa.core.padded.PaddedModel` of the same weights (fixed-shape
+        neighbour lists kept between calls; needs ``periodic``), used instead of ``core``
+        on every device (``padded_on="any"``) or only when the positions are on a CUDA device
+        (``padded_on="cuda"``: CPU runs keep the exact path; the choice reads the tensor's
+        device, not its values, so it costs no synchronisation).
 
     ``forward(positions (N,3) nm, boxvectors (3,3) nm or None)`` returns the energy in
     kJ/mol and, with ``outputs_forces``, the forces (N,3) in kJ/mol/nm in the dtype of
@@ -43,9 +53,17 @@ class CGAAForceModule(torch.nn.Module):
 
     def __init__(self, core: torch.nn.Module, species: Sequence[int], grain_index: Sequence[int],
                  grain_type: Sequence[int], atoms: Optional[Sequence[int]] = None,
-                 periodic: bool = True, outputs_forces: bool = True):
+                 periodic: bool = True, outputs_forces: bool = True, padded: Optional[torch.nn.Module] = None,
+                 padded_on: str = "any"):
         super().__init__()
         self.core = core
+        if padded is not None:
+            if not periodic:
+                raise ValueError("the padded neighbour lists need a periodic box")
+            if padded_on not in ("any", "cuda"):
+                raise ValueError(f"padded_on must be 'any' or 'cuda', not {padded_on!r}")
+            self.padded = padded  # TorchScript compiles the padded branch only when it exists
+        self.padded_cuda_only = padded_on == "cuda"
         n = len(species)
         if len(grain_index) != n:
             raise ValueError(f"grain_index has {len(grain_index)} entries for {n} atoms")
@@ -72,8 +90,16 @@ class CGAAForceModule(torch.nn.Module):
         cell: Optional[Tensor] = None
         if self.periodic and boxvectors is not None:
             cell = boxvectors.to(pos.dtype) * self.angstrom_per_nm
-        out = self.core(pos, self.species, self.grain_index, self.grain_type, cell,
-                        self.outputs_forces, False)
+        if hasattr(self, "padded"):  # compiled only when the module has one
+            if pos.is_cuda or not self.padded_cuda_only:
+                out = self.padded(pos, self.species, self.grain_index, self.grain_type, cell,
+                                  self.outputs_forces, False)
+            else:
+                out = self.core(pos, self.species, self.grain_index, self.grain_type, cell,
+                                self.outputs_forces, False)
+        else:
+            out = self.core(pos, self.species, self.grain_index, self.grain_type, cell,
+                            self.outputs_forces, False)
         energy = out["energy"] * self.kjmol_per_ev
         if not self.outputs_forces:
             return energy, energy
@@ -96,8 +122,10 @@ class CGAAEnergyModule(torch.nn.Module):
 
 def script_force_module(core: torch.nn.Module, species, grain_index, grain_type,
                         atoms: Optional[Sequence[int]] = None, periodic: bool = True,
-                        outputs_forces: bool = True) -> torch.jit.ScriptModule:
+                        outputs_forces: bool = True, padded: Optional[torch.nn.Module] = None,
+                        padded_on: str = "any") -> torch.jit.ScriptModule:
     """Build and TorchScript-compile the OpenMM-facing module (see :class:`CGAAForceModule`)."""
-    inner = CGAAForceModule(core, species, grain_index, grain_type, atoms, periodic, outputs_forces)
+    inner = CGAAForceModule(core, species, grain_index, grain_type, atoms, periodic, outputs_forces,
+                            padded, padded_on)
     module = inner if outputs_forces else CGAAEnergyModule(inner)
     return torch.jit.script(module.eval())
