@@ -19,6 +19,11 @@ Data flow of :meth:`CGAAModel.forward` (units: Å, eV, eV/Å):
    each atom's grain. Grain-centre messages cannot resolve which atoms of two molecules
    touch; this term can, at the cost of one atom-pair list (it is a pair potential with
    learned, environment-dependent coefficients: no tensor products).
+   Optional (``atom_energy``): an atom-centred energy E_i = scale·MLP(scalars of x_i) added to
+   each atom's grain, x_i the atom features after the intra-grain layers. The pooled grain
+   features alone squeeze a molecule's whole internal geometry through ``channels`` scalars;
+   this term gives its internal energy the form of an atomistic MLIP inside the grain
+   (2-body with one intra-grain layer, 3-body and up with two or more), at one MLP per atom.
 5. forces, both modes returning total, inter-grain and intra-grain parts with
    F_i = (m_i/M_G)·F_G^inter + F_i^intra and Σ_{i∈G} F_i^intra = 0:
    * ``conservative``: F = −∂E/∂r by autograd, decomposed by projection;
@@ -82,6 +87,9 @@ class ModelConfig:
     pair_num_basis: radial basis functions of the contact term.
     pair_rank: rank of the learned pair coefficients ⟨A_k x_i, A_k x_j⟩.
     avg_pair_neighbors: normalisation of the contact sums (typical contacts per atom).
+    atom_energy: add an atom-centred energy term read from the intra-grain atom features
+      (richer intramolecular surface; modules exist only when True, so older model files keep
+      their state-dict keys).
     prior: classical prior the model is a residual over (``"none"`` or a name in
       :data:`cgaa.priors.PRIORS`); users of the model add it back (see :mod:`cgaa.priors`).
     contact_floor: ``[[Z1, Z2, d_min Å], ...]``, the closest approach of atoms of different
@@ -115,11 +123,13 @@ class ModelConfig:
     pair_num_basis: int = 8
     pair_rank: int = 4
     avg_pair_neighbors: float = 30.0
+    atom_energy: bool = False
     prior: str = "none"
     contact_floor: List[List[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.elements = [int(z) for z in self.elements]
+        self.atom_energy = bool(self.atom_energy)
         self.grain_types = [str(k) for k in self.grain_types]
         if not self.grain_type_names:
             self.grain_type_names = list(self.grain_types)
@@ -339,6 +349,11 @@ class CGAAModel(nn.Module):
             self.pair_basis = GaussianBasis(self.pair_cutoff, self.pair_k)
             self.pair_envelope = PolynomialEnvelope(self.pair_cutoff)
             self.pair_coeff = nn.Linear(c.channels, self.pair_k * self.pair_m, bias=True)
+        # optional atom-centred energy from the intra-grain atom features
+        if c.atom_energy:
+            self.atom_readout = MLP([c.channels, c.channels, 1])
+            with torch.no_grad():  # starts at zero: an untrained model equals one without the term
+                self.atom_readout.net[-1].weight.zero_()
         # direct mode: per-atom intra-grain force head (present in both modes for TorchScript)
         self.intra_head = o3.FullyConnectedTensorProduct(irreps_h, atom_irreps, "1x1o")
 
@@ -495,6 +510,9 @@ class CGAAModel(nn.Module):
         e = self.readout(h[:, : self.channels]).squeeze(-1)
         if hasattr(self, "pair_coeff"):  # TorchScript compiles this branch only when it exists
             e = e + self.contact_energies(r, u, x, grain_index, g, cell, contact, contact_shifts)
+        if hasattr(self, "atom_readout"):  # compiled only when the term exists
+            ea = self.atom_readout(x[:, : self.channels]).squeeze(-1)
+            e = e.index_add(0, grain_index, ea)
         e = e * self.energy_scale + self.type_energy[grain_type]
         return e, h, x
 

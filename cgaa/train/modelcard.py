@@ -97,7 +97,7 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
     ]
     for k in ("cutoff", "num_layers", "channels", "lmax", "num_basis", "radial_hidden", "intra_layers", "intra_lmax",
               "intra_cutoff", "intra_num_basis", "embed_radius", "force_mode", "pair_cutoff", "pair_num_basis",
-              "pair_rank", "prior"):
+              "pair_rank", "atom_energy", "prior"):
         if k in c:
             lines.append(f"| {k} | {c[k]} |")
     if c.get("contact_floor"):
