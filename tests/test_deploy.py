@@ -104,6 +104,13 @@ def test_load_rejects_bad_files(tmp_path, electrolyte_box):
     torch.jit.save(module, str(plain))
     with pytest.raises(ValueError, match="not a cgaa deployed model"):
         load_model(plain)
+    # read_metadata reads the archive directly, yet refuses the same files with the same reasons
+    with pytest.raises(ValueError, match="junk.pt"):
+        read_metadata(junk)
+    with pytest.raises(ValueError, match="not a cgaa deployed model"):
+        read_metadata(plain)
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        read_metadata(tmp_path / "missing.pt")
 
 
 def test_check_covers_names_unknown_species(tmp_path, electrolyte_box):

@@ -106,7 +106,20 @@ class DeployedModel:
 
 
 def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
-    """Metadata of a deployed model file without building the model."""
+    """Metadata of a deployed model file, read from its archive without loading the TorchScript
+    module (milliseconds instead of a second); anything unusual goes through the full loader,
+    whose errors name what is wrong with the file."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(str(path)) as z:
+            names = [n for n in z.namelist() if n.endswith("/extra/" + METADATA_FILE)]
+            if len(names) == 1:
+                meta = json.loads(z.read(names[0]).decode("utf-8"))
+                if isinstance(meta, dict):
+                    return meta
+    except (OSError, ValueError, zipfile.BadZipFile):
+        pass
     return _load(path, "cpu")[1]
 
 
