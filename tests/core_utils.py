@@ -63,3 +63,28 @@ def finite_difference_check(model, kw, atoms_to_move, h=1e-4):
             fds.append(fd_force(model, kw, a, k, h))
             errs.append(abs(fds[-1] - float(forces[a, k])))
     return max(errs), max(abs(f) for f in fds)
+
+
+def assert_rotation_equivariant(model, kw, seed, reflect=False, tol=1e-8):
+    """A random rotation (times a reflection if ``reflect``) and translation of positions and box
+    leave the energy unchanged and rotate the total, inter- and intra-grain forces."""
+    from molecules import random_rotation
+
+    ref = run(model, kw)
+    rng = np.random.default_rng(seed)
+    q = random_rotation(rng)
+    if reflect:
+        q = q @ np.diag([1.0, 1.0, -1.0])
+    q = torch.tensor(q)
+    t = torch.tensor(rng.normal(scale=7.0, size=3))
+    out = run(model, kw, pos=kw["pos"] @ q.T + t, cell=kw["cell"] @ q.T)
+    assert rel_err(out["energy"], ref["energy"]) <= tol
+    for key in ("forces", "forces_inter", "forces_intra"):
+        assert rel_err(out[key], ref[key] @ q.T) <= tol, key
+
+
+def fd_check_each_element(model, kw, numbers, seed):
+    """:func:`finite_difference_check` on one random atom of each element: (error, scale)."""
+    rng = np.random.default_rng(seed)
+    picks = [int(rng.choice(np.nonzero(numbers == z)[0])) for z in np.unique(numbers)]
+    return finite_difference_check(model, kw, picks)

@@ -4,13 +4,11 @@ zero (an untrained model equals one without it) and that old configs keep their 
 keys. float64."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from cgaa.core.model import CGAAModel, ModelConfig
-from core_utils import build, finite_difference_check, rel_err, run
-from molecules import random_rotation
+from core_utils import assert_rotation_equivariant, build, fd_check_each_element, rel_err, run
 
 TOL = 1e-8
 ATOM = dict(atom_energy=True, intra_layers=2, intra_cutoff=3.0, intra_num_basis=6, lmax=1)
@@ -47,17 +45,7 @@ def test_rotation_reflection_translation(electrolyte_box, reflect):
     atoms, _ = electrolyte_box
     model, _, kw = build(atoms, "conservative", **ATOM)
     _switch_on(model)
-    ref = run(model, kw)
-    rng = np.random.default_rng(4)
-    q = random_rotation(rng)
-    if reflect:
-        q = q @ np.diag([1.0, 1.0, -1.0])
-    q = torch.tensor(q)
-    t = torch.tensor(rng.normal(scale=7.0, size=3))
-    out = run(model, kw, pos=kw["pos"] @ q.T + t, cell=kw["cell"] @ q.T)
-    assert rel_err(out["energy"], ref["energy"]) <= TOL
-    for key in ("forces", "forces_inter", "forces_intra"):
-        assert rel_err(out[key], ref[key] @ q.T) <= TOL, key
+    assert_rotation_equivariant(model, kw, seed=4, reflect=reflect, tol=TOL)
 
 
 def test_periodic_image_and_atom_permutation_inside_a_grain(electrolyte_box):
@@ -83,9 +71,7 @@ def test_forces_match_finite_differences(triclinic_electrolyte_box):
     atoms, _ = triclinic_electrolyte_box
     model, _, kw = build(atoms, "conservative", **ATOM)
     _switch_on(model)
-    rng = np.random.default_rng(2)
-    picks = [int(rng.choice(np.nonzero(atoms.numbers == z)[0])) for z in np.unique(atoms.numbers)]
-    err, scale = finite_difference_check(model, kw, picks)
+    err, scale = fd_check_each_element(model, kw, atoms.numbers, seed=2)
     assert scale > 1e-4
     assert err <= 1e-6 * scale
 

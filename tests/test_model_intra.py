@@ -3,13 +3,11 @@ symmetries, finite-difference forces, TorchScript, and that -1 keeps the old arc
 float64."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from cgaa.core.model import CGAAModel, ModelConfig
-from core_utils import build, finite_difference_check, rel_err, run
-from molecules import random_rotation
+from core_utils import assert_rotation_equivariant, build, fd_check_each_element, rel_err, run
 
 TOL = 1e-8
 # the shipped model's kind of intra-grain layer: scalars only, bonded neighbours only
@@ -22,25 +20,13 @@ def test_rotation_reflection_translation(electrolyte_box, mode, reflect):
     atoms, _ = electrolyte_box
     model, _, kw = build(atoms, mode, **INTRA)
     assert model.intra_layers[0]["gate"].irreps_out.lmax == 0
-    ref = run(model, kw)
-    rng = np.random.default_rng(3)
-    q = random_rotation(rng)
-    if reflect:
-        q = q @ np.diag([1.0, 1.0, -1.0])
-    q = torch.tensor(q)
-    t = torch.tensor(rng.normal(scale=7.0, size=3))
-    out = run(model, kw, pos=kw["pos"] @ q.T + t, cell=kw["cell"] @ q.T)
-    assert rel_err(out["energy"], ref["energy"]) <= TOL
-    for key in ("forces", "forces_inter", "forces_intra"):
-        assert rel_err(out[key], ref[key] @ q.T) <= TOL, key
+    assert_rotation_equivariant(model, kw, seed=3, reflect=reflect, tol=TOL)
 
 
 def test_forces_match_finite_differences(triclinic_electrolyte_box):
     atoms, _ = triclinic_electrolyte_box
     model, _, kw = build(atoms, "conservative", **INTRA)
-    rng = np.random.default_rng(1)
-    picks = [int(rng.choice(np.nonzero(atoms.numbers == z)[0])) for z in np.unique(atoms.numbers)]
-    err, scale = finite_difference_check(model, kw, picks)
+    err, scale = fd_check_each_element(model, kw, atoms.numbers, seed=1)
     assert scale > 1e-4
     assert err <= 1e-6 * scale
 
