@@ -83,6 +83,10 @@ def test_speed_tiny(speed_report):
     sev = by[("sevenn", "eval")]
     assert sev["status"] in ("ok", "skipped", "failed") and (sev["status"] == "ok" or sev["reason"])
     r = rep["ratios"][0]
+    if sev["status"] == "ok":  # the teacher as labelled: SevenNet-0 + D3(BJ), D3 also timed alone
+        assert "D3" in sev["calculator"] and 0 < sev["d3_median_cpu_s"] < sev["median_cpu_s"]
+        assert sev["energy_finite"] and sev["forces_finite"]
+        assert _finite(r["sevenn_eval_over_cgaa_md_time"]) and _finite(r["sevenn_over_cgaa_cpu_time"])
     for k in ("allatom_over_cgaa_time", "allatom_over_cgaa_peak_rss", "allatom_over_cgaa_tensor_peak",
               "cgaa_md_over_teacher_md_time",
               "allatom_over_cgaa_cpu_time", "cgaa_md_over_teacher_md_cpu_time"):

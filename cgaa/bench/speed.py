@@ -8,8 +8,9 @@ For each box size (atoms) of a recipe, and each *engine*:
   (:func:`cgaa.core.grains.atomic_grains`), same channels, layers, lmax and radial sizes, and a
   typical MLIP atom cutoff (default 5 Å), untrained;
 * ``teacher`` — the classical OPLS-AA-type teacher (PME) in OpenMM's CPU platform;
-* ``sevenn`` — SevenNet-0 through its ASE calculator, only when ``import sevenn``
-  works (otherwise reported as skipped with the reason);
+* ``sevenn`` — the quantum-level teacher as ``cgaa label -c sevenn`` runs it: SevenNet-0 plus
+  D3(BJ) through ASE (:func:`cgaa.teacher.quantum.sevennet_d3`; the D3 part also timed alone),
+  only when the ``cgaa[sevenn]`` extra is installed (otherwise reported as skipped with the reason);
 
 and each *task*:
 
@@ -91,9 +92,11 @@ def box_for(recipe: str, n_atoms: int, box_dir: PathLike, seed: int = 0) -> Tupl
 
 
 def _sevenn_available() -> Tuple[bool, str]:
+    """Whether the quantum-level teacher (SevenNet-0 + D3, the ``cgaa[sevenn]`` extra) can be imported."""
     try:
-        if importlib.util.find_spec("sevenn") is None:
-            return False, "the optional package 'sevenn' is not installed (pip install sevenn)"
+        for mod in ("sevenn", "dftd3"):
+            if importlib.util.find_spec(mod) is None:
+                return False, f"the optional package '{mod}' is not installed (pip install \"cgaa[sevenn]\")"
         return True, ""
     except Exception as err:  # pragma: no cover
         return False, f"sevenn cannot be found: {err}"

@@ -93,7 +93,10 @@ def finish_speed_report(rep: Dict[str, Any]) -> Dict[str, Any]:
             r["cgaa_md_over_teacher_md_time"] = _time_of(cgm) / _time_of(te)
         if cgm and aam:
             r["allatom_md_over_cgaa_md_time"] = _time_of(aam) / _time_of(cgm)
+        if cgm and sv:  # a quantum-teacher evaluation vs a CGAA MD step (per fs) on the same box
+            r["sevenn_eval_over_cgaa_md_time"] = _time_of(sv) / _time_of(cgm)
         for key, a, b in (("allatom_over_cgaa_cpu_time", aa, cg), ("sevenn_over_cgaa_cpu_time", sv, cg),
+                          ("sevenn_eval_over_cgaa_md_cpu_time", sv, cgm),
                           ("cgaa_md_over_teacher_md_cpu_time", cgm, te),
                           ("allatom_md_over_cgaa_md_cpu_time", aam, cgm)):
             if a and b and _time_of(b, True) > 0:
@@ -161,10 +164,12 @@ def speed_markdown(rep: Dict[str, Any]) -> str:
                 ("allatom_over_cgaa_cuda_max_allocated", "all-atom / CGAA CUDA max allocated"),
                 ("allatom_over_cgaa_tensor_peak", "all-atom / CGAA tensor peak"),
                 ("sevenn_over_cgaa_time", "SevenNet-0 / CGAA time"),
+                ("sevenn_eval_over_cgaa_md_time", "SevenNet-0 eval / CGAA MD time per fs"),
                 ("cgaa_md_over_teacher_md_time", "CGAA MD / teacher MD time per fs"),
                 ("allatom_md_over_cgaa_md_time", "all-atom MD / CGAA MD time per fs"),
                 ("allatom_over_cgaa_cpu_time", "all-atom / CGAA CPU time"),
                 ("sevenn_over_cgaa_cpu_time", "SevenNet-0 / CGAA CPU time"),
+                ("sevenn_eval_over_cgaa_md_cpu_time", "SevenNet-0 eval / CGAA MD CPU time per fs"),
                 ("cgaa_md_over_teacher_md_cpu_time", "CGAA MD / teacher MD CPU time"),
                 ("allatom_md_over_cgaa_md_cpu_time", "all-atom MD / CGAA MD CPU time")]
         keys = [k for k in keys if any(k[0] in r for r in rep["ratios"])]
