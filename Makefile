@@ -37,7 +37,7 @@ sevennet-model: $(STAMP)
 	CGAA=$(VENV)/bin/cgaa PYTHON=$(PY) bash forcefields/models/make_sevennet_model.sh
 
 # Its data from scratch: sampling and SevenNet-0 + D3 / GFN2-xTB labels (~1.5 h on one core); needs the
-# optional teachers, installed here into the environment (they keep the pinned torch); resumable.
+# optional teachers, installed here into the environment (they run on the pinned torch); resumable.
 sevennet-data: $(STAMP)
 	$(PY) -m pip install -e ".[test,openmmml,sevenn,xtb]"
 	CGAA=$(VENV)/bin/cgaa bash forcefields/models/make_sevennet_data.sh

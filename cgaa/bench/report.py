@@ -74,12 +74,29 @@ def versions() -> Dict[str, str]:
                 m = __import__(mod)
             v = getattr(m, "__version__", None)
             if v is None:
-                v = metadata.version(mod)
+                v = _distribution_version(mod, metadata)
             out[mod] = str(v)
         except Exception:
             if mod != "sevenn":
                 out[mod] = "not importable"
     return out
+
+
+# module -> the distributions that may provide it (openmmtorch comes as "openmmtorch" (1.5 on PyPI, conda-forge)
+# and as "acellera-openmmtorch-cu13"/"-cpu" from PyPI)
+_DISTRIBUTIONS = {"openmmtorch": ("openmmtorch", "acellera-openmmtorch-cu13", "acellera-openmmtorch-cpu")}
+
+
+def _distribution_version(mod: str, metadata) -> str:
+    """Version of the installed distribution providing module ``mod`` (PackageNotFoundError if none)."""
+    names = _DISTRIBUTIONS.get(mod, (mod,))
+    for name in names:
+        try:
+            dist = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        return dist if name == mod else f"{dist} ({name})"
+    raise metadata.PackageNotFoundError(mod)
 
 
 def machine_info() -> Dict[str, Any]:

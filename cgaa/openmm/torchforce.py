@@ -64,8 +64,8 @@ def ensure_torch_plugins() -> None:
 
 
 class _DropSimtkNotice(logging.Filter):
-    """Drops the "importing 'simtk.openmm' is deprecated" notice that openmmtorch 1.5's own
-    ``import simtk.openmm`` logs on the root logger (not actionable by cgaa's users)."""
+    """Drops the "importing 'simtk.openmm' is deprecated" notice that some openmmtorch builds'
+    own ``import simtk.openmm`` logs on the root logger (not actionable by cgaa's users)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "simtk.openmm" not in record.getMessage()

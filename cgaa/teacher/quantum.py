@@ -29,7 +29,7 @@ def _require(module: str, teacher: str, extra: str):
         return importlib.import_module(module)
     except ImportError as err:
         raise ValueError(f"calculator '{teacher}' needs the optional package of `pip install \"cgaa[{extra}]\"` "
-                         f"(import {module} failed: {err}); it keeps the pinned torch") from None
+                         f"(import {module} failed: {err}); it runs on the pinned torch") from None
 
 
 def sevennet_d3(model: str = "7net-0", device: str = "cpu", d3: bool = True, functional: str = "PBE",
