@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.cgaa-installed
 DEMO   ?= demo-run
 
-.PHONY: demo test install clean default-model sevennet-data sevennet-model
+.PHONY: demo test install clean default-model sevennet-data sevennet-model sevennet-finetune
 
 install: $(STAMP)
 
@@ -41,3 +41,11 @@ sevennet-model: $(STAMP)
 sevennet-data: $(STAMP)
 	$(PY) -m pip install -e ".[test,openmmml,sevenn,xtb]"
 	CGAA=$(VENV)/bin/cgaa bash forcefields/models/make_sevennet_data.sh
+
+# Forgetting-aware fine-tuning of the quantum-level model to 1 M LiPF6 in EC:DMC (plain vs replay + EWC;
+# the table of docs/training.md); uses the shipped EC:DMC labels, or makes them (needs ".[sevenn]",
+# installed here); resumable; work in build/sevennet-finetune/.
+sevennet-finetune: $(STAMP)
+	[ -s forcefields/data/sevennet/ecdmc-train.xyz.xz ] && [ -s forcefields/data/sevennet/ecdmc-test.xyz.xz ] \
+	    || $(PY) -m pip install -e ".[test,openmmml,sevenn,xtb]"
+	CGAA=$(VENV)/bin/cgaa PYTHON=$(PY) bash forcefields/models/make_sevennet_finetune.sh

@@ -40,8 +40,8 @@ def scenario(tmp_path_factory):
     return d, old, new, res.best_checkpoint
 
 
-def _finetune(d, old, new, start, name, replay, lam):
-    cfg = {"data": {"train": [str(new)], "val_fraction": 0.2, "test_fraction": 0.0}, "model": {},
+def _finetune(d, old, new, start, name, replay, lam, test_fraction=0.0):
+    cfg = {"data": {"train": [str(new)], "val_fraction": 0.2, "test_fraction": test_fraction}, "model": {},
            "training": {"epochs": 6, "batch_size": 2, "lr": 0.01, "seed": 0, "ema_decay": 0.0,
                         "early_stopping_patience": 0, "scheduler": "none"},
            "finetune": {"start": str(start), "old_data": [str(old)], "replay_fraction": replay,
@@ -72,6 +72,33 @@ def test_ewc_and_replay_forget_less_than_plain_finetuning(scenario):
     assert base["contact_floor"]
     assert tuned["contact_floor"] == merge_contact_floors(base["contact_floor"],
                                                           closest_contacts(new_train, tuned["elements"]))
+
+
+@pytest.mark.slow
+def test_report_has_the_new_data_error_before_and_after_and_a_table(scenario):
+    """finetune_report.json holds the start model's error on the new held-out frames (zero-shot) beside
+    the fine-tuned one's; fine-tuning on composition B lowers it. finetune_table prints both runs."""
+    from cgaa.train.evaluate import errors
+    from cgaa.train.finetune import finetune_table, load_start_model
+    from cgaa.train.trainer import load_splits
+
+    d, old, new, start = scenario
+    rep = _finetune(d, old, new, start, "withtest", 0.0, 0.0, test_fraction=0.25)
+    before, after = rep["new_data_test_before"], rep["new_data_test_after"]
+    test_f = load_splits(load_config(d / "withtest.yaml"), False, None)[2]
+    assert before["n_frames"] == after["n_frames"] == len(test_f) == 3
+    start_model = extend_vocabulary(load_start_model(start), test_f)
+    direct = errors(start_model, start_model.config, test_f, dtype=torch.float32).summary()
+    assert before["forces_rmse_eV_per_A"] == pytest.approx(direct["forces_rmse_eV_per_A"], rel=1e-6)
+    assert after["forces_rmse_eV_per_A"] < before["forces_rmse_eV_per_A"]
+    table = finetune_table([d / "withtest"], ["B only"]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| B only | 0 | 0 |")
+    cells = [c.strip() for c in table[2].split("|")[1:-1]]
+    assert cells[5] == f"{before['forces_rmse_eV_per_A']:.3f} → {after['forces_rmse_eV_per_A']:.3f}"
+    assert cells[3] == (f"{rep['old_data_before']['forces_rmse_eV_per_A']:.3f} → "
+                        f"{rep['old_data_after']['forces_rmse_eV_per_A']:.3f}")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        finetune_table([d / "nowhere"])
 
 
 def test_extend_vocabulary_keeps_old_predictions(scenario, tmp_path):

@@ -206,3 +206,50 @@ def test_sevennet_recipe_resumes_and_ships_its_active_learning_frames(tmp_path):
     (work / "eval" / "metrics.json").touch()
     (work / "eval-own-md" / "metrics.json").touch()
     assert [c.split()[0] for c in _run_sevennet(tmp_path)] == ["-m"]
+
+
+SEVENNET_FT = ROOT / "forcefields" / "models" / "make_sevennet_finetune.sh"
+
+
+def _report(path: Path, replay: float, lam: float) -> None:
+    m = {"forces_rmse_eV_per_A": 0.1 + lam / 1000, "energy_rmse_meV_per_atom": 2.0}
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "finetune_report.json").write_text(json.dumps(
+        {"replay_fraction": replay, "ewc_lambda": lam, "old_data_before": m, "old_data_after": m,
+         "new_data_test_before": m, "new_data_test_after": m}))
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("xz") is None, reason="needs bash and xz")
+def test_sevennet_finetune_recipe_resumes_and_reports(tmp_path):
+    """make sevennet-finetune: shipped EC:DMC labels are not made again, missing ones are sampled,
+    labelled and shipped compressed; a finished fine-tune is skipped, an interrupted one resumed; the
+    recipe stops naming a run without a report, and a rerun only writes the table of both runs."""
+    work, data = tmp_path / "work", tmp_path / "data"
+    data.mkdir()
+    (data / "ecdmc-train.xyz.xz").write_bytes(b"x")          # shipped
+    _report(work / "plain", 0.0, 0.0)                          # finished
+    (work / "guarded").mkdir(parents=True)
+    (work / "guarded" / "last.pt").touch()                     # interrupted
+    fake = tmp_path / "fake-cgaa"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = dict(os.environ, CGAA=str(fake), PYTHON=sys.executable, FAKE_LOG=str(log), WORK=str(work),
+               DATA=str(data))
+    proc = subprocess.run(["bash", str(SEVENNET_FT)], cwd=ROOT, env=env, capture_output=True, text=True)
+    calls = log.read_text().splitlines()
+    assert proc.returncode != 0 and "guarded/finetune_report.json" in proc.stderr
+    assert [c.split()[0] for c in calls] == ["build", "sample", "label", "finetune"]
+    assert "--recipe lipf6-ec-dmc-1m" in calls[0] and f"-o {work / 'box-test.pdb'}" in calls[0]
+    assert "-c sevenn --stress" in calls[2]
+    assert (data / "ecdmc-test.xyz.xz").exists() and not (data / "ecdmc-test.xyz.xz.tmp").exists()
+    assert calls[3] == "finetune --resume --no-progress forcefields/models/lipf6-ec-dmc-1m-sevennet.guarded.finetune.yaml"
+
+    _report(work / "guarded", 0.25, 100.0)                     # the resumed run finished
+    log.unlink()
+    proc = subprocess.run(["bash", str(SEVENNET_FT)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not log.exists()                                    # nothing but the table
+    table = (work / "finetune-table.md").read_text().splitlines()
+    assert table[2].startswith("| plain fine-tuning | 0 | 0 | 0.100 → 0.100 |")
+    assert table[3].startswith("| replay + EWC | 0.25 | 100 | 0.200 → 0.200 |")

@@ -162,6 +162,8 @@ def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True, over
     if start.config.contact_floor and not all_atom:  # the new data may come closer (unknown floor stays unknown)
         model.config.contact_floor = merge_contact_floors(start.config.contact_floor,
                                                           closest_contacts(train_f, model.config.elements))
+    # the start model on the new test frames (new grain types at their starting embedding): the zero-shot error
+    new_before = _old_errors(model, test_f, cfg) if test_f and rank == 0 else None
     penalty = None
     if ft.ewc_lambda > 0:
         fisher = fisher_diagonal(model, old[: ft.fisher_frames], cfg)
@@ -175,7 +177,37 @@ def finetune(cfg: TrainConfig, resume: bool = False, progress: bool = True, over
             "start": str(ft.start), "replay_fraction": ft.replay_fraction, "ewc_lambda": ft.ewc_lambda,
             "old_data_before": before,
             "old_data_after": _old_errors(best, old_eval, cfg) if old_eval else None,
+            "new_data_test_before": new_before,
             "new_data_test_after": result.test_metrics,
         }
         write_text_atomic(result.run_dir / "finetune_report.json", json.dumps(report, indent=2))
     return result
+
+
+def _fmt(metrics: Dict, key: str, digits: int) -> str:
+    v = (metrics or {}).get(key)
+    return "—" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def finetune_table(run_dirs: Sequence[Path], names: Sequence[str] = ()) -> str:
+    """Markdown table of fine-tuning runs from their ``finetune_report.json``: the old-data
+    (forgetting) and new-data test errors before → after, force RMSE in eV/Å and energy RMSE
+    in meV/atom. ``names``: the row labels (default: the run directories' names).
+    FileNotFoundError names a run without a report (unfinished)."""
+    rows = ["| run | replay fraction | EWC λ | old test force RMSE, before → after (eV/Å) | "
+            "old test energy RMSE, before → after (meV/atom) | new test force RMSE, before → after (eV/Å) | "
+            "new test energy RMSE, before → after (meV/atom) |",
+            "|---|---|---|---|---|---|---|"]
+    F, E = "forces_rmse_eV_per_A", "energy_rmse_meV_per_atom"
+    for i, run in enumerate(run_dirs):
+        path = Path(run) / "finetune_report.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no fine-tuning report (has the run in {run} finished?)")
+        r = json.loads(path.read_text())
+        name = names[i] if i < len(names) else Path(run).name
+        ob, oa = r.get("old_data_before"), r.get("old_data_after")
+        nb, na = r.get("new_data_test_before"), r.get("new_data_test_after")
+        rows.append(f"| {name} | {r['replay_fraction']:g} | {r['ewc_lambda']:g} | "
+                    f"{_fmt(ob, F, 3)} → {_fmt(oa, F, 3)} | {_fmt(ob, E, 2)} → {_fmt(oa, E, 2)} | "
+                    f"{_fmt(nb, F, 3)} → {_fmt(na, F, 3)} | {_fmt(nb, E, 2)} → {_fmt(na, E, 2)} |")
+    return "\n".join(rows) + "\n"
