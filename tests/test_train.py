@@ -358,3 +358,35 @@ def test_a_kill_at_any_write_resumes_to_the_uninterrupted_run(tmp_path, dataset,
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(csv.DictReader(open(full.run_dir / "metrics.csv"))) == \
         strip(csv.DictReader(open(resumed.run_dir / "metrics.csv")))
+
+
+def test_max_hours_stops_at_the_training_time_budget_across_resumes(tmp_path, dataset, monkeypatch):
+    """training.max_hours: no epoch starts once the epochs so far took the budget, counted over
+    resumed segments (a clock that makes every epoch last 1000 s: budget 0.5 h = 2 epochs)."""
+    import time as real_time
+    import types
+
+    import cgaa.train.trainer as tr
+
+    clock = {"t": 0.0}
+
+    def tick():
+        clock["t"] += 1000.0  # called at an epoch's start and end: 1000 s an epoch
+        return clock["t"]
+
+    monkeypatch.setattr(tr, "time", types.SimpleNamespace(time=tick, perf_counter=real_time.perf_counter,
+                                                          sleep=real_time.sleep))
+    path = _config(tmp_path, dataset, epochs=6, max_hours=0.5)
+    res = train(load_config(path), progress=False)
+    st = load_checkpoint(res.last_checkpoint)
+    assert st["epoch"] == 2 and [h["seconds"] for h in st["history"]] == [1000.0, 1000.0]
+    assert res.test_metrics is not None  # a budget stop still refits, tests and writes the outputs
+    again = train(load_config(path), resume=True, progress=False)  # the budget is spent: nothing more
+    assert load_checkpoint(again.last_checkpoint)["epoch"] == 2
+    data = yaml.safe_load(path.read_text())
+    data["training"]["max_hours"] = 1.0
+    path.write_text(yaml.safe_dump(data))
+    more = train(load_config(path), resume=True, progress=False)
+    assert load_checkpoint(more.last_checkpoint)["epoch"] == 4
+    with pytest.raises(ValueError, match="training.max_hours"):
+        config_from_dict({**data, "training": {**data["training"], "max_hours": -1}}, base_dir=tmp_path)

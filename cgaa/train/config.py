@@ -80,6 +80,8 @@ class TrainingConfig:
     ema_decay: exponential moving average of weights (0 disables); validation, checkpoints'
       "best" and deployment use the averaged weights.
     early_stopping_patience: stop after this many epochs without validation improvement (0: never).
+    max_hours: a training-time budget: no epoch starts once the epochs run so far (summed over
+      resumed segments) took this many hours (0: no limit); compares models at equal cost.
     grad_clip: maximum gradient norm (0 disables).
     seed: seed of initialisation and of the frame order (epoch e shuffles with seed + e).
     dtype: ``float32`` or ``float64``.
@@ -97,6 +99,7 @@ class TrainingConfig:
     min_lr: float = 1e-5
     ema_decay: float = 0.99
     early_stopping_patience: int = 20
+    max_hours: float = 0.0
     grad_clip: float = 10.0
     seed: int = 0
     dtype: str = "float32"
@@ -275,7 +278,8 @@ def _check(cfg: TrainConfig) -> None:
             raise ValueError(f"training.{name} must be ≥ 1, got {getattr(t, name)}")
     if not t.lr > 0:
         raise ValueError(f"training.lr must be > 0, got {t.lr:g}")
-    for name in ("weight_decay", "min_lr", "grad_clip", "scheduler_patience", "early_stopping_patience"):
+    for name in ("weight_decay", "min_lr", "grad_clip", "scheduler_patience", "early_stopping_patience",
+                 "max_hours"):
         if getattr(t, name) < 0:
             raise ValueError(f"training.{name} must be ≥ 0, got {getattr(t, name):g}")
     if not 0 < t.scheduler_factor < 1:

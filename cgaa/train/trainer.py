@@ -54,6 +54,16 @@ class TrainingError(RuntimeError):
 
 
 # ---------------------------------------------------------------- distributed
+def _budget_spent(history: List[Dict], max_hours: float) -> bool:
+    """Whether the epochs in ``history`` took ``max_hours`` (h) or more (rank 0's clock decides for all)."""
+    import torch.distributed as dist
+
+    spent = torch.tensor([sum(h["seconds"] for h in history) >= max_hours * 3600.0], dtype=torch.int32)
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast(spent, src=0)
+    return bool(spent.item())
+
+
 def dist_info() -> Tuple[int, int]:
     """(rank, world size); initialises torch.distributed under torchrun (gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -397,6 +407,8 @@ def run_training(cfg: TrainConfig, model: CGAAModel, train: Sequence[Frame], val
                        initial=start_epoch, total=t.epochs)
     epoch = start_epoch
     for epoch in epochs:
+        if t.max_hours and _budget_spent(history, t.max_hours):
+            break
         t0 = time.time()
         rng = np.random.default_rng(t.seed + epoch)
         order = rng.permutation(len(train_t))
