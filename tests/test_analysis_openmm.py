@@ -130,6 +130,12 @@ def test_run_dir_end_to_end(openmm_run, capsys):
     assert cond["nernst_einstein_mS_cm"]["value"] == pytest.approx(10 * cond["nernst_einstein"]["value"])
     assert cond["einstein_helfand"]["unit"] == "S/m"
     assert cond["haven_ratio"]["unit"] == "1"
+    # ideal transference numbers: each ion's share of the Nernst-Einstein sum (one Li and one BF4 per pair)
+    tn = cond["transference_nernst_einstein"]
+    d_li, d_bf4 = sp["Li"]["D"]["value"], sp["BF4"]["D"]["value"]
+    assert tn["Li"]["value"] == pytest.approx(d_li / (d_li + d_bf4), rel=1e-9)
+    assert tn["Li"]["value"] + tn["BF4"]["value"] == pytest.approx(1.0, rel=1e-12)
+    assert tn["Li"]["unit"] == "1" and (tn["Li"]["uncertainty"] is None or tn["Li"]["uncertainty"] >= 0)
     rdfs = rep["structure"]["rdf"]
     assert set(rdfs) == {"Li-O_carbonyl", "Li-F"}  # O bonded to one C only: carbonyl; no ether O, no P
     for r in rdfs.values():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cgaa.analysis import (FitWindow, box_length_for_correction, einstein_helfand_conductivity, haven_ratio,
-                           nernst_einstein_conductivity, yeh_hummer_correction)
+                           nernst_einstein_conductivity, transference_numbers, yeh_hummer_correction)
 
 KB = 1.380649e-23  # J/K
 E = 1.602176634e-19  # C
@@ -53,6 +53,32 @@ def test_haven_ratio():
     h, e = haven_ratio(2.0, 1.0, 0.2, 0.1)
     assert h == pytest.approx(2.0)
     assert e == pytest.approx(2.0 * math.sqrt(0.1 ** 2 + 0.1 ** 2))
+
+
+def test_transference_numbers_hand_computed():
+    # 7 Li (D 1e-10) and 7 PF6 (D 3e-10): t+ = 7e-10 / (7e-10 + 21e-10) = 0.25
+    (tp, ep), (tm, em) = transference_numbers([7, 7], [1, -1], [1e-10, 3e-10], [1e-11, 3e-11])
+    assert tp == pytest.approx(0.25, rel=1e-12) and tm == pytest.approx(0.75, rel=1e-12)
+    # t+ = a/(a+b), a = 7 D+, b = 7 D-: dt/dD+ = 7b/S², dt/dD- = -7a/S²
+    a, b = 7e-10, 21e-10
+    expected = math.hypot(7 * b / (a + b) ** 2 * 1e-11, 7 * a / (a + b) ** 2 * 3e-11)
+    assert ep == pytest.approx(expected, rel=1e-12) and em == pytest.approx(expected, rel=1e-12)
+    # z² weighting, any number of species, shares summing to 1, and the error against finite differences
+    n, z, d, de = [3, 5, 2], [2, -1, -1], [1.0e-10, 2.0e-10, 0.5e-10], [1e-11, 4e-11, 2e-11]
+    res = transference_numbers(n, z, d, de)
+    assert sum(t for t, _ in res) == pytest.approx(1.0, rel=1e-12)
+    assert res[0][0] == pytest.approx(12e-10 / (12e-10 + 10e-10 + 1e-10), rel=1e-12)
+    for i in range(3):
+        grad = []
+        for j in range(3):
+            h = 1e-16
+            up = list(d); up[j] += h
+            dn = list(d); dn[j] -= h
+            grad.append((transference_numbers(n, z, up)[i][0] - transference_numbers(n, z, dn)[i][0]) / (2 * h))
+        assert res[i][1] == pytest.approx(math.sqrt(sum((g * e) ** 2 for g, e in zip(grad, de))), rel=1e-5)
+    # no errors given: NaN errors; no motion at all: NaN shares, not a division by zero
+    assert math.isnan(transference_numbers([1, 1], [1, -1], [1e-10, 1e-10])[0][1])
+    assert all(math.isnan(t) for t, _ in transference_numbers([1, 1], [1, -1], [0.0, 0.0]))
 
 
 def _brownian(T, N, d_nm2_ps, rng):

@@ -17,11 +17,12 @@ Building blocks (positions nm, times ps, D m²/s, σ S/m): :func:`msd_fft`,
 :func:`remove_com_drift`, :func:`detect_wrapping`, :func:`unwrap`,
 :func:`diffusion_coefficient`, :func:`yeh_hummer_correction`,
 :func:`nernst_einstein_conductivity`, :func:`einstein_helfand_conductivity`,
-:func:`haven_ratio`, :func:`rdf`, :func:`shell_composition`, :func:`identify_species`,
+:func:`haven_ratio`, :func:`transference_numbers`, :func:`rdf`, :func:`shell_composition`, :func:`identify_species`,
 :func:`classify_oxygens`, :func:`mean_se`. Methods and references: docs/analysis.md.
 """
 from cgaa.analysis.conductivity import (EinsteinHelfandResult, charge_displacement, einstein_helfand_conductivity,
-                                        haven_ratio, nernst_einstein_conductivity)
+                                        haven_ratio, nernst_einstein_conductivity,
+                                        transference_numbers)
 from cgaa.analysis.diffusion import (YEH_HUMMER_XI, DiffusionResult, FitWindow, box_length_for_correction,
                                      diffusion_coefficient, fit_msd, loglog_slope, select_fit_window,
                                      yeh_hummer_correction)
@@ -46,5 +47,5 @@ __all__ = [
     "find_run_files", "first_peak_and_minimum", "fit_msd", "haven_ratio", "identify_species", "infer_bonds",
     "load_trajectory", "loglog_slope", "mean_se", "molecule_centers", "msd_direct", "msd_fft", "nernst_einstein_conductivity",
     "plot_msd", "plot_rdf", "plot_shell", "rdf", "read_state_temperature", "remove_com_drift", "result_to_dict",
-    "select_fit_window", "shell_composition", "system_com", "unwrap", "write_report", "yeh_hummer_correction",
+    "select_fit_window", "shell_composition", "system_com", "transference_numbers", "unwrap", "write_report", "yeh_hummer_correction",
 ]

@@ -6,6 +6,9 @@ Nernst–Einstein (ideal, uncorrelated ions):
 Einstein–Helfand (all correlations included), with M(t) = Σ_j z_j r_j(t):
     σ_EH = lim_{t→∞} e² ⟨|M(t) − M(0)|²⟩ / (6 V k_B T t)
 Haven ratio H = σ_NE / σ_EH (H > 1: correlated ion motion, e.g. ion pairs, lowers σ).
+Ideal (Nernst–Einstein) transference number of species i: t_i = N_i z_i² D_i / Σ_j N_j z_j² D_j,
+its share of σ_NE (the "apparent" t₊ of NMR diffusometry; experiments by Bruce–Vincent or
+Hittorf also see ion correlations, so they may differ).
 
 Positions of molecular ions are their centres of mass; the system's centre-of-mass drift
 must be removed first (for a neutral system a uniform drift cancels in M anyway).
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -132,6 +135,40 @@ def haven_ratio(sigma_ne: float, sigma_eh: float, err_ne: float = float("nan"),
     h = sigma_ne / sigma_eh
     rel = math.sqrt((err_ne / sigma_ne) ** 2 + (err_eh / sigma_eh) ** 2) if sigma_ne else float("nan")
     return h, abs(h) * rel
+
+
+def transference_numbers(
+    counts: Sequence[int], charges_e: Sequence[float], D_m2_s: Sequence[float],
+    D_err_m2_s: Optional[Sequence[float]] = None,
+) -> List[Tuple[float, float]]:
+    """Ideal (Nernst–Einstein) transference numbers t_i = N_i z_i² D_i / Σ_j N_j z_j² D_j
+    (dimensionless, summing to 1) of each species, with propagated standard errors.
+
+    Args:
+        counts: number of ions N_i of each species.
+        charges_e: formal charge z_i of each species, in e.
+        D_m2_s: self-diffusion coefficient D_i of each species, m²/s.
+        D_err_m2_s: optional standard errors of D_i (m²/s), taken as independent.
+
+    Returns:
+        [(t_i, error of t_i), ...] in the order given (errors NaN if none given; every entry
+        NaN if Σ N z² D is not positive).
+    """
+    w = np.asarray(counts, float) * np.asarray(charges_e, float) ** 2
+    d = np.asarray(D_m2_s, float)
+    total = float(np.sum(w * d))
+    if not total > 0:
+        return [(float("nan"), float("nan"))] * len(w)
+    t = w * d / total
+    if D_err_m2_s is None:
+        return [(float(v), float("nan")) for v in t]
+    derr = np.asarray(D_err_m2_s, float)
+    out = []
+    for i in range(len(w)):
+        # dt_i/dD_j = w_j (δ_ij − t_i) / Σ
+        grad = w * ((np.arange(len(w)) == i) - t[i]) / total
+        out.append((float(t[i]), float(math.sqrt(float(np.sum((grad * derr) ** 2))))))
+    return out
 
 
 def siemens_per_m_to_mS_per_cm(sigma_S_m: float) -> float:

@@ -45,6 +45,7 @@ class AnalysisResult:
         yeh_hummer_m2_s: species name → Yeh–Hummer correction ΔD (m²/s), if η given.
         nernst_einstein, einstein_helfand: conductivities (S/m, with errors) or None.
         haven: (H, error) or None.
+        transference: ion name → ideal (Nernst–Einstein) transference number (t, error).
         rdfs: pair label ("Li-O_carbonyl") → RDFResult.
         shell: first-shell composition around the centre cation, or None.
         warnings: human-readable warnings.
@@ -57,6 +58,7 @@ class AnalysisResult:
     nernst_einstein: Optional[Tuple[float, float]] = None
     einstein_helfand: Optional[cond.EinsteinHelfandResult] = None
     haven: Optional[Tuple[float, float]] = None
+    transference: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     rdfs: Dict[str, RDFResult] = field(default_factory=dict)
     shell: Optional[ShellResult] = None
     center: Optional[str] = None
@@ -300,6 +302,10 @@ def analyze(
             [s.n_molecules for s in ions], [s.charge for s in ions],
             [result.diffusion[s.name].D_m2_s for s in ions], vol, temperature_K,
             [result.diffusion[s.name].D_err_m2_s for s in ions])
+        result.transference = dict(zip([s.name for s in ions], cond.transference_numbers(
+            [s.n_molecules for s in ions], [s.charge for s in ions],
+            [result.diffusion[s.name].D_m2_s for s in ions],
+            [result.diffusion[s.name].D_err_m2_s for s in ions])))
         cations = [s for s in ions if s.charge > 0]
         ref = result.diffusion[cations[0].name if cations else ions[0].name]
         # the collective MSD is fitted over a given window whose diffusive flag follows the
@@ -321,7 +327,7 @@ def analyze(
         not_diffusive = [s.name for s in ions if not result.diffusion[s.name].window.diffusive]
         if not_diffusive or not win.diffusive:
             why = f"D of {', '.join(not_diffusive)} not diffusive" if not_diffusive else win.reason
-            msgs.append("conductivities (Nernst–Einstein, Einstein–Helfand, Haven ratio) are NOT "
+            msgs.append("conductivities (Nernst–Einstein, Einstein–Helfand, Haven ratio, transference) are NOT "
                         f"measurements: {why}")
         ne, eh = result.nernst_einstein, result.einstein_helfand
         result.haven = cond.haven_ratio(ne[0], eh.sigma_S_m, ne[1], eh.sigma_err_S_m)

@@ -111,6 +111,8 @@ def result_to_dict(res) -> dict:
             c["einstein_helfand_fit_window"]["reason"] = _reason(eh.fit.window)
     if res.haven is not None:
         c["haven_ratio"] = quantity(res.haven[0], "1", res.haven[1])
+    if res.transference:
+        c["transference_nernst_einstein"] = {name: quantity(t, "1", e) for name, (t, e) in res.transference.items()}
     out["conductivity"] = c
     st: dict = {"center": res.center, "rdf": {}}
     for label, r in res.rdfs.items():
@@ -164,6 +166,9 @@ def report_markdown(res) -> str:
             lines.append(f"- Einstein-Helfand: {eh.sigma_S_m:.4g} ± {eh.sigma_err_S_m:.2g} S/m")
         if res.haven is not None:
             lines.append(f"- Haven ratio: {res.haven[0]:.3g} ± {res.haven[1]:.2g}")
+        if res.transference:
+            lines.append("- transference numbers (ideal, Nernst-Einstein): " + ", ".join(
+                f"{name} {t:.3g} ± {e:.2g}" for name, (t, e) in res.transference.items()))
     if res.rdfs:
         lines += ["", "## Structure", "", "| pair | first peak (nm) | first minimum (nm) | CN |", "|---|---|---|---|"]
         for lab, r in res.rdfs.items():
@@ -217,6 +222,8 @@ def write_csvs(res, out_dir: Union[str, Path]) -> List[Path]:
         rows.append(["einstein_helfand", eh.sigma_S_m, eh.sigma_err_S_m, eh.sigma_S_m * 10, eh.sigma_err_S_m * 10])
     if res.haven is not None:
         rows.append(["haven_ratio (dimensionless)", res.haven[0], res.haven[1], "", ""])
+    for name, (t, e) in res.transference.items():
+        rows.append([f"transference_{name} (dimensionless, Nernst-Einstein)", t, e, "", ""])
     p = out / "conductivity.csv"
     _write_csv(p, ["quantity", "value_S_m", "err_S_m", "value_mS_cm", "err_mS_cm"], rows)
     paths.append(p)
