@@ -135,6 +135,12 @@ def test_run_dir_end_to_end(openmm_run, capsys):
     d_li, d_bf4 = sp["Li"]["D"]["value"], sp["BF4"]["D"]["value"]
     assert tn["Li"]["value"] == pytest.approx(d_li / (d_li + d_bf4), rel=1e-9)
     assert tn["Li"]["value"] + tn["BF4"]["value"] == pytest.approx(1.0, rel=1e-12)
+    # every frame checked: molecules whole (no floor given: no guard comparison)
+    st = rep["stability"]
+    assert len(st) == 1 and st[0]["n_frames"] == STEPS // INTERVAL and st[0]["broken_frames"] == 0
+    assert st[0]["intact"] is True and 1.0 <= st[0]["max_bond_stretch"] < 1.3 and st[0]["below_floor"] == []
+    assert "B-Li" in st[0]["closest_approach_A"] or "Li-F" in st[0]["closest_approach_A"]
+    assert "## Stability (every frame)" in (adir / "report.md").read_text()
     assert tn["Li"]["unit"] == "1" and (tn["Li"]["uncertainty"] is None or tn["Li"]["uncertainty"] >= 0)
     rdfs = rep["structure"]["rdf"]
     assert set(rdfs) == {"Li-O_carbonyl", "Li-F"}  # O bonded to one C only: carbonyl; no ether O, no P

@@ -21,6 +21,8 @@ from cgaa.analysis.diffusion import (DEFAULT_MIN_FIT_START_PS, DEFAULT_MIN_RUN_P
 from cgaa.analysis.io import (RunRecords, find_run_files, frame_time_step, read_run_records, read_state_temperature,
                              read_trajectory, records_for)
 from cgaa.analysis.msd import WrappedTrajectoryError, detect_wrapping, molecule_centers, system_com, unwrap
+from cgaa.core.modelmeta import archive_metadata
+from cgaa.analysis.stability import StabilityResult, stability_check
 from cgaa.analysis.structure import RDFResult, ShellResult, rdf, shell_composition
 from cgaa.analysis.report import result_to_dict
 from cgaa.analysis.species import (Species, atom_masses, classify_oxygens, element_indices, find_species,
@@ -46,6 +48,7 @@ class AnalysisResult:
         nernst_einstein, einstein_helfand: conductivities (S/m, with errors) or None.
         haven: (H, error) or None.
         transference: ion name → ideal (Nernst–Einstein) transference number (t, error).
+        stability: one StabilityResult per trajectory (broken bonds, closest approaches), or [].
         rdfs: pair label ("Li-O_carbonyl") → RDFResult.
         shell: first-shell composition around the centre cation, or None.
         warnings: human-readable warnings.
@@ -59,6 +62,7 @@ class AnalysisResult:
     einstein_helfand: Optional[cond.EinsteinHelfandResult] = None
     haven: Optional[Tuple[float, float]] = None
     transference: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    stability: List[StabilityResult] = field(default_factory=list)
     rdfs: Dict[str, RDFResult] = field(default_factory=dict)
     shell: Optional[ShellResult] = None
     center: Optional[str] = None
@@ -178,6 +182,8 @@ def analyze(
     shell_cutoff_nm: Optional[float] = None,
     structure: bool = True,
     run_records: Optional[RunRecords] = None,
+    stability: bool = True,
+    contact_floor: Optional[Sequence[Sequence[float]]] = None,
 ) -> AnalysisResult:
     """Transport and structure analysis of an electrolyte trajectory (or replicas).
 
@@ -216,6 +222,11 @@ def analyze(
         rdf_r_max_nm, rdf_bin_nm: RDF range and bin width, nm.
         shell_cutoff_nm: one cutoff for all shell ligands, nm (default: first minima).
         structure: compute RDFs and shells (False: transport only).
+        stability: check every frame (of the whole trajectory, before ``start_ps``/``end_ps``) for
+            broken bonds and for the closest approach of atoms of different molecules
+            (:func:`cgaa.analysis.stability.stability_check`); needs a box.
+        contact_floor: a CGAA model's ``[[Z1, Z2, d_min Å], ...]`` (its training data's closest
+            approaches) for that check; :func:`analyze_run_dir` reads it from the run's model.
         run_records: what a ``cgaa simulate`` run directory records about its trajectory
             (:func:`cgaa.analysis.io.read_run_records`; :func:`analyze_run_dir` passes them):
             the time step of its ``traj.dcd``, cross-checked against the DCD header, and the
@@ -228,6 +239,9 @@ def analyze(
         raise ValueError(f"msd_of must be 'auto', 'com' or 'atoms', got {msd_of!r}")
     trajs, dt, names, dt_sources, load_notes, used = _load_all(
         trajectories, topology, dt_ps, max(1, int(stride)), run_records)
+    checks = []
+    if stability and all(t.unitcell_vectors is not None for t in trajs):
+        checks = [stability_check(t, contact_floor) for t in trajs]
     if start_ps or end_ps is not None:
         trajs = [time_window(t, dt, start_ps, end_ps, name) for t, name in zip(trajs, names)]
     top = trajs[0].topology
@@ -236,6 +250,14 @@ def analyze(
     if temperature_K is None:
         temperature_K, t_source = DEFAULT_TEMPERATURE_K, "default"
         msgs.append(f"no temperature given: using {DEFAULT_TEMPERATURE_K} K for conductivity and Yeh–Hummer")
+    for name, chk in zip(names, checks):
+        if chk.broken_frames:
+            f, i, j, length = chk.first_broken
+            msgs.append(f"{name}: molecules NOT intact: {chk.broken_frames} frame(s) with a broken bond, first "
+                        f"frame {f} (atoms {i} and {j}, {length:.2f} A apart)")
+        if chk.below_wall:
+            msgs.append(f"{name}: atoms of different molecules came inside the contact guard's wall "
+                        f"({', '.join(chk.below_wall)}): the run left the model's training data")
     species = identify_species(top, selections, charges)
     masses = atom_masses(top)
 
@@ -284,7 +306,7 @@ def analyze(
     if used is not None:
         inputs["run_dir"] = str(used.run_dir)
         inputs["dt_checks"] = list(used.checks)
-    result = AnalysisResult(inputs=inputs, species=species, warnings=msgs)
+    result = AnalysisResult(inputs=inputs, species=species, warnings=msgs, stability=checks)
 
     for s in species:
         with warnings.catch_warnings(record=True) as caught:
@@ -406,7 +428,9 @@ def analyze_run_dir(run_dir: Union[str, Path], *,
     is not searched). The time between the frames of the run's ``traj.dcd`` comes from the
     run's records (``run.json``: timestep_fs × report_interval, cross-checked against
     ``state.csv``'s time_ps and the DCD header; :func:`cgaa.analysis.io.read_run_records`)
-    unless ``dt_ps`` is given. Every other keyword goes to :func:`analyze`.
+    unless ``dt_ps`` is given. The stability check compares closest approaches with the contact
+    floor of the run's own model copy (``model.pt``) unless ``contact_floor`` is given. Every other
+    keyword goes to :func:`analyze`.
     """
     run_dir = Path(run_dir)
     if trajectories is None or topology is None:
@@ -425,9 +449,19 @@ def analyze_run_dir(run_dir: Union[str, Path], *,
         t = read_state_temperature(run_dir / "state.csv")
         if t is not None:
             kwargs["temperature_K"], source = t, "state.csv (mean)"
+    if kwargs.get("contact_floor") is None:
+        kwargs["contact_floor"] = run_contact_floor(run_dir)
     res = analyze(trajectories, topology, run_records=records, **kwargs)
     if source:
         res.inputs["temperature_source"] = source
     if record_note:
         res.warnings.insert(0, record_note)
     return res
+
+
+def run_contact_floor(run_dir: Union[str, Path]) -> Optional[List[List[float]]]:
+    """The contact floor (``[[Z1, Z2, d_min Å], ...]``) of the CGAA model a ``cgaa simulate`` run
+    directory keeps (``model.pt``), or None: no model there, or one without a floor."""
+    meta = archive_metadata(Path(run_dir) / "model.pt")
+    floor = (meta or {}).get("config", {}).get("contact_floor")
+    return [list(map(float, e)) for e in floor] if floor else None

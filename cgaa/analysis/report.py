@@ -114,6 +114,8 @@ def result_to_dict(res) -> dict:
     if res.transference:
         c["transference_nernst_einstein"] = {name: quantity(t, "1", e) for name, (t, e) in res.transference.items()}
     out["conductivity"] = c
+    if res.stability:
+        out["stability"] = [chk.to_dict() for chk in res.stability]
     st: dict = {"center": res.center, "rdf": {}}
     for label, r in res.rdfs.items():
         st["rdf"][label] = {
@@ -169,6 +171,14 @@ def report_markdown(res) -> str:
         if res.transference:
             lines.append("- transference numbers (ideal, Nernst-Einstein): " + ", ".join(
                 f"{name} {t:.3g} ± {e:.2g}" for name, (t, e) in res.transference.items()))
+    if res.stability:
+        lines += ["", "## Stability (every frame)", "",
+                  "| trajectory | frames | molecules intact | largest bond stretch | inside the contact guard's wall | "
+                  "closer than the model's data |", "|---|---|---|---|---|---|"]
+        for k, chk in enumerate(res.stability):
+            lines.append(f"| {k} | {chk.n_frames} | {'yes' if not chk.broken_frames else f'NO ({chk.broken_frames} frames)'} "
+                         f"| {chk.max_bond_stretch:.2f}x | {', '.join(f'{k} ({chk.frames_below_wall[k]} frames)' for k in chk.below_wall) or 'none'} "
+                         f"| {', '.join(f'{k} ({chk.frames_below_floor[k]} frames)' for k in chk.below_floor) or ('none' if chk.floor else 'no floor given')} |")
     if res.rdfs:
         lines += ["", "## Structure", "", "| pair | first peak (nm) | first minimum (nm) | CN |", "|---|---|---|---|"]
         for lab, r in res.rdfs.items():

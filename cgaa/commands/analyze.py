@@ -22,8 +22,10 @@ which source was used. Writes report.json (every quantity with its
 unit), report.md, CSV tables and PNG plots: per-species self-diffusion D (m^2/s, MSD over all time
 origins, system centre-of-mass drift removed, automatic or --fit-window, block/replica
 errors, optional Yeh-Hummer correction with --viscosity), Nernst-Einstein and
-Einstein-Helfand conductivity (S/m), Haven ratio, RDFs and coordination numbers
-(Li-O carbonyl/ether, Li-F, Li-P) and the Li first-shell composition.
+Einstein-Helfand conductivity (S/m), Haven ratio, ideal transference numbers, RDFs and
+coordination numbers (Li-O carbonyl/ether, Li-F, Li-P), the Li first-shell composition, and a
+stability check of every frame: broken bonds, and the closest approach of atoms of different
+molecules per element pair against the model's contact floor (RUN_DIR/model.pt or --model).
 
 The automatic fit window starts no earlier than --min-fit-start (5 ps), past the
 ballistic-to-caged crossover where the log-log MSD slope also passes through 1; a run
@@ -99,6 +101,11 @@ def register(subparsers) -> None:
     p.add_argument("--unwrap", action="store_true", help="unwrap a wrapped trajectory instead of refusing it")
     p.add_argument("--no-structure", action="store_true", help="skip RDFs and shell composition")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.add_argument("--model", metavar="PT",
+                   help="CGAA model whose contact floor (closest approaches in its training data) the stability "
+                        "check compares with (default: RUN_DIR/model.pt, the run's own copy)")
+    p.add_argument("--no-stability", action="store_true",
+                   help="skip the stability check (broken bonds and closest approaches in every frame)")
     p.set_defaults(func=run)
 
 
@@ -136,7 +143,15 @@ def run(args: argparse.Namespace) -> int:
         msd_of=args.msd_of, unwrap_input=args.unwrap, stride=args.stride, start_ps=args.start_ps,
         end_ps=args.end_ps, center=args.center,
         rdf_r_max_nm=args.rdf_rmax, rdf_bin_nm=args.rdf_bin, shell_cutoff_nm=args.shell_cutoff,
-        structure=not args.no_structure, **limits)
+        structure=not args.no_structure, stability=not args.no_stability, **limits)
+    if args.model:
+        from cgaa.core.modelfile import read_metadata
+
+        try:
+            floor = read_metadata(args.model).get("config", {}).get("contact_floor")
+        except (OSError, ValueError) as err:
+            raise CLIError(f"--model {args.model}: {err}")
+        options["contact_floor"] = floor or None
     if args.run_dir:
         # the run directory's files unless --traj/--top replace them; T from its state.csv
         res = analyze_run_dir(args.run_dir, trajectories=args.traj or None, topology=args.top or None, **options)
@@ -167,6 +182,14 @@ def _print_summary(res, out: Path, files) -> None:
     if res.shell is not None:
         comp = ", ".join(f"{k} {v:.2f}" for k, v in res.shell.mean_counts.items())
         print(f"  {res.center} first shell: {comp}")
+    if res.transference:
+        print("  transference (ideal): " + ", ".join(f"{k} {t:.3f} +/- {e:.2g}" for k, (t, e) in res.transference.items()))
+    for k, chk in enumerate(res.stability):
+        print(f"  stability of trajectory {k}: {chk.n_frames} frames, molecules "
+              f"{'intact' if not chk.broken_frames else f'BROKEN in {chk.broken_frames} frames'} "
+              f"(largest bond stretch {chk.max_bond_stretch:.2f}x), contact guard's wall "
+              f"{'never reached' if not chk.below_wall else 'reached by ' + ', '.join(f'{k} (in {chk.frames_below_wall[k]} frames)' for k in chk.below_wall)}"
+              + ("" if chk.floor else " (no contact floor given)"))
     for w in res.warnings:
         print(f"  warning: {w}")
     print(f"  wrote {len(files)} files to {out}")

@@ -19,6 +19,7 @@ import torch
 from cgaa._version import __version__
 from cgaa.core.fileio import atomic_path
 from cgaa.core.model import CGAAModel, ModelConfig
+from cgaa.core.modelmeta import METADATA_FILE, archive_metadata
 from cgaa.core.inputs import grain_type_indices, species_indices
 
 FORMAT_VERSION = 1
@@ -27,7 +28,6 @@ FORMAT_VERSION = 1
 #: the prefix matches a checkpoint of any format version.
 TRAINING_CHECKPOINT_PREFIX = "cgaa-checkpoint-"
 TRAINING_CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_PREFIX + "1"
-METADATA_FILE = "cgaa_metadata.json"
 UNITS = {"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"}
 
 
@@ -107,19 +107,11 @@ class DeployedModel:
 
 def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
     """Metadata of a deployed model file, read from its archive without loading the TorchScript
-    module (milliseconds instead of a second); anything unusual goes through the full loader,
-    whose errors name what is wrong with the file."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(str(path)) as z:
-            names = [n for n in z.namelist() if n.endswith("/extra/" + METADATA_FILE)]
-            if len(names) == 1:
-                meta = json.loads(z.read(names[0]).decode("utf-8"))
-                if isinstance(meta, dict):
-                    return meta
-    except (OSError, ValueError, zipfile.BadZipFile):
-        pass
+    module (milliseconds instead of a second; :func:`cgaa.core.modelmeta.archive_metadata`); anything
+    unusual goes through the full loader, whose errors name what is wrong with the file."""
+    meta = archive_metadata(path)
+    if meta is not None:
+        return meta
     return _load(path, "cpu")[1]
 
 
