@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.cgaa-installed
 DEMO   ?= demo-run
 
-.PHONY: demo test install clean default-model sevennet-data sevennet-model sevennet-finetune
+.PHONY: demo test install clean default-model sevennet-data sevennet-model sevennet-finetune sevennet-compositions
 
 install: $(STAMP)
 
@@ -41,6 +41,13 @@ sevennet-model: $(STAMP)
 sevennet-data: $(STAMP)
 	$(PY) -m pip install -e ".[test,openmmml,sevenn,xtb]"
 	CGAA=$(VENV)/bin/cgaa bash forcefields/models/make_sevennet_data.sh
+
+# Composition anchors for it: SevenNet-0 + D3 labels of 0.5 M, 2 M and EC:EMC 1:1 boxes (the shipped
+# forcefields/data/sevennet/comp-*.xyz.xz, or made here: needs ".[sevenn]"); resumable.
+sevennet-compositions: $(STAMP)
+	(for c in 0.5m 2m ecemc11; do [ -s forcefields/data/sevennet/comp-$$c.xyz.xz ] || exit 1; done) \
+	    || $(PY) -m pip install -e ".[test,openmmml,sevenn,xtb]"
+	CGAA=$(VENV)/bin/cgaa bash forcefields/models/make_sevennet_compositions.sh
 
 # Forgetting-aware fine-tuning of the quantum-level model to 1 M LiPF6 in EC:DMC (plain vs replay + EWC;
 # the table of docs/training.md); uses the shipped EC:DMC labels, or makes them (needs ".[sevenn]",
