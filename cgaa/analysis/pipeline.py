@@ -320,14 +320,12 @@ def analyze(
 
     ions = [s for s in species if s.charge != 0]
     if ions:
-        result.nernst_einstein = cond.nernst_einstein_conductivity(
-            [s.n_molecules for s in ions], [s.charge for s in ions],
-            [result.diffusion[s.name].D_m2_s for s in ions], vol, temperature_K,
-            [result.diffusion[s.name].D_err_m2_s for s in ions])
-        result.transference = dict(zip([s.name for s in ions], cond.transference_numbers(
-            [s.n_molecules for s in ions], [s.charge for s in ions],
-            [result.diffusion[s.name].D_m2_s for s in ions],
-            [result.diffusion[s.name].D_err_m2_s for s in ions])))
+        counts, charges = [s.n_molecules for s in ions], [s.charge for s in ions]
+        d_ions = [result.diffusion[s.name].D_m2_s for s in ions]
+        d_errs = [result.diffusion[s.name].D_err_m2_s for s in ions]
+        result.nernst_einstein = cond.nernst_einstein_conductivity(counts, charges, d_ions, vol, temperature_K, d_errs)
+        result.transference = dict(zip([s.name for s in ions],
+                                       cond.transference_numbers(counts, charges, d_ions, d_errs)))
         cations = [s for s in ions if s.charge > 0]
         ref = result.diffusion[cations[0].name if cations else ions[0].name]
         # the collective MSD is fitted over a given window whose diffusive flag follows the
@@ -462,6 +460,10 @@ def analyze_run_dir(run_dir: Union[str, Path], *,
 def run_contact_floor(run_dir: Union[str, Path]) -> Optional[List[List[float]]]:
     """The contact floor (``[[Z1, Z2, d_min Å], ...]``) of the CGAA model a ``cgaa simulate`` run
     directory keeps (``model.pt``), or None: no model there, or one without a floor."""
-    meta = archive_metadata(Path(run_dir) / "model.pt")
-    floor = (meta or {}).get("config", {}).get("contact_floor")
+    return contact_floor(archive_metadata(Path(run_dir) / "model.pt"))
+
+
+def contact_floor(metadata: Optional[dict]) -> Optional[List[List[float]]]:
+    """The contact floor ``[[Z1, Z2, d_min Å], ...]`` in a deployed model's metadata, or None."""
+    floor = (metadata or {}).get("config", {}).get("contact_floor")
     return [list(map(float, e)) for e in floor] if floor else None

@@ -177,8 +177,8 @@ def report_markdown(res) -> str:
                   "closer than the model's data |", "|---|---|---|---|---|---|"]
         for k, chk in enumerate(res.stability):
             lines.append(f"| {k} | {chk.n_frames} | {'yes' if not chk.broken_frames else f'NO ({chk.broken_frames} frames)'} "
-                         f"| {chk.max_bond_stretch:.2f}x | {', '.join(f'{k} ({chk.frames_below_wall[k]} frames)' for k in chk.below_wall) or 'none'} "
-                         f"| {', '.join(f'{k} ({chk.frames_below_floor[k]} frames)' for k in chk.below_floor) or ('none' if chk.floor else 'no floor given')} |")
+                         f"| {chk.max_bond_stretch:.2f}x | {', '.join(f'{p} ({chk.frames_below_wall[p]} frames)' for p in chk.below_wall) or 'none'} "
+                         f"| {', '.join(f'{p} ({chk.frames_below_floor[p]} frames)' for p in chk.below_floor) or ('none' if chk.floor else 'no floor given')} |")
     if res.rdfs:
         lines += ["", "## Structure", "", "| pair | first peak (nm) | first minimum (nm) | CN |", "|---|---|---|---|"]
         for lab, r in res.rdfs.items():

@@ -145,13 +145,13 @@ def run(args: argparse.Namespace) -> int:
         rdf_r_max_nm=args.rdf_rmax, rdf_bin_nm=args.rdf_bin, shell_cutoff_nm=args.shell_cutoff,
         structure=not args.no_structure, stability=not args.no_stability, **limits)
     if args.model:
+        from cgaa.analysis.pipeline import contact_floor
         from cgaa.core.modelfile import read_metadata
 
         try:
-            floor = read_metadata(args.model).get("config", {}).get("contact_floor")
+            options["contact_floor"] = contact_floor(read_metadata(args.model))
         except (OSError, ValueError) as err:
             raise CLIError(f"--model {args.model}: {err}")
-        options["contact_floor"] = floor or None
     if args.run_dir:
         # the run directory's files unless --traj/--top replace them; T from its state.csv
         res = analyze_run_dir(args.run_dir, trajectories=args.traj or None, topology=args.top or None, **options)
@@ -188,7 +188,7 @@ def _print_summary(res, out: Path, files) -> None:
         print(f"  stability of trajectory {k}: {chk.n_frames} frames, molecules "
               f"{'intact' if not chk.broken_frames else f'BROKEN in {chk.broken_frames} frames'} "
               f"(largest bond stretch {chk.max_bond_stretch:.2f}x), contact guard's wall "
-              f"{'never reached' if not chk.below_wall else 'reached by ' + ', '.join(f'{k} (in {chk.frames_below_wall[k]} frames)' for k in chk.below_wall)}"
+              f"{'never reached' if not chk.below_wall else 'reached by ' + ', '.join(f'{p} (in {chk.frames_below_wall[p]} frames)' for p in chk.below_wall)}"
               + ("" if chk.floor else " (no contact floor given)"))
     for w in res.warnings:
         print(f"  warning: {w}")
