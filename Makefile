@@ -30,9 +30,10 @@ clean:
 default-model: $(STAMP)
 	bash forcefields/models/make_default_model.sh
 
-# The quantum-level model (SevenNet-0 + D3(BJ) labels; not shipped yet): stage 1, two active-learning
-# rounds (own NPT MD, labelled with SevenNet-0 + D3 unless forcefields/data/sevennet/al*.xyz.xz ship
-# them; labelling needs ".[sevenn]"), two fine-tunes, evaluation and card in build/sevennet-model/; resumable.
+# The quantum-level model forcefields/models/lipf6-ec-emc-1m-sevennet.pt from the shipped SevenNet-0 + D3(BJ)
+# frames: the final training (lipf6-ec-emc-1m-sevennet.train.yaml, ~3 h on two cores), deployment, reference-energy
+# refit, evaluation and card in build/sevennet-model/ (not copied over the shipped file); resumable. Earlier stages
+# and active-learning MD run only for rounds missing from forcefields/data/sevennet (labelling needs ".[sevenn]").
 sevennet-model: $(STAMP)
 	CGAA=$(VENV)/bin/cgaa PYTHON=$(PY) bash forcefields/models/make_sevennet_model.sh
 

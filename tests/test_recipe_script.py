@@ -158,18 +158,24 @@ def _run_sevennet(tmp_path: Path) -> list:
     return log.read_text().splitlines()
 
 
+SHIPPED = ("sevenn-1.20", "sevenn-1.13", "sevenn-1.27", "test-sevenn", "comp-0.5m", "comp-2m", "comp-ecemc11",
+           "own-md-1000-test")
+
+
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("xz") is None, reason="needs bash and xz")
 def test_sevennet_recipe_resumes_and_ships_its_active_learning_frames(tmp_path):
     """make sevennet-model: a round whose labelled frames are shipped is not run again; a missing
     round runs its three NPT runs (an interrupted one with --restart) before any labelling, labels
-    two for training (every 0.5 ps) and one held out (every 1 ps), and ships them compressed; each
-    fine-tune starts after its round; the card is evaluated on the classical and own-MD test frames."""
+    two for training (every 0.5 ps) and one held out (every 1 ps), and ships them compressed; the
+    models that make a round's MD are trained only for a missing round; the final stage trains on
+    everything after the last round, refits the reference energies on the training files and the
+    composition anchors, and is evaluated on the classical and own-MD test frames for its card."""
     work, data = tmp_path / "work", tmp_path / "data"
     (work / "run-stage1").mkdir(parents=True)
     (work / "run-stage1" / "test_metrics.json").touch()   # stage 1 finished
     (work / "stage1.pt").touch()
     data.mkdir()
-    for name in ("al1-md-298", "al1-md-338", "al1-test"):  # round 1 shipped
+    for name in SHIPPED + ("al1-md-298", "al1-md-338", "al1-test"):  # round 1 shipped
         (data / f"{name}.xyz.xz").write_bytes(b"x")
     interrupted = work / "al" / "run-32"
     interrupted.mkdir(parents=True)
@@ -177,13 +183,13 @@ def test_sevennet_recipe_resumes_and_ships_its_active_learning_frames(tmp_path):
     (interrupted / "run.json").write_text(json.dumps({"history": [{"status": "interrupted"}]}))
     calls = _run_sevennet(tmp_path)
     verbs = [c.split()[0] for c in calls]
-    assert not any(c.startswith("train ") for c in calls)
+    assert "train --no-progress forcefields/models/lipf6-ec-emc-1m-sevennet.stage1.train.yaml" not in calls
     md = [c for c in calls if c.startswith("simulate")]
     assert len(md) == 3 and all("stage1" not in c for c in md)       # round 2 only, the stage-2 model
     assert f"simulate --restart --time-ps 12 --threads 1 --no-progress -o {interrupted}" in md
     assert any(f"--model {work / 'stage2.pt'}" in c and "--temperature 318" not in c and "--seed 31" in c
                for c in md)
-    ft2 = calls.index(f"finetune --no-progress forcefields/models/lipf6-ec-emc-1m-sevennet.stage2.finetune.yaml")
+    ft2 = calls.index("finetune --no-progress forcefields/models/lipf6-ec-emc-1m-sevennet.stage2.finetune.yaml")
     labels = [i for i, c in enumerate(calls) if c.startswith("label")]
     assert len(labels) == 3 and min(labels) > max(i for i, c in enumerate(calls) if c.startswith("simulate"))
     assert min(i for i, c in enumerate(calls) if c.startswith("simulate")) > ft2
@@ -191,21 +197,49 @@ def test_sevennet_recipe_resumes_and_ships_its_active_learning_frames(tmp_path):
     assert every == ["0.5", "0.5", "1"]
     for name in ("al2-md-298", "al2-md-318", "al2-test"):
         assert (data / f"{name}.xyz.xz").exists()                   # shipped, compressed
-    ft3 = calls.index("finetune --no-progress forcefields/models/lipf6-ec-emc-1m-sevennet.finetune.yaml")
-    assert ft3 > max(labels)
+    # the final stage: trained after the last labels, deployed, reference energies refitted on the
+    # seven training files and the three composition anchors (not on any test file)
+    final = calls.index("train --no-progress forcefields/models/lipf6-ec-emc-1m-sevennet.train.yaml")
+    assert final > max(labels)
+    assert calls[final + 1] == f"deploy {work / 'run-all'}/best.pt -o {work / 'run-all.pt'}"
+    refit = calls[final + 2].split()
+    model = str(work / "lipf6-ec-emc-1m-sevennet.pt")
+    assert refit[:3] == ["-m", "cgaa.train.reference", str(work / "run-all.pt")] and refit[-2:] == ["-o", model]
+    assert sorted(Path(f).name for f in refit[3:-2]) == sorted(
+        f"{n}.xyz.xz" for n in ("sevenn-1.20", "sevenn-1.13", "sevenn-1.27", "al1-md-298", "al1-md-338",
+                                "al2-md-298", "al2-md-318", "comp-0.5m", "comp-2m", "comp-ecemc11"))
     evaluate = [c for c in calls if c.startswith("evaluate")]
+    assert all(c.startswith(f"evaluate {model} ") for c in evaluate) and len(evaluate) == 3
     assert any(str(data / "test-sevenn.xyz.xz") in c and str(data / "al2-test.xyz.xz") in c for c in evaluate)
+    assert any(str(data / "own-md-1000-test.xyz.xz") in c for c in evaluate)
     assert verbs[-1] == "-m" and "--targets 0.10,2" in calls[-1]
+    assert calls[-1].startswith(f"-m cgaa.train.modelcard {model} {work / 'eval'}/metrics.json "
+                                f"{work / 'run-all'}/metrics.csv")
+    assert calls[-1].count("--also") == 2 and f"={work / 'eval-own-md-1000'}/metrics.json" in calls[-1]
+    assert (work / "lipf6-ec-emc-1m-sevennet.parity.png").exists()
 
-    # a second pass: the fine-tunes finished, every output exists: only the card is made again
-    for run in ("run-stage2", "run"):
-        (work / run).mkdir(exist_ok=True)
-        (work / run / "finetune_report.json").touch()
+    # a second pass: round 2 is now shipped (no stage 2 needed), the final training finished, every
+    # output exists: only the card is made again
+    (work / "run-all").mkdir(exist_ok=True)
+    (work / "run-all" / "test_metrics.json").touch()
     for run in (work / "al").glob("run-*"):
         (run / "run.json").write_text(json.dumps({"history": [{"status": "finished"}]}))
-    (work / "eval" / "metrics.json").touch()
-    (work / "eval-own-md" / "metrics.json").touch()
+    for ev in ("eval", "eval-own-md", "eval-own-md-1000"):
+        (work / ev / "metrics.json").touch()
     assert [c.split()[0] for c in _run_sevennet(tmp_path)] == ["-m"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("xz") is None, reason="needs bash and xz")
+def test_sevennet_recipe_from_the_shipped_data_trains_only_the_final_stage(tmp_path):
+    """With every active-learning round shipped, `make sevennet-model` trains no earlier stage and
+    runs no MD: the final training, its deployment, the reference refit, evaluation and card."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in SHIPPED + ("al1-md-298", "al1-md-338", "al1-test", "al2-md-298", "al2-md-318", "al2-test"):
+        (data / f"{name}.xyz.xz").write_bytes(b"x")
+    calls = _run_sevennet(tmp_path)
+    assert [c.split()[0] for c in calls] == ["train", "deploy", "-m", "evaluate", "evaluate", "evaluate", "-m"]
+    assert calls[0] == "train --no-progress forcefields/models/lipf6-ec-emc-1m-sevennet.train.yaml"
 
 
 SEVENNET_FT = ROOT / "forcefields" / "models" / "make_sevennet_finetune.sh"

@@ -187,6 +187,20 @@ def test_model_card_states_prior_and_targets():
     assert "cannot join a System that already has a `NonbondedForce`" in between
 
 
+def test_model_card_rows_for_further_held_out_sets():
+    """Further held-out sets (e.g. the model's own MD) each get a row with their own errors, judged
+    against the same targets: one set within both targets, one missing the energy target."""
+    from cgaa.train.modelcard import further_sets_table
+
+    targets = {"forces_rmse_eV_per_A": 0.10, "energy_rmse_meV_per_atom": 2.0}
+    good = {"n_frames": 10, "forces_rmse_eV_per_A": 0.089, "energy_rmse_meV_per_atom": 1.44,
+            "energy_mean_error_meV_per_atom": -1.34, "pressure_mean_error_bar": -534.2}
+    bad = {"n_frames": 22, "forces_rmse_eV_per_A": 0.099, "energy_rmse_meV_per_atom": 2.54}
+    rows = further_sets_table([("own MD, 1001 atoms", good), ("own MD, 449 atoms", bad)], targets)
+    assert rows[2] == "| own MD, 1001 atoms | 10 | 0.089 | 1.44 (-1.34) | -534 | met |"
+    assert rows[3] == "| own MD, 449 atoms | 22 | 0.099 | 2.54 |  | **not met** |"
+
+
 def test_evaluate_reports_the_signed_mean_energy_error(tmp_path, dataset):
     """`cgaa evaluate`'s energy_mean_error_meV_per_atom is model − reference: raising every
     reference energy by δ per atom lowers it by exactly δ and leaves the force errors as they

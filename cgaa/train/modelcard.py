@@ -8,7 +8,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
-from typing import List, Dict, Optional, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from cgaa.core.fileio import write_text_atomic
 from cgaa.core.modelfile import read_metadata
@@ -60,10 +60,13 @@ CLASSICAL_FRAMES = ("classical MD of a ~1000-atom box at 278, 298, 318 and 338 K
 
 def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str, name: str,
                notes: Optional[str] = None, teacher: str = CLASSICAL_TEACHER, frames: str = CLASSICAL_FRAMES,
-               targets: Optional[Dict[str, float]] = None) -> str:
+               targets: Optional[Dict[str, float]] = None,
+               also: Optional[Sequence[Tuple[str, Dict]]] = None) -> str:
     """The card's Markdown text (``notes``: extra Markdown for the *Use in MD* section,
     e.g. measured MD behaviour; ``teacher``: what labelled the data, in words; ``frames``: how
-    the frames were made; ``targets``: test-error targets, :data:`TARGETS` keys)."""
+    the frames were made; ``targets``: test-error targets, :data:`TARGETS` keys; ``also``:
+    further held-out sets as (label, ``cgaa evaluate`` metrics) pairs, e.g. frames of the model's
+    own MD, each a row with its force and energy RMSE (eV/Å, meV/atom) against the same targets)."""
     targets = {**TARGETS, **(targets or {})}
     c = meta["config"]
     prior = c.get("prior", "none")
@@ -114,6 +117,8 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
               _target_line("energy RMSE", metrics["energy_rmse_meV_per_atom"], targets["energy_rmse_meV_per_atom"],
                            "meV/atom"),
               ""]
+    if also:
+        lines += further_sets_table(also, targets) + [""]
     between = _between_molecules(prior)
     if prior != "none":
         where = (f"The prior also acts between molecules ({between}), so net grain forces are network + prior."
@@ -167,18 +172,38 @@ def model_card(meta: Dict, metrics: Dict, history: Optional[list], command: str,
     return "\n".join(lines)
 
 
+def further_sets_table(also: Sequence[Tuple[str, Dict]], targets: Dict[str, float]) -> List[str]:
+    """Markdown rows for further held-out sets (label, ``cgaa evaluate`` metrics): frames, force
+    RMSE (eV/Å), energy RMSE and signed mean error (meV/atom), pressure mean error (bar, when the
+    frames have stress) and whether both targets are met."""
+    rows = ["| further held-out set | frames | force RMSE (eV/Å) | energy RMSE (mean error) (meV/atom) | "
+            "pressure mean error (bar) | targets |", "|---|---|---|---|---|---|"]
+    for label, m in also:
+        f, e = m["forces_rmse_eV_per_A"], m["energy_rmse_meV_per_atom"]
+        mean = m.get("energy_mean_error_meV_per_atom")
+        p = m.get("pressure_mean_error_bar")
+        met = f <= targets["forces_rmse_eV_per_A"] and e <= targets["energy_rmse_meV_per_atom"]
+        rows.append(f"| {label} | {m['n_frames']} | {f:.3f} | {e:.2f}"
+                    + (f" ({mean:+.2f})" if mean is not None else "")
+                    + f" | {'' if p is None else f'{p:+.0f}'} | {'met' if met else '**not met**'} |")
+    return rows
+
+
 def write_model_card(model: Union[str, Path], metrics_json: Union[str, Path], history_csv: Optional[Union[str, Path]],
                      out: Union[str, Path], command: str, notes: Optional[Union[str, Path]] = None,
-                     **wording) -> Path:
+                     also: Optional[Sequence[Tuple[str, Union[str, Path]]]] = None, **wording) -> Path:
     """Write the card for ``model`` (deployed .pt) with metrics from ``cgaa evaluate``
-    (``notes``: a Markdown file added to the *Use in MD* section; ``wording``: ``teacher``,
-    ``frames``, ``targets`` of :func:`model_card`)."""
+    (``notes``: a Markdown file added to the *Use in MD* section; ``also``: (label, metrics.json)
+    pairs of further held-out sets; ``wording``: ``teacher``, ``frames``, ``targets`` of
+    :func:`model_card`)."""
 
     meta = read_metadata(model)
     metrics = json.loads(Path(metrics_json).read_text())
     history = list(csv.DictReader(open(history_csv))) if history_csv and Path(history_csv).is_file() else None
     text = Path(notes).read_text() if notes else None
-    return write_text_atomic(out, model_card(meta, metrics, history, command, Path(model).stem, text, **wording))
+    further = [(label, json.loads(Path(path).read_text())) for label, path in (also or [])]
+    return write_text_atomic(out, model_card(meta, metrics, history, command, Path(model).stem, text,
+                                             also=further, **wording))
 
 
 def main(argv=None) -> int:
@@ -193,13 +218,22 @@ def main(argv=None) -> int:
     p.add_argument("--frames", default=CLASSICAL_FRAMES, help="how the frames were made, in words")
     p.add_argument("--targets", default=None, metavar="F,E",
                    help="test-error targets: force RMSE eV/A, energy RMSE meV/atom (default 0.2,5: the method paper's)")
+    p.add_argument("--also", action="append", default=[], metavar="LABEL=METRICS.json",
+                   help="a further held-out set (e.g. frames of the model's own MD) evaluated by `cgaa evaluate`: "
+                        "a row of the card's test table; repeatable")
     a = p.parse_args(argv)
+    also = []
+    for item in a.also:
+        label, sep, path = item.rpartition("=")
+        if not sep or not label:
+            p.error(f"--also {item!r}: expected LABEL=METRICS.json")
+        also.append((label, path))
     targets = None
     if a.targets:
         f, e = (float(x) for x in a.targets.split(","))
         targets = {"forces_rmse_eV_per_A": f, "energy_rmse_meV_per_atom": e}
     path = write_model_card(a.model, a.metrics, a.history, a.out, a.command, a.notes, teacher=a.teacher,
-                            frames=a.frames, targets=targets)
+                            frames=a.frames, targets=targets, also=also)
     print(f"wrote {path}")
     return 0
 

@@ -17,7 +17,7 @@ CGAA=${CGAA:-cgaa}
 FRAMES=${FRAMES:-6}
 export OMP_NUM_THREADS=$THREADS OPENMM_CPU_THREADS=$THREADS
 mkdir -p "$WORK"
-ship=forcefields/data/sevennet
+ship=${DATA:-forcefields/data/sevennet}   # where the labelled frames are shipped (DATA: elsewhere, for tests)
 step() { echo "[$(date -u +%FT%TZ)] $*"; }
 
 # name  salt-molarity  solvents  density (g/cm3)  seed

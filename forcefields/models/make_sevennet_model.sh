@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Rebuild the quantum-level CGAA model (1 M LiPF6 in EC:EMC 3:7, SevenNet-0 + D3(BJ) labels) from the
-# shipped data (forcefields/data/sevennet/, made by make_sevennet_data.sh): stage 1 trained on
-# classical-sampled configurations; then two rounds of active learning, each NPT MD of the previous
-# stage's model on fresh 449-atom boxes (two runs whose frames are trained on, one independent run
-# whose frames are held out as own-MD test frames), labelled by SevenNet-0 + D3(BJ), and a fine-tune
-# on all data so far; evaluation on the classical test trajectory plus the held-out own-MD frames; a
-# model card. Run from the repository root: `make sevennet-model`.
+# Rebuild the quantum-level CGAA model forcefields/models/lipf6-ec-emc-1m-sevennet.pt (1 M LiPF6 in
+# EC:EMC 3:7, SevenNet-0 + D3(BJ) labels) from the shipped data (forcefields/data/sevennet/, made by
+# make_sevennet_data.sh). Run from the repository root: `make sevennet-model`.
+#
+# The training data: classical-sampled configurations (sevenn-*.xyz.xz) plus two rounds of active
+# learning, each NPT MD of an earlier model on fresh 449-atom boxes (two runs whose frames are trained
+# on, one independent run whose frames are held out as own-MD test frames) labelled by SevenNet-0 +
+# D3(BJ). Those earlier models are stage 1 (classical frames only) and stage 2 (its fine-tune on round
+# 1); they are trained only when a round's labelled frames are missing: the shipped al*.xyz.xz are used
+# as is, so a rebuild from the shipped data skips straight to the final stage.
+# The final stage is the shipped model: lipf6-ec-emc-1m-sevennet.train.yaml from scratch on every
+# training file, deployed; its per-grain-type reference energies refitted on the training frames plus
+# the composition anchors comp-*.xyz.xz (make_sevennet_compositions.sh; python -m cgaa.train.reference);
+# evaluated on the held-out classical trajectory plus both rounds' own-MD test runs (the card's test
+# set), on those own-MD runs alone, and on the 1001-atom own-MD frames own-md-1000-test.xyz.xz when
+# shipped; a model card.
 #
 # Resumable: a finished step is skipped, an interrupted training continues from its last.pt, an
-# interrupted MD run from its checkpoint, an interrupted labelling from OUTPUT.partial. The labelled
-# active-learning frames are written to forcefields/data/sevennet/al*.xyz.xz (shipped, so a later
-# rebuild trains on the same frames without repeating the MD: an existing shipped file is used as
-# is). Everything else goes to WORK (default build/sevennet-model). The model is NOT copied to
-# forcefields/models/ (it is shipped only when its card meets the targets; see the issue notes).
-# Labelling needs `pip install "cgaa[sevenn]"` (only when an al*.xyz.xz file is missing).
+# interrupted MD run from its checkpoint, an interrupted labelling from OUTPUT.partial. Labelled
+# frames made here are written to DATA (default forcefields/data/sevennet/; shipped, so a later rebuild
+# trains on the same frames). Everything else goes to WORK (default build/sevennet-model; the training
+# configs write there too). The model is NOT copied to forcefields/models/: compare its card
+# ($WORK/lipf6-ec-emc-1m-sevennet.md) with the shipped one first. Labelling needs
+# `pip install "cgaa[sevenn]"` (only when a labelled file is missing).
 set -euo pipefail
 here=forcefields/models
 data=${DATA:-forcefields/data/sevennet}   # shipped labelled frames (DATA: elsewhere, for tests)
@@ -84,25 +93,63 @@ deploy() {  # RUN_DIR MODEL
     [ -e "$2" ] || "$CGAA" deploy "$1/best.pt" -o "$2"
 }
 
-# stage 1: classical-sampled configurations only
-train_run "$here/lipf6-ec-emc-1m-sevennet.stage1.train.yaml" "$WORK/run-stage1" train
-deploy "$WORK/run-stage1" "$WORK/stage1.pt"
-# active learning round 1 (stage-1 model) and stage 2
-al_round "$WORK/stage1.pt" 1 298,21 338,22 298,23
-train_run "$here/lipf6-ec-emc-1m-sevennet.stage2.finetune.yaml" "$WORK/run-stage2" finetune
-deploy "$WORK/run-stage2" "$WORK/stage2.pt"
-# active learning round 2 (stage-2 model) and stage 3
-al_round "$WORK/stage2.pt" 2 298,31 318,32 298,33
-train_run "$here/lipf6-ec-emc-1m-sevennet.finetune.yaml" "$WORK/run" finetune
+# round_missing R: some of active-learning round R's labelled frames are not in $data
+round_missing() {
+    local n
+    for n in $(al_names "$1"); do [ -s "$data/$n.xyz.xz" ] || return 0; done
+    return 1
+}
+al_names() {  # the labelled files of round R
+    case $1 in 1) echo al1-md-298 al1-md-338 al1-test ;; 2) echo al2-md-298 al2-md-318 al2-test ;; esac
+}
+
+# stage 1 (classical-sampled frames only) and active-learning round 1, when round 1 or 2 is missing
+if round_missing 1 || round_missing 2; then
+    train_run "$here/lipf6-ec-emc-1m-sevennet.stage1.train.yaml" "$WORK/run-stage1" train
+    deploy "$WORK/run-stage1" "$WORK/stage1.pt"
+fi
+round_missing 1 && al_round "$WORK/stage1.pt" 1 298,21 338,22 298,23
+# stage 2 (stage 1 fine-tuned on round 1) and active-learning round 2, when round 2 is missing
+if round_missing 2; then
+    train_run "$here/lipf6-ec-emc-1m-sevennet.stage2.finetune.yaml" "$WORK/run-stage2" finetune
+    deploy "$WORK/run-stage2" "$WORK/stage2.pt"
+    al_round "$WORK/stage2.pt" 2 298,31 318,32 298,33
+fi
+
+# the final stage: every training file, from scratch
+train_run "$here/lipf6-ec-emc-1m-sevennet.train.yaml" "$WORK/run-all" train
+deploy "$WORK/run-all" "$WORK/run-all.pt"
+# composition anchors for the reference energies (shipped; made when missing)
+for c in 0.5m 2m ecemc11; do
+    [ -s "$data/comp-$c.xyz.xz" ] || { DATA="$data" WORK="$WORK/compositions" CGAA="$CGAA" \
+        bash "$here/make_sevennet_compositions.sh"; break; }
+done
 model=$WORK/lipf6-ec-emc-1m-sevennet.pt
-deploy "$WORK/run" "$model"
-# held-out frames: the classical test trajectory and both rounds' independent own-MD runs
+train_files=""
+for n in sevenn-1.20 sevenn-1.13 sevenn-1.27 al1-md-298 al1-md-338 al2-md-298 al2-md-318; do
+    train_files="$train_files $data/$n.xyz.xz"
+done
+if [ ! -e "$model" ]; then
+    step "reference energies refitted on the training frames and the composition anchors"
+    # shellcheck disable=SC2086
+    "$PYTHON" -m cgaa.train.reference "$WORK/run-all.pt" $train_files "$data"/comp-{0.5m,2m,ecemc11}.xyz.xz -o "$model"
+fi
+# held-out frames: the classical test trajectory and both rounds' independent own-MD runs (the card's
+# test set); the own-MD runs alone; the 1001-atom own-MD frames of the shipped model, when shipped
 [ -e "$WORK/eval/metrics.json" ] || "$CGAA" evaluate "$model" "$data/test-sevenn.xyz.xz" \
     "$data/al1-test.xyz.xz" "$data/al2-test.xyz.xz" --out "$WORK/eval"
 [ -e "$WORK/eval-own-md/metrics.json" ] || "$CGAA" evaluate "$model" "$data/al1-test.xyz.xz" \
     "$data/al2-test.xyz.xz" --out "$WORK/eval-own-md"
-"$PYTHON" -m cgaa.train.modelcard "$model" "$WORK/eval/metrics.json" "$WORK/run/metrics.csv" \
-    "$WORK/lipf6-ec-emc-1m-sevennet.md" --command "make sevennet-model" --targets 0.10,2 \
+also=(--also "own MD of the stage-1 and stage-2 models (449 atoms)=$WORK/eval-own-md/metrics.json")
+if [ -s "$data/own-md-1000-test.xyz.xz" ]; then
+    [ -e "$WORK/eval-own-md-1000/metrics.json" ] || "$CGAA" evaluate "$model" "$data/own-md-1000-test.xyz.xz" \
+        --out "$WORK/eval-own-md-1000"
+    also+=(--also "own NPT MD of the shipped model (1001 atoms)=$WORK/eval-own-md-1000/metrics.json")
+fi
+"$PYTHON" -m cgaa.train.modelcard "$model" "$WORK/eval/metrics.json" "$WORK/run-all/metrics.csv" \
+    "$WORK/lipf6-ec-emc-1m-sevennet.md" --command "make sevennet-model" --targets 0.10,2 "${also[@]}" \
     --teacher "SevenNet-0 + D3(BJ) labels (the quantum-level teacher, \`cgaa label -c sevenn\`; forcefields/data/sevennet/README.md) over the classical prior \`teacher_bonded\`" \
-    --frames "449-atom boxes: classical MD at 278-338 K and 1.13-1.27 g/cm³ (+ hot and distorted frames; forcefields/models/make_sevennet_data.sh), then two active-learning rounds of the model's own NPT MD at 298-338 K; test: an independent classical trajectory plus one independent own-MD run per round"
+    --frames "449-atom boxes: classical MD at 278-338 K and 1.13-1.27 g/cm³ (+ hot and distorted frames; forcefields/models/make_sevennet_data.sh), then two active-learning rounds of earlier models' own NPT MD at 298-338 K; reference energies refitted with three further compositions (0.5 M, 2 M, EC:EMC 1:1); test: an independent classical trajectory plus one independent own-MD run per round"
+[ -e "$WORK/run-all/learning_curve.png" ] && cp "$WORK/run-all/learning_curve.png" "$WORK/lipf6-ec-emc-1m-sevennet.learning_curve.png"
+[ -e "$WORK/eval/parity.png" ] && cp "$WORK/eval/parity.png" "$WORK/lipf6-ec-emc-1m-sevennet.parity.png"
 echo "make_sevennet_model: $model, card $WORK/lipf6-ec-emc-1m-sevennet.md"
