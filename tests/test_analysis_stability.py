@@ -108,3 +108,38 @@ def test_run_contact_floor_reads_the_runs_model(tmp_path):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "model.pt").write_text("not a model")
     assert run_contact_floor(tmp_path / "other") is None
+
+
+def test_all_pairs_and_neighbour_list_paths_agree(monkeypatch):
+    """Small boxes take every pair at once, large ones a neighbour list per frame: on the same
+    frames (random gas of waters and Li, periodic) both find the same closest approaches and counts."""
+    import cgaa.analysis.stability as st
+
+    rng = np.random.default_rng(3)
+    top = md.Topology()
+    chain = top.add_chain()
+    for _ in range(12):
+        w = top.add_residue("HOH", chain)
+        o = top.add_atom("O", md.element.oxygen, w)
+        for name in ("H1", "H2"):
+            top.add_bond(o, top.add_atom(name, md.element.hydrogen, w))
+        top.add_atom("LI", md.element.lithium, top.add_residue("LI", chain))
+    frames = []
+    for _ in range(7):
+        xyz = []
+        for _ in range(12):
+            o = rng.uniform(-BOX_NM, 2 * BOX_NM, 3)  # unwrapped: images matter
+            xyz += [o, o + [0.096, 0, 0], o + [0, 0.096, 0], rng.uniform(0, BOX_NM, 3)]
+        frames.append(xyz)
+    traj = md.Trajectory(np.array(frames, dtype=np.float32), top, unitcell_lengths=np.full((7, 3), BOX_NM),
+                         unitcell_angles=np.full((7, 3), 90.0))
+    floor = [[3, 8, 2.5], [1, 8, 2.0]]
+    every = stability_check(traj, contact_floor=floor)
+    monkeypatch.setattr(st, "ALL_PAIRS_MAX", 0)
+    listed = stability_check(traj, contact_floor=floor)
+    assert set(every.closest) == set(listed.closest) and len(every.closest) >= 4
+    for key, (d, f, a, b) in every.closest.items():
+        d2, f2, a2, b2 = listed.closest[key]
+        assert d == pytest.approx(d2, abs=1e-5) and (f, {a, b}) == (f2, {a2, b2})
+    assert every.frames_below_floor == listed.frames_below_floor
+    assert every.frames_below_wall == listed.frames_below_wall

@@ -100,6 +100,13 @@ def _wrapped(traj):
     return out
 
 
+#: Atom pairs up to which every pair is computed at once (about 2000 atoms); larger boxes use a
+#: neighbour list per frame.
+ALL_PAIRS_MAX = 2_000_000
+#: Distances computed per chunk of frames on the all-pairs path (memory: 4 bytes each, twice).
+DISTANCES_PER_CHUNK = 10_000_000
+
+
 def stability_check(traj, contact_floor: Optional[Sequence[Sequence[float]]] = None,
                     guard_fraction: float = GUARD_FRACTION, search_A: float = 4.0) -> StabilityResult:
     """Check every frame of ``traj`` (mdtraj Trajectory with a box and topology bonds) for broken
@@ -141,15 +148,9 @@ def stability_check(traj, contact_floor: Optional[Sequence[Sequence[float]]] = N
     wrapped = _wrapped(traj)
     cut_nm = units.angstrom_to_nm(float(search_A))
     per_frame: Dict[str, np.ndarray] = {}  # element pair -> closest approach in each frame (Å; inf: none)
-    for f in range(traj.n_frames):
-        nbrs = md.compute_neighborlist(wrapped, cut_nm, frame=f, periodic=True)
-        ii = np.repeat(np.arange(len(nbrs)), [len(js) for js in nbrs])
-        jj = np.concatenate([np.asarray(js, dtype=int) for js in nbrs]) if len(ii) else ii
-        keep = (jj > ii) & (res[ii] != res[jj])
-        pairs = np.stack([ii[keep], jj[keep]], axis=1).astype(np.int32)
-        if not len(pairs):
-            continue
-        d = units.nm_to_angstrom(md.compute_distances(wrapped[f], pairs, periodic=True)[0])
+
+    def record(f: int, pairs: np.ndarray, d: np.ndarray) -> None:
+        """Closest approach per element pair in frame f among ``pairs`` at distances ``d`` (Å)."""
         za, zb = np.minimum(z[pairs[:, 0]], z[pairs[:, 1]]), np.maximum(z[pairs[:, 0]], z[pairs[:, 1]])
         code = za * 1000 + zb
         for c in np.unique(code):
@@ -159,6 +160,28 @@ def stability_check(traj, contact_floor: Optional[Sequence[Sequence[float]]] = N
             per_frame.setdefault(key, np.full(traj.n_frames, np.inf))[f] = d[k]
             if key not in out.closest or d[k] < out.closest[key][0]:
                 out.closest[key] = (float(d[k]), f, int(pairs[k, 0]), int(pairs[k, 1]))
+
+    n = traj.n_atoms
+    if n * (n - 1) // 2 <= ALL_PAIRS_MAX:  # small boxes: every pair of every frame at once, in chunks
+        ii, jj = np.triu_indices(n, 1)
+        keep = res[ii] != res[jj]
+        pairs = np.stack([ii[keep], jj[keep]], axis=1).astype(np.int32)
+        chunk = max(1, DISTANCES_PER_CHUNK // max(len(pairs), 1))
+        for f0 in range(0, traj.n_frames if len(pairs) else 0, chunk):
+            d = units.nm_to_angstrom(md.compute_distances(wrapped[f0:f0 + chunk], pairs, periodic=True))
+            for r, row in enumerate(d):
+                near = row <= float(search_A)
+                if near.any():
+                    record(f0 + r, pairs[near], row[near])
+    else:  # large boxes: a neighbour list per frame
+        for f in range(traj.n_frames):
+            nbrs = md.compute_neighborlist(wrapped, cut_nm, frame=f, periodic=True)
+            ii = np.repeat(np.arange(len(nbrs)), [len(js) for js in nbrs])
+            jj = np.concatenate([np.asarray(js, dtype=int) for js in nbrs]) if len(ii) else ii
+            keep = (jj > ii) & (res[ii] != res[jj])
+            pairs = np.stack([ii[keep], jj[keep]], axis=1).astype(np.int32)
+            if len(pairs):
+                record(f, pairs, units.nm_to_angstrom(md.compute_distances(wrapped[f], pairs, periodic=True)[0]))
     for z1, z2, dmin in contact_floor or []:
         if int(z1) in symbols and int(z2) in symbols:
             out.floor[_pair_key(int(z1), int(z2), symbols)] = float(dmin)
